@@ -1,0 +1,22 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "holds")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub event_id: i64,
+    pub user_id: String,
+    /// `ACTIVE`, `CONFIRMED`, `RELEASED` or `EXPIRED`. An `ACTIVE` hold past
+    /// `expires_at_ms` is expired even before the sweeper records it.
+    pub status: String,
+    pub expires_at_ms: i64,
+    pub total_cents: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,14 @@
+//! Database migrations for onsale. Applied migrations are never edited: add a new file instead.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_create_core::Migration)]
+    }
+}

@@ -1,0 +1,113 @@
+//! Bearer tokens: HS256 JWTs with `sub`, `exp` and an optional `role`.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+/// Who is making a request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    /// A token was sent but is not valid; anything that needs a user is refused.
+    Invalid,
+    User(User),
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub admin: bool,
+}
+
+impl Caller {
+    /// The user, or `UNAUTHENTICATED`.
+    pub fn user(&self) -> Result<&User, crate::error::AppError> {
+        match self {
+            Caller::User(user) => Ok(user),
+            Caller::Anonymous => Err(crate::error::AppError::Unauthenticated(
+                "a bearer token is required".into(),
+            )),
+            Caller::Invalid => Err(crate::error::AppError::Unauthenticated(
+                "the bearer token is invalid or expired".into(),
+            )),
+        }
+    }
+
+    /// The user if they are an admin; `UNAUTHENTICATED` or `FORBIDDEN` otherwise.
+    pub fn admin(&self) -> Result<&User, crate::error::AppError> {
+        let user = self.user()?;
+        if user.admin {
+            Ok(user)
+        } else {
+            Err(crate::error::AppError::Forbidden(
+                "this needs an admin token".into(),
+            ))
+        }
+    }
+}
+
+/// Signs and verifies tokens with one secret.
+pub struct Jwt {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl Jwt {
+    pub fn new(secret: &str, leeway_secs: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = leeway_secs;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    /// Signs a token for `sub` valid for `ttl_secs`.
+    pub fn issue(&self, sub: &str, admin: bool, ttl_secs: i64) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = Claims {
+            sub: sub.to_owned(),
+            exp: chrono::Utc::now().timestamp() + ttl_secs,
+            role: admin.then(|| "admin".to_owned()),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
+    /// Verifies a raw token (no `Bearer ` prefix).
+    pub fn verify(&self, token: &str) -> Option<User> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
+        let sub = data.claims.sub.trim();
+        if sub.is_empty() || sub.len() > 200 || sub.chars().any(char::is_control) {
+            return None;
+        }
+        Some(User {
+            id: sub.to_owned(),
+            admin: data.claims.role.as_deref() == Some("admin"),
+        })
+    }
+
+    /// Turns an `Authorization` header value into a caller.
+    pub fn caller_from_header(&self, header: Option<&str>) -> Caller {
+        let Some(value) = header.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Caller::Anonymous;
+        };
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .unwrap_or("");
+        match self.verify(token.trim()) {
+            Some(user) => Caller::User(user),
+            None => Caller::Invalid,
+        }
+    }
+}

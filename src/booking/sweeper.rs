@@ -1,0 +1,84 @@
+//! The expiry sweeper: returns the seats of holds that ran out to AVAILABLE and records the
+//! change. Correctness never depends on it (an expired hold's seats are claimable at once);
+//! it makes expiry visible on seat maps.
+
+use std::time::Duration;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::BookingService;
+use super::changes;
+use super::holds::hold_seat_ids;
+use super::model::{HoldStatus, now_ms};
+use crate::error::AppError;
+use entity::hold;
+
+/// Turns true when the process is shutting down.
+pub type Shutdown = tokio::sync::watch::Receiver<bool>;
+
+impl BookingService {
+    /// Expires every hold past its expiry (a batch at a time). Returns how many it expired.
+    pub async fn sweep_expired(&self) -> Result<usize, AppError> {
+        let now = now_ms();
+        let due = hold::Entity::find()
+            .filter(hold::Column::Status.eq("ACTIVE"))
+            .filter(hold::Column::ExpiresAtMs.lte(now))
+            .order_by_asc(hold::Column::ExpiresAtMs)
+            .limit(200)
+            .all(&self.db.conn)
+            .await?;
+        let mut expired = 0;
+        for stored in due {
+            let published = self
+                .db
+                .retry(|| async {
+                    let tx = self.db.begin_write().await?;
+                    let ids = hold_seat_ids(&tx.txn, &stored.id).await?;
+                    let locked = self.lock_seats(&tx.txn, &ids, false).await?;
+                    let now = now_ms();
+                    let updated = hold::Entity::update_many()
+                        .col_expr(hold::Column::Status, Expr::value(HoldStatus::Expired.as_str()))
+                        .col_expr(hold::Column::UpdatedAtMs, Expr::value(now))
+                        .filter(hold::Column::Id.eq(stored.id.as_str()))
+                        .filter(hold::Column::Status.eq("ACTIVE"))
+                        .filter(hold::Column::ExpiresAtMs.lte(now))
+                        .exec(&tx.txn)
+                        .await?;
+                    if updated.rows_affected != 1 {
+                        return Ok(Vec::new());
+                    }
+                    let pending = self.free_seats_of_hold(&tx.txn, &stored.id, &locked).await?;
+                    let published = changes::append(&tx.txn, stored.event_id, pending).await?;
+                    tx.commit().await?;
+                    Ok(published)
+                })
+                .await?;
+            if !published.is_empty() {
+                expired += 1;
+            }
+            self.bus.publish(published).await;
+        }
+        if expired > 0 {
+            tracing::info!(count = expired, "expired holds swept");
+        }
+        Ok(expired)
+    }
+
+    /// Runs the sweeper every `interval` until `shutdown` turns true.
+    pub async fn run_sweeper(self, interval: Duration, mut shutdown: Shutdown) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    if let Err(err) = self.sweep_expired().await {
+                        tracing::warn!(error = %err, "expiry sweep failed; will try again");
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+}
+

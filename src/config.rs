@@ -1,0 +1,208 @@
+//! Configuration from environment variables only (a `.env` file is read first if present).
+//! Invalid configuration stops the process with one line naming the variable and the problem.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A configuration variable that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+/// Stripe settings; present only when `STRIPE_SECRET_KEY` is set (payments on).
+#[derive(Clone, Debug)]
+pub struct StripeConfig {
+    pub secret_key: String,
+    pub api_base: String,
+    pub webhook_secret: Option<String>,
+    pub currency: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub bind_addr: SocketAddr,
+    pub jwt_secret: String,
+    /// True when `JWT_SECRET` was unset and a random secret was generated (dev mode).
+    pub jwt_secret_generated: bool,
+    pub jwt_leeway_secs: u64,
+    pub hold_ttl: Duration,
+    pub seed_demo: bool,
+    pub stripe: Option<StripeConfig>,
+    pub db_pool_max: Option<u32>,
+    pub log_format: LogFormat,
+    /// Longest a transaction waits for a seat row lock before the request is retried.
+    pub lock_timeout: Duration,
+    /// Most seats one hold may contain.
+    pub max_seats_per_hold: usize,
+    /// How often the sweeper returns expired holds' seats.
+    pub sweep_interval: Duration,
+    /// Whether GraphiQL (`GET /`) and introspection are served.
+    pub graphiql: bool,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let database_url =
+            lookup("DATABASE_URL").unwrap_or_else(|| "sqlite://onsale.db?mode=rwc".to_owned());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError {
+                var: "DATABASE_URL",
+                problem: "must start with sqlite:, postgres:// or postgresql://".into(),
+            });
+        }
+        let redis_url = lookup("REDIS_URL");
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(ConfigError {
+                var: "REDIS_URL",
+                problem: "must start with redis:// or rediss://".into(),
+            });
+        }
+        let bind_addr = parse(&lookup, "BIND_ADDR", "127.0.0.1:8080".parse().ok())?;
+        let (jwt_secret, jwt_secret_generated) = match lookup("JWT_SECRET") {
+            Some(secret) if secret.len() < 16 => {
+                return Err(ConfigError {
+                    var: "JWT_SECRET",
+                    problem: "must be at least 16 characters".into(),
+                });
+            }
+            Some(secret) => (secret, false),
+            None => (random_secret(), true),
+        };
+        let hold_ttl_secs: u64 = parse(&lookup, "HOLD_TTL_SECS", Some(600))?;
+        if hold_ttl_secs == 0 || hold_ttl_secs > 86_400 {
+            return Err(ConfigError {
+                var: "HOLD_TTL_SECS",
+                problem: "must be between 1 and 86400".into(),
+            });
+        }
+        let stripe = match lookup("STRIPE_SECRET_KEY") {
+            None => None,
+            Some(key) if !key.starts_with("sk_") && !key.starts_with("rk_") => {
+                return Err(ConfigError {
+                    var: "STRIPE_SECRET_KEY",
+                    problem: "must start with sk_ or rk_".into(),
+                });
+            }
+            Some(secret_key) => Some(StripeConfig {
+                secret_key,
+                api_base: lookup("STRIPE_API_BASE")
+                    .unwrap_or_else(|| "https://api.stripe.com".into())
+                    .trim_end_matches('/')
+                    .to_owned(),
+                webhook_secret: lookup("STRIPE_WEBHOOK_SECRET"),
+                currency: lookup("STRIPE_CURRENCY").unwrap_or_else(|| "usd".into()),
+            }),
+        };
+        let db_pool_max: Option<u32> = match lookup("DB_POOL_MAX") {
+            None => None,
+            Some(_) => Some(parse(&lookup, "DB_POOL_MAX", None)?),
+        };
+        if db_pool_max == Some(0) {
+            return Err(ConfigError {
+                var: "DB_POOL_MAX",
+                problem: "must be at least 1".into(),
+            });
+        }
+        let log_format = match lookup("LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "LOG_FORMAT",
+                    problem: format!("must be pretty or json, not {other:?}"),
+                });
+            }
+        };
+        let max_seats_per_hold: usize = parse(&lookup, "MAX_SEATS_PER_HOLD", Some(10))?;
+        if max_seats_per_hold == 0 {
+            return Err(ConfigError {
+                var: "MAX_SEATS_PER_HOLD",
+                problem: "must be at least 1".into(),
+            });
+        }
+        Ok(Self {
+            database_url,
+            redis_url,
+            bind_addr,
+            jwt_secret,
+            jwt_secret_generated,
+            jwt_leeway_secs: parse(&lookup, "JWT_LEEWAY_SECS", Some(0))?,
+            hold_ttl: Duration::from_secs(hold_ttl_secs),
+            seed_demo: parse_bool(&lookup, "SEED_DEMO", true)?,
+            stripe,
+            db_pool_max,
+            log_format,
+            lock_timeout: Duration::from_millis(parse(&lookup, "LOCK_TIMEOUT_MS", Some(1000))?),
+            max_seats_per_hold,
+            sweep_interval: Duration::from_millis(parse(&lookup, "SWEEP_INTERVAL_MS", Some(1000))?),
+            graphiql: parse_bool(&lookup, "GRAPHIQL", true)?,
+        })
+    }
+
+    /// True when the database is SQLite (the embedded default).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: Option<T>,
+) -> Result<T, ConfigError> {
+    match lookup(var) {
+        Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
+            var,
+            problem: format!("cannot parse {raw:?}"),
+        }),
+        None => default.ok_or(ConfigError {
+            var,
+            problem: "is required".into(),
+        }),
+    }
+}
+
+fn parse_bool(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match lookup(var).map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError {
+            var,
+            problem: format!("must be true or false, not {other:?}"),
+        }),
+    }
+}
+
+fn random_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

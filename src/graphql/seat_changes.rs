@@ -1,0 +1,31 @@
+//! Live seat changes over WebSocket.
+
+use async_graphql::{Context, ID, Result, Subscription};
+use futures::{Stream, StreamExt};
+
+use super::service;
+use super::types::SeatChange;
+use crate::booking::model::parse_numeric_id;
+use crate::error::GqlResultExt;
+
+#[derive(Default)]
+pub struct SeatChangeSubscription;
+
+#[Subscription]
+impl SeatChangeSubscription {
+    /// Every change of the event's seats, in `seq` order. With `afterSeq`, first replays the
+    /// changes after it (use the `seq` of `seatMap`), then continues live.
+    async fn seat_changes(
+        &self,
+        ctx: &Context<'_>,
+        event_id: ID,
+        after_seq: Option<i32>,
+    ) -> Result<impl Stream<Item = Result<SeatChange>> + use<>> {
+        let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        let feed = service(ctx)
+            .seat_change_feed(event_id, after_seq.map(i64::from))
+            .await
+            .gql()?;
+        Ok(feed.map(|item| item.map(SeatChange::from).gql()))
+    }
+}

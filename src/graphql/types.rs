@@ -1,0 +1,236 @@
+//! GraphQL output types. They wrap the service's views, never the tables.
+
+use async_graphql::{Enum, ID, SimpleObject};
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::booking::model::{
+    BookingStatus as DomainBookingStatus, BookingView, EventView, HoldStatus as DomainHoldStatus,
+    HoldView, SeatMapView, SeatStatus as DomainSeatStatus, SeatView,
+};
+use crate::realtime::SeatChange as DomainSeatChange;
+
+pub fn datetime(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// GraphQL `Int` is 32-bit; counts and cents beyond it are clamped rather than wrapped.
+pub fn int(value: i64) -> i32 {
+    i32::try_from(value).unwrap_or(if value < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// Whether a seat can be taken.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum SeatStatus {
+    Available,
+    Held,
+    Booked,
+}
+
+impl From<DomainSeatStatus> for SeatStatus {
+    fn from(s: DomainSeatStatus) -> Self {
+        match s {
+            DomainSeatStatus::Available => Self::Available,
+            DomainSeatStatus::Held => Self::Held,
+            DomainSeatStatus::Booked => Self::Booked,
+        }
+    }
+}
+
+/// Where a hold is in its life.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum HoldStatus {
+    Active,
+    Confirmed,
+    Released,
+    Expired,
+}
+
+impl From<DomainHoldStatus> for HoldStatus {
+    fn from(s: DomainHoldStatus) -> Self {
+        match s {
+            DomainHoldStatus::Active => Self::Active,
+            DomainHoldStatus::Confirmed => Self::Confirmed,
+            DomainHoldStatus::Released => Self::Released,
+            DomainHoldStatus::Expired => Self::Expired,
+        }
+    }
+}
+
+impl From<HoldStatus> for DomainHoldStatus {
+    fn from(s: HoldStatus) -> Self {
+        match s {
+            HoldStatus::Active => Self::Active,
+            HoldStatus::Confirmed => Self::Confirmed,
+            HoldStatus::Released => Self::Released,
+            HoldStatus::Expired => Self::Expired,
+        }
+    }
+}
+
+/// Where a booking is in its life.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+pub enum BookingStatus {
+    Confirmed,
+    Cancelled,
+    Refunded,
+}
+
+impl From<DomainBookingStatus> for BookingStatus {
+    fn from(s: DomainBookingStatus) -> Self {
+        match s {
+            DomainBookingStatus::Confirmed => Self::Confirmed,
+            DomainBookingStatus::Cancelled => Self::Cancelled,
+            DomainBookingStatus::Refunded => Self::Refunded,
+        }
+    }
+}
+
+/// An event with live seat counts.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Event {
+    pub id: ID,
+    pub name: String,
+    pub venue: String,
+    pub starts_at: DateTime<Utc>,
+    pub seat_count: i32,
+    /// Seats free to hold now (including seats of holds that have run out).
+    pub available: i32,
+    pub held: i32,
+    pub booked: i32,
+}
+
+impl From<EventView> for Event {
+    fn from(e: EventView) -> Self {
+        Self {
+            id: ID(e.id.to_string()),
+            name: e.name,
+            venue: e.venue,
+            starts_at: datetime(e.starts_at_ms),
+            seat_count: int(e.seat_count),
+            available: int(e.available),
+            held: int(e.held),
+            booked: int(e.booked),
+        }
+    }
+}
+
+/// One seat and its status right now.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Seat {
+    pub id: ID,
+    pub section: String,
+    pub row: String,
+    pub number: i32,
+    pub price_cents: i32,
+    pub status: SeatStatus,
+    /// When the hold on this seat runs out; set while HELD.
+    pub hold_expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<SeatView> for Seat {
+    fn from(s: SeatView) -> Self {
+        Self {
+            id: ID(s.id.to_string()),
+            section: s.section,
+            row: s.row,
+            number: s.number,
+            price_cents: int(s.price_cents),
+            status: s.status.into(),
+            hold_expires_at: s.hold_expires_at_ms.map(datetime),
+        }
+    }
+}
+
+/// An event's seats and the seat-change sequence number they reflect.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SeatMap {
+    pub event: Event,
+    pub seats: Vec<Seat>,
+    /// Subscribe to `seatChanges` with `afterSeq` set to this to stay exactly current.
+    pub seq: i32,
+}
+
+impl From<SeatMapView> for SeatMap {
+    fn from(m: SeatMapView) -> Self {
+        Self {
+            event: m.event.into(),
+            seats: m.seats.into_iter().map(Into::into).collect(),
+            seq: int(m.seq),
+        }
+    }
+}
+
+/// Seats held for one user until `expiresAt`.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Hold {
+    pub id: ID,
+    pub event_id: ID,
+    pub seats: Vec<Seat>,
+    pub status: HoldStatus,
+    pub expires_at: DateTime<Utc>,
+    pub total_cents: i32,
+}
+
+impl From<HoldView> for Hold {
+    fn from(h: HoldView) -> Self {
+        Self {
+            id: ID(h.id),
+            event_id: ID(h.event_id.to_string()),
+            seats: h.seats.into_iter().map(Into::into).collect(),
+            status: h.status.into(),
+            expires_at: datetime(h.expires_at_ms),
+            total_cents: int(h.total_cents),
+        }
+    }
+}
+
+/// Booked seats.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Booking {
+    pub id: ID,
+    pub event_id: ID,
+    pub hold_id: ID,
+    pub seats: Vec<Seat>,
+    pub status: BookingStatus,
+    pub total_cents: i32,
+    pub payment_intent_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<BookingView> for Booking {
+    fn from(b: BookingView) -> Self {
+        Self {
+            id: ID(b.id),
+            event_id: ID(b.event_id.to_string()),
+            hold_id: ID(b.hold_id),
+            seats: b.seats.into_iter().map(Into::into).collect(),
+            status: b.status.into(),
+            total_cents: int(b.total_cents),
+            payment_intent_id: b.payment_intent_id,
+            created_at: datetime(b.created_at_ms),
+        }
+    }
+}
+
+/// One committed change of one seat.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SeatChange {
+    pub event_id: ID,
+    pub seat_id: ID,
+    pub status: SeatStatus,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    /// Strictly increasing per event; a gap means a missed change.
+    pub seq: i32,
+}
+
+impl From<DomainSeatChange> for SeatChange {
+    fn from(c: DomainSeatChange) -> Self {
+        Self {
+            event_id: ID(c.event_id.to_string()),
+            seat_id: ID(c.seat_id.to_string()),
+            status: c.status.into(),
+            hold_expires_at: c.hold_expires_at_ms.map(datetime),
+            seq: int(c.seq),
+        }
+    }
+}

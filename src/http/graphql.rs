@@ -1,0 +1,139 @@
+//! GraphQL over HTTP (`POST /graphql`), over WebSocket (`/graphql/ws`) and GraphiQL (`/`).
+
+use std::time::Instant;
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::{BatchRequest, BatchResponse, Data, Response as GqlResponse};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+
+/// GraphiQL, wired to the HTTP and WebSocket endpoints.
+pub async fn graphiql(State(state): State<AppState>) -> Response {
+    if !state.graphiql {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("onsale GraphiQL")
+            .finish(),
+    )
+    .into_response()
+}
+
+/// Queries and mutations. Malformed JSON is a plain 400; the bearer token becomes the
+/// request's caller; errors the engine raises without a code (parse, validation, depth or
+/// complexity limits) get `BAD_USER_INPUT`.
+pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let request: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            metrics::counter!("onsale_graphql_requests_total", "code" => "MALFORMED_JSON").increment(1);
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"errors": [{
+                    "message": format!("the request body is not valid GraphQL JSON: {err}"),
+                    "extensions": {"code": "BAD_USER_INPUT"}
+                }]})),
+            )
+                .into_response();
+        }
+    };
+    let caller = state.jwt.caller_from_header(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let response = match state.schema.execute_batch(request.data(caller)).await {
+        BatchResponse::Single(resp) => BatchResponse::Single(with_codes(resp)),
+        BatchResponse::Batch(resps) => {
+            BatchResponse::Batch(resps.into_iter().map(with_codes).collect())
+        }
+    };
+    let code = first_code(&response);
+    metrics::counter!("onsale_graphql_requests_total", "code" => code).increment(1);
+    metrics::histogram!("onsale_graphql_request_seconds", "code" => code)
+        .record(started.elapsed().as_secs_f64());
+    Json(response).into_response()
+}
+
+fn with_codes(mut resp: GqlResponse) -> GqlResponse {
+    for err in &mut resp.errors {
+        let has_code = err
+            .extensions
+            .as_ref()
+            .is_some_and(|ext| ext.get("code").is_some());
+        if !has_code {
+            err.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "BAD_USER_INPUT");
+        }
+    }
+    resp
+}
+
+fn first_code(resp: &BatchResponse) -> &'static str {
+    let errors: Vec<&async_graphql::ServerError> = match resp {
+        BatchResponse::Single(r) => r.errors.iter().collect(),
+        BatchResponse::Batch(rs) => rs.iter().flat_map(|r| r.errors.iter()).collect(),
+    };
+    let Some(first) = errors.first() else {
+        return "OK";
+    };
+    let code = first
+        .extensions
+        .as_ref()
+        .and_then(|ext| ext.get("code"))
+        .map(|v| v.to_string());
+    match code.as_deref().map(|c| c.trim_matches('"')) {
+        Some("UNAUTHENTICATED") => "UNAUTHENTICATED",
+        Some("FORBIDDEN") => "FORBIDDEN",
+        Some("NOT_FOUND") => "NOT_FOUND",
+        Some("SEAT_UNAVAILABLE") => "SEAT_UNAVAILABLE",
+        Some("HOLD_EXPIRED") => "HOLD_EXPIRED",
+        Some("HOLD_NOT_ACTIVE") => "HOLD_NOT_ACTIVE",
+        Some("RETRY_LATER") => "RETRY_LATER",
+        Some("INTERNAL") => "INTERNAL",
+        _ => "BAD_USER_INPUT",
+    }
+}
+
+/// Subscriptions over `graphql-transport-ws` or the legacy `graphql-ws`. The token, if any,
+/// comes in the `connection_init` payload as `{"Authorization": "Bearer …"}`.
+pub async fn websocket(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let schema = state.schema.clone();
+    let jwt = state.jwt.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |stream| async move {
+            metrics::gauge!("onsale_websocket_connections").increment(1.0);
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let header = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned);
+                    let mut data = Data::default();
+                    data.insert(jwt.caller_from_header(header.as_deref()));
+                    Ok(data)
+                })
+                .serve()
+                .await;
+            metrics::gauge!("onsale_websocket_connections").decrement(1.0);
+        })
+}

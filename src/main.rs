@@ -1,0 +1,44 @@
+use clap::Parser;
+
+use onsale::cli::{Cli, Command};
+use onsale::config::Config;
+use onsale::startup::Application;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    if let Some(Command::ExportSchema) = cli.command {
+        print!("{}", onsale::graphql::sdl());
+        return Ok(());
+    }
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("onsale: invalid configuration: {err}");
+            std::process::exit(2);
+        }
+    };
+    match cli.command {
+        Some(Command::Token { sub, admin, ttl }) => {
+            if config.jwt_secret_generated {
+                eprintln!("warning: JWT_SECRET is unset; this token is signed with a throwaway secret no server shares");
+            }
+            let jwt = onsale::auth::Jwt::new(&config.jwt_secret, config.jwt_leeway_secs);
+            println!("{}", jwt.issue(&sub, admin, ttl)?);
+        }
+        Some(Command::Migrate) => {
+            onsale::telemetry::init_logging(config.log_format);
+            let db = onsale::booking::db::Db::connect(&config.database_url, config.db_pool_max, config.lock_timeout).await?;
+            onsale::startup::migrate(&db).await?;
+            tracing::info!("migrations applied");
+        }
+        Some(Command::ExportSchema) => unreachable!("handled above"),
+        Some(Command::Serve) | None => {
+            onsale::telemetry::init_logging(config.log_format);
+            let app = Application::build(config).await?;
+            app.run_until_stopped().await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! In-process fan-out: one broadcast channel per event.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use super::{SUBSCRIBER_BUFFER, SeatChange, SeatChangeBus};
+
+/// Delivers changes to subscribers of this process only.
+#[derive(Default)]
+pub struct LocalBus {
+    channels: Mutex<HashMap<i64, broadcast::Sender<SeatChange>>>,
+}
+
+impl LocalBus {
+    /// Sends to this process's subscribers (used by the Redis bus for what it receives too).
+    pub fn deliver(&self, changes: Vec<SeatChange>) {
+        let Some(first) = changes.first() else { return };
+        let sender = {
+            let mut channels = self
+                .channels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            channels.retain(|_, tx| tx.receiver_count() > 0);
+            channels.get(&first.event_id).cloned()
+        };
+        if let Some(tx) = sender {
+            for change in changes {
+                // An error only means nobody listens right now.
+                let _ = tx.send(change);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SeatChangeBus for LocalBus {
+    async fn publish(&self, changes: Vec<SeatChange>) {
+        self.deliver(changes);
+    }
+
+    fn subscribe(&self, event_id: i64) -> broadcast::Receiver<SeatChange> {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        channels
+            .entry(event_id)
+            .or_insert_with(|| broadcast::channel(SUBSCRIBER_BUFFER).0)
+            .subscribe()
+    }
+
+    fn healthy(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,135 @@
+//! Redis pub/sub fan-out: every instance publishes its committed changes on the event's
+//! channel and delivers what it receives to its own subscribers. Local subscribers are served
+//! at once (no round trip through Redis); the copy that comes back is dropped by `seq`.
+//! Publishing never blocks a request on a dead Redis, and the subscriber side reconnects
+//! by itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use futures::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::broadcast;
+
+use super::local::LocalBus;
+use super::{SeatChange, SeatChangeBus};
+
+const CHANNEL_PREFIX: &str = "onsale:seat-changes:";
+/// Longest a publish may take before it is given up (the log still has the change).
+const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A Redis connection that reconnects by itself and never waits long.
+pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url).context("REDIS_URL: invalid URL")?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await
+    .context("REDIS_URL: Redis did not answer within 5 s")?
+    .context("REDIS_URL: cannot connect to Redis")
+}
+
+pub struct RedisBus {
+    local: Arc<LocalBus>,
+    publisher: ConnectionManager,
+    connected: Arc<AtomicBool>,
+}
+
+impl RedisBus {
+    /// Starts the subscriber loop and returns the bus.
+    pub async fn start(url: &str, publisher: Option<ConnectionManager>) -> anyhow::Result<Self> {
+        let publisher = match publisher {
+            Some(conn) => conn,
+            None => connect(url).await?,
+        };
+        let client = redis::Client::open(url).context("REDIS_URL: invalid URL")?;
+        let local = Arc::new(LocalBus::default());
+        let connected = Arc::new(AtomicBool::new(false));
+        tokio::spawn(subscribe_loop(client, local.clone(), connected.clone()));
+        Ok(Self {
+            local,
+            publisher,
+            connected,
+        })
+    }
+}
+
+async fn subscribe_loop(client: redis::Client, local: Arc<LocalBus>, connected: Arc<AtomicBool>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.psubscribe(format!("{CHANNEL_PREFIX}*")).await {
+                Ok(()) => {
+                    connected.store(true, Ordering::Relaxed);
+                    metrics::gauge!("onsale_redis_pubsub_connected").set(1.0);
+                    tracing::info!("subscribed to seat changes on Redis");
+                    backoff = Duration::from_millis(100);
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let Ok(payload) = msg.get_payload::<Vec<u8>>() else {
+                            continue;
+                        };
+                        match serde_json::from_slice::<Vec<SeatChange>>(&payload) {
+                            Ok(changes) => local.deliver(changes),
+                            Err(err) => tracing::warn!(error = %err, "ignored a malformed seat-change message"),
+                        }
+                    }
+                    connected.store(false, Ordering::Relaxed);
+                    metrics::gauge!("onsale_redis_pubsub_connected").set(0.0);
+                    tracing::warn!("lost the Redis subscription; reconnecting");
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot subscribe on Redis; retrying"),
+            },
+            Err(err) => tracing::debug!(error = %err, "cannot reach Redis for pub/sub; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[async_trait]
+impl SeatChangeBus for RedisBus {
+    async fn publish(&self, changes: Vec<SeatChange>) {
+        let Some(first) = changes.first() else { return };
+        let channel = format!("{CHANNEL_PREFIX}{}", first.event_id);
+        let payload = match serde_json::to_vec(&changes) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot encode seat changes");
+                return;
+            }
+        };
+        self.local.deliver(changes);
+        let mut conn = self.publisher.clone();
+        // Off the request path: a slow or dead Redis never delays the answer.
+        tokio::spawn(async move {
+            let sent = tokio::time::timeout(
+                PUBLISH_TIMEOUT,
+                conn.publish::<_, _, i64>(channel, payload),
+            )
+            .await;
+            if !matches!(sent, Ok(Ok(_))) {
+                metrics::counter!("onsale_redis_publish_failures_total").increment(1);
+                tracing::debug!("could not publish seat changes to Redis");
+            }
+        });
+    }
+
+    fn subscribe(&self, event_id: i64) -> broadcast::Receiver<SeatChange> {
+        self.local.subscribe(event_id)
+    }
+
+    fn healthy(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}

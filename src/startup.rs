@@ -1,0 +1,155 @@
+//! Building and running the application: the one place that wires config, database, bus,
+//! service, schema and router together. Tests start the real app through [`Application`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::Jwt;
+use crate::booking::db::Db;
+use crate::booking::{BookingService, BookingSettings};
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::realtime::SeatChangeBus;
+use crate::realtime::local::LocalBus;
+
+/// A built application, bound to its port, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: axum::Router,
+    service: BookingService,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Application {
+    /// Connects, migrates, seeds (if asked and empty), binds the listener and starts the
+    /// background workers.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Db::connect(&config.database_url, config.db_pool_max, config.lock_timeout)
+            .await
+            .context("cannot connect to DATABASE_URL")?;
+        migrate(&db).await.context("database migrations failed")?;
+
+        let redis = match &config.redis_url {
+            None => None,
+            Some(url) => Some(crate::realtime::redis_bus::connect(url).await?),
+        };
+        let bus: Arc<dyn SeatChangeBus> = match &config.redis_url {
+            None => Arc::new(LocalBus::default()),
+            Some(url) => Arc::new(crate::realtime::redis_bus::RedisBus::start(url, redis.clone()).await?),
+        };
+        let service = BookingService::new(
+            db,
+            bus,
+            BookingSettings {
+                hold_ttl: config.hold_ttl,
+                max_seats_per_hold: config.max_seats_per_hold,
+                payments_enabled: config.stripe.is_some(),
+            },
+        );
+        if config.seed_demo {
+            service
+                .seed_demo_if_empty()
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding the demo event failed: {e}"))?;
+        }
+
+        let jwt = Arc::new(Jwt::new(&config.jwt_secret, config.jwt_leeway_secs));
+        let state = AppState {
+            schema: crate::graphql::build_schema(Some(service.clone()), config.graphiql),
+            jwt: jwt.clone(),
+            service: service.clone(),
+            metrics: crate::telemetry::metrics_handle(),
+            graphiql: config.graphiql,
+            redis,
+        };
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        tokio::spawn(service.clone().run_sweeper(config.sweep_interval, shutdown_rx));
+
+        tracing::info!(%addr, "onsale listening on http://{addr}/ (GraphiQL) — POST /graphql, WebSocket /graphql/ws");
+        if config.jwt_secret_generated {
+            tracing::warn!("JWT_SECRET is unset: using a random secret for this process only (dev mode)");
+            let admin = jwt.issue("admin", true, 24 * 3600)?;
+            let customer = jwt.issue("customer-1", false, 24 * 3600)?;
+            tracing::info!("dev admin token (paste into GraphiQL headers): {{\"Authorization\": \"Bearer {admin}\"}}");
+            tracing::info!("dev customer token: {{\"Authorization\": \"Bearer {customer}\"}}");
+        }
+        Ok(Self {
+            listener,
+            addr,
+            router: router(state),
+            service,
+            shutdown,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn service(&self) -> &BookingService {
+        &self.service
+    }
+
+    /// Serves until `stop` completes, then drains in-flight requests and stops the workers.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let shutdown = self.shutdown;
+        let result = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop)
+            .await;
+        let _ = shutdown.send(true);
+        result
+    }
+
+    /// Serves until Ctrl-C or SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+}
+
+/// Runs the migrations, one instance at a time on PostgreSQL (an advisory lock held for the
+/// migration transaction), so several instances can start together.
+pub async fn migrate(db: &Db) -> Result<(), sea_orm::DbErr> {
+    if db.is_postgres() {
+        let txn = db.conn.begin().await?;
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(7318040501)")
+            .await?;
+        Migrator::up(&txn, None).await?;
+        txn.commit().await
+    } else {
+        Migrator::up(&db.conn, None).await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
