@@ -74,7 +74,12 @@ impl Jwt {
     }
 
     /// Signs a token for `sub` valid for `ttl_secs`.
-    pub fn issue(&self, sub: &str, admin: bool, ttl_secs: i64) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        sub: &str,
+        admin: bool,
+        ttl_secs: i64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let claims = Claims {
             sub: sub.to_owned(),
             exp: chrono::Utc::now().timestamp() + ttl_secs,

@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "onsale", version, about = "A GraphQL server for the moment tickets go on sale")]
+#[command(
+    name = "onsale",
+    version,
+    about = "A GraphQL server for the moment tickets go on sale"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -155,7 +155,7 @@ impl Config {
             stripe,
             db_pool_max,
             log_format,
-            lock_timeout: Duration::from_millis(parse(&lookup, "LOCK_TIMEOUT_MS", Some(1000))?),
+            lock_timeout: Duration::from_millis(parse(&lookup, "LOCK_TIMEOUT_MS", Some(500))?),
             max_seats_per_hold,
             sweep_interval: Duration::from_millis(parse(&lookup, "SWEEP_INTERVAL_MS", Some(1000))?),
             graphiql: parse_bool(&lookup, "GRAPHIQL", true)?,

@@ -22,7 +22,10 @@ pub enum AppError {
     #[error("the hold is {0}, not active")]
     HoldNotActive(&'static str),
     #[error("{message}")]
-    RetryLater { retry_after_ms: u64, message: String },
+    RetryLater {
+        retry_after_ms: u64,
+        message: String,
+    },
     /// A bug or an unexpected failure; the cause is logged, never sent to clients.
     #[error("internal error")]
     Internal(String),
@@ -56,7 +59,10 @@ impl AppError {
             "not enough seats are available".to_owned()
         } else {
             let list: Vec<String> = seat_ids.iter().map(i64::to_string).collect();
-            format!("seat(s) {} already taken; pick other seats", list.join(", "))
+            format!(
+                "seat(s) {} already taken; pick other seats",
+                list.join(", ")
+            )
         };
         Self::SeatUnavailable { seat_ids, message }
     }

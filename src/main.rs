@@ -22,14 +22,21 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Token { sub, admin, ttl }) => {
             if config.jwt_secret_generated {
-                eprintln!("warning: JWT_SECRET is unset; this token is signed with a throwaway secret no server shares");
+                eprintln!(
+                    "warning: JWT_SECRET is unset; this token is signed with a throwaway secret no server shares"
+                );
             }
             let jwt = onsale::auth::Jwt::new(&config.jwt_secret, config.jwt_leeway_secs);
             println!("{}", jwt.issue(&sub, admin, ttl)?);
         }
         Some(Command::Migrate) => {
             onsale::telemetry::init_logging(config.log_format);
-            let db = onsale::booking::db::Db::connect(&config.database_url, config.db_pool_max, config.lock_timeout).await?;
+            let db = onsale::booking::db::Db::connect(
+                &config.database_url,
+                config.db_pool_max,
+                config.lock_timeout,
+            )
+            .await?;
             onsale::startup::migrate(&db).await?;
             tracing::info!("migrations applied");
         }

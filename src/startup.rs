@@ -31,9 +31,13 @@ impl Application {
     /// Connects, migrates, seeds (if asked and empty), binds the listener and starts the
     /// background workers.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = Db::connect(&config.database_url, config.db_pool_max, config.lock_timeout)
-            .await
-            .context("cannot connect to DATABASE_URL")?;
+        let db = Db::connect(
+            &config.database_url,
+            config.db_pool_max,
+            config.lock_timeout,
+        )
+        .await
+        .context("cannot connect to DATABASE_URL")?;
         migrate(&db).await.context("database migrations failed")?;
 
         let redis = match &config.redis_url {
@@ -42,7 +46,9 @@ impl Application {
         };
         let bus: Arc<dyn SeatChangeBus> = match &config.redis_url {
             None => Arc::new(LocalBus::default()),
-            Some(url) => Arc::new(crate::realtime::redis_bus::RedisBus::start(url, redis.clone()).await?),
+            Some(url) => {
+                Arc::new(crate::realtime::redis_bus::RedisBus::start(url, redis.clone()).await?)
+            }
         };
         let service = BookingService::new(
             db,
@@ -74,14 +80,22 @@ impl Application {
             .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
         let addr = listener.local_addr()?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        tokio::spawn(service.clone().run_sweeper(config.sweep_interval, shutdown_rx));
+        tokio::spawn(
+            service
+                .clone()
+                .run_sweeper(config.sweep_interval, shutdown_rx),
+        );
 
         tracing::info!(%addr, "onsale listening on http://{addr}/ (GraphiQL) — POST /graphql, WebSocket /graphql/ws");
         if config.jwt_secret_generated {
-            tracing::warn!("JWT_SECRET is unset: using a random secret for this process only (dev mode)");
+            tracing::warn!(
+                "JWT_SECRET is unset: using a random secret for this process only (dev mode)"
+            );
             let admin = jwt.issue("admin", true, 24 * 3600)?;
             let customer = jwt.issue("customer-1", false, 24 * 3600)?;
-            tracing::info!("dev admin token (paste into GraphiQL headers): {{\"Authorization\": \"Bearer {admin}\"}}");
+            tracing::info!(
+                "dev admin token (paste into GraphiQL headers): {{\"Authorization\": \"Bearer {admin}\"}}"
+            );
             tracing::info!("dev customer token: {{\"Authorization\": \"Bearer {customer}\"}}");
         }
         Ok(Self {
@@ -103,7 +117,10 @@ impl Application {
     }
 
     /// Serves until `stop` completes, then drains in-flight requests and stops the workers.
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let shutdown = self.shutdown;
         let result = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(stop)

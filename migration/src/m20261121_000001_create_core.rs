@@ -172,10 +172,7 @@ impl MigrationTrait for Migration {
                         "ck_seats_status",
                         Expr::col(Seats::Status).is_in(["AVAILABLE", "HELD", "BOOKED"]),
                     ))
-                    .check((
-                        "ck_seats_price",
-                        Expr::col(Seats::PriceCents).gte(0),
-                    ))
+                    .check(("ck_seats_price", Expr::col(Seats::PriceCents).gte(0)))
                     .to_owned(),
             )
             .await?;
@@ -223,8 +220,12 @@ impl MigrationTrait for Migration {
                     )
                     .check((
                         "ck_holds_status",
-                        Expr::col(Holds::Status)
-                            .is_in(["ACTIVE", "CONFIRMED", "RELEASED", "EXPIRED"]),
+                        Expr::col(Holds::Status).is_in([
+                            "ACTIVE",
+                            "CONFIRMED",
+                            "RELEASED",
+                            "EXPIRED",
+                        ]),
                     ))
                     .to_owned(),
             )
@@ -283,15 +284,32 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Bookings::Table)
-                    .col(ColumnDef::new(Bookings::Id).string().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Bookings::Id)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Bookings::EventId).big_integer().not_null())
                     .col(ColumnDef::new(Bookings::HoldId).string().not_null())
                     .col(ColumnDef::new(Bookings::UserId).string().not_null())
                     .col(ColumnDef::new(Bookings::Status).string().not_null())
-                    .col(ColumnDef::new(Bookings::TotalCents).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(Bookings::TotalCents)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Bookings::PaymentIntentId).string())
-                    .col(ColumnDef::new(Bookings::CreatedAtMs).big_integer().not_null())
-                    .col(ColumnDef::new(Bookings::UpdatedAtMs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(Bookings::CreatedAtMs)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Bookings::UpdatedAtMs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_bookings_event")
@@ -347,7 +365,11 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(BookingSeats::Table)
                     .col(ColumnDef::new(BookingSeats::BookingId).string().not_null())
-                    .col(ColumnDef::new(BookingSeats::SeatId).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(BookingSeats::SeatId)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(BookingSeats::Active).boolean().not_null())
                     .primary_key(
                         Index::create()
@@ -390,9 +412,17 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(IdempotencyKeys::Table)
                     .col(ColumnDef::new(IdempotencyKeys::UserId).string().not_null())
-                    .col(ColumnDef::new(IdempotencyKeys::Operation).string().not_null())
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::Operation)
+                            .string()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(IdempotencyKeys::Key).string().not_null())
-                    .col(ColumnDef::new(IdempotencyKeys::ResourceId).string().not_null())
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::ResourceId)
+                            .string()
+                            .not_null(),
+                    )
                     .col(
                         ColumnDef::new(IdempotencyKeys::CreatedAtMs)
                             .big_integer()
@@ -414,7 +444,11 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(SeatChanges::Table)
                     .col(id_pk(SeatChanges::Id))
-                    .col(ColumnDef::new(SeatChanges::EventId).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(SeatChanges::EventId)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(SeatChanges::Seq).big_integer().not_null())
                     .col(ColumnDef::new(SeatChanges::SeatId).big_integer().not_null())
                     .col(ColumnDef::new(SeatChanges::Status).string().not_null())

@@ -1,7 +1,9 @@
 //! Bookings: confirming a hold into a booking, cancelling a booking, reading one's bookings.
 
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 use tracing::instrument;
 
 use super::BookingService;
@@ -28,26 +30,27 @@ impl BookingService {
         if let Some(view) = self.replay_booking(user, op, key.as_ref()).await? {
             return Ok(view);
         }
-        let stored = self.owned_hold(user, hold_id).await?;
-        if self.settings.payments_enabled && stored.total_cents > 0 {
-            return Err(AppError::BadInput(
-                "payments are on: pay for this hold with startCheckout".into(),
-            ));
+        let outcome = async {
+            let stored = self.owned_hold(user, hold_id).await?;
+            if self.settings.payments_enabled && stored.total_cents > 0 {
+                return Err(AppError::BadInput(
+                    "payments are on: pay for this hold with startCheckout".into(),
+                ));
+            }
+            ensure_active(&stored, now_ms())?;
+            self.db
+                .retry(|| async {
+                    let tx = self.db.begin_write().await?;
+                    let (booking_id, published) = self.book_hold(&tx.txn, hold_id, None).await?;
+                    if let Some(key) = &key {
+                        idempotency::record(&tx.txn, &user.id, op, key, &booking_id).await?;
+                    }
+                    tx.commit().await?;
+                    Ok((booking_id, published))
+                })
+                .await
         }
-        ensure_active(&stored, now_ms())?;
-        let outcome = self
-            .db
-            .retry(|| async {
-                let tx = self.db.begin_write().await?;
-                let (booking_id, published) =
-                    self.book_hold(&tx.txn, hold_id, None).await?;
-                if let Some(key) = &key {
-                    idempotency::record(&tx.txn, &user.id, op, key, &booking_id).await?;
-                }
-                tx.commit().await?;
-                Ok((booking_id, published))
-            })
-            .await;
+        .await;
         match outcome {
             Ok((booking_id, published)) => {
                 self.bus.publish(published).await;
@@ -86,7 +89,10 @@ impl BookingService {
             return Err(AppError::HoldExpired);
         }
         let updated = hold::Entity::update_many()
-            .col_expr(hold::Column::Status, Expr::value(HoldStatus::Confirmed.as_str()))
+            .col_expr(
+                hold::Column::Status,
+                Expr::value(HoldStatus::Confirmed.as_str()),
+            )
             .col_expr(hold::Column::UpdatedAtMs, Expr::value(now))
             .filter(hold::Column::Id.eq(hold_id))
             .filter(hold::Column::Status.eq("ACTIVE"))
@@ -122,11 +128,20 @@ impl BookingService {
         .exec_without_returning(txn)
         .await?;
         seat::Entity::update_many()
-            .col_expr(seat::Column::Status, Expr::value(SeatStatus::Booked.as_str()))
+            .col_expr(
+                seat::Column::Status,
+                Expr::value(SeatStatus::Booked.as_str()),
+            )
             .col_expr(seat::Column::BookingId, Expr::value(booking_id.clone()))
             .col_expr(seat::Column::HoldId, Expr::value(Option::<String>::None))
-            .col_expr(seat::Column::HoldExpiresAtMs, Expr::value(Option::<i64>::None))
-            .col_expr(seat::Column::Version, Expr::col(seat::Column::Version).add(1))
+            .col_expr(
+                seat::Column::HoldExpiresAtMs,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                seat::Column::Version,
+                Expr::col(seat::Column::Version).add(1),
+            )
             .filter(seat::Column::Id.is_in(seat_ids.clone()))
             .filter(seat::Column::HoldId.eq(hold_id))
             .exec(txn)
@@ -145,7 +160,11 @@ impl BookingService {
 
     /// Cancels a confirmed booking and frees its seats. Cancelling again returns it unchanged.
     #[instrument(skip_all, fields(booking.id = %booking_id, user.id = %user.id), err(level = "debug"))]
-    pub async fn cancel_booking(&self, user: &User, booking_id: &str) -> Result<BookingView, AppError> {
+    pub async fn cancel_booking(
+        &self,
+        user: &User,
+        booking_id: &str,
+    ) -> Result<BookingView, AppError> {
         let stored = self.owned_booking(user, booking_id).await?;
         if stored.status != BookingStatus::Confirmed.as_str() {
             return views::booking(&self.db.conn, booking_id).await;
@@ -207,9 +226,15 @@ impl BookingService {
             .exec(txn)
             .await?;
         seat::Entity::update_many()
-            .col_expr(seat::Column::Status, Expr::value(SeatStatus::Available.as_str()))
+            .col_expr(
+                seat::Column::Status,
+                Expr::value(SeatStatus::Available.as_str()),
+            )
             .col_expr(seat::Column::BookingId, Expr::value(Option::<String>::None))
-            .col_expr(seat::Column::Version, Expr::col(seat::Column::Version).add(1))
+            .col_expr(
+                seat::Column::Version,
+                Expr::col(seat::Column::Version).add(1),
+            )
             .filter(seat::Column::Id.is_in(seat_ids.clone()))
             .filter(seat::Column::BookingId.eq(booking_id))
             .exec(txn)
@@ -237,13 +262,19 @@ impl BookingService {
     }
 
     /// The stored booking if `user` may act on it.
-    pub(crate) async fn owned_booking(&self, user: &User, booking_id: &str) -> Result<booking::Model, AppError> {
+    pub(crate) async fn owned_booking(
+        &self,
+        user: &User,
+        booking_id: &str,
+    ) -> Result<booking::Model, AppError> {
         let stored = booking::Entity::find_by_id(booking_id.to_owned())
             .one(&self.db.conn)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("booking {booking_id} does not exist")))?;
         if stored.user_id != user.id && !user.admin {
-            return Err(AppError::Forbidden("this booking belongs to someone else".into()));
+            return Err(AppError::Forbidden(
+                "this booking belongs to someone else".into(),
+            ));
         }
         Ok(stored)
     }

@@ -98,7 +98,11 @@ impl WriteTx {
 
 impl Db {
     /// Connects and configures the pool for the backend.
-    pub async fn connect(url: &str, pool_max: Option<u32>, lock_timeout: Duration) -> Result<Self, DbErr> {
+    pub async fn connect(
+        url: &str,
+        pool_max: Option<u32>,
+        lock_timeout: Duration,
+    ) -> Result<Self, DbErr> {
         let sqlite = url.starts_with("sqlite:");
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.max_connections(pool_max.unwrap_or(if sqlite { 8 } else { 32 }))
@@ -141,7 +145,9 @@ impl Db {
             Some(lock) => Some(
                 tokio::time::timeout(self.lock_timeout * 3, lock.clone().lock_owned())
                     .await
-                    .map_err(|_| AppError::retry_later(100, "too many writers; try again shortly"))?,
+                    .map_err(|_| {
+                        AppError::retry_later(100, "too many writers; try again shortly")
+                    })?,
             ),
             None => None,
         };

@@ -55,7 +55,9 @@ fn validate(input: NewEvent) -> Result<ValidEvent, AppError> {
     let name = parse_label(&input.name, "name", 200)?;
     let venue = parse_label(&input.venue, "venue", 200)?;
     if input.sections.is_empty() {
-        return Err(AppError::BadInput("an event needs at least one section".into()));
+        return Err(AppError::BadInput(
+            "an event needs at least one section".into(),
+        ));
     }
     let mut seats = Vec::new();
     let mut section_names = HashSet::new();
@@ -140,23 +142,27 @@ impl BookingService {
             .seats
             .into_iter()
             .zip(0..)
-            .map(|((section, row, number, price), position)| seat::ActiveModel {
-                event_id: Set(created.id),
-                section: Set(section),
-                row_label: Set(row),
-                number: Set(number),
-                price_cents: Set(price),
-                position: Set(position),
-                status: Set("AVAILABLE".into()),
-                hold_id: Set(None),
-                hold_expires_at_ms: Set(None),
-                booking_id: Set(None),
-                version: Set(0),
-                ..Default::default()
-            })
+            .map(
+                |((section, row, number, price), position)| seat::ActiveModel {
+                    event_id: Set(created.id),
+                    section: Set(section),
+                    row_label: Set(row),
+                    number: Set(number),
+                    price_cents: Set(price),
+                    position: Set(position),
+                    status: Set("AVAILABLE".into()),
+                    hold_id: Set(None),
+                    hold_expires_at_ms: Set(None),
+                    booking_id: Set(None),
+                    version: Set(0),
+                    ..Default::default()
+                },
+            )
             .collect();
         for chunk in rows.chunks(1000) {
-            seat::Entity::insert_many(chunk.to_vec()).exec(&tx.txn).await?;
+            seat::Entity::insert_many(chunk.to_vec())
+                .exec(&tx.txn)
+                .await?;
         }
         tx.commit().await?;
         tracing::info!(event.id = created.id, "event created");
@@ -220,7 +226,8 @@ impl BookingService {
         for row in rows.into_iter().chain(totals) {
             counts.insert((row.event_id, row.status), row.n);
         }
-        let get = |id: i64, status: &str| counts.get(&(id, status.to_owned())).copied().unwrap_or(0);
+        let get =
+            |id: i64, status: &str| counts.get(&(id, status.to_owned())).copied().unwrap_or(0);
         Ok(events
             .into_iter()
             .map(|e| {
@@ -244,7 +251,11 @@ impl BookingService {
     /// The seat map of an event (optionally one section) and the `seq` it reflects: every
     /// change up to `seq` is included (later ones may be too; applying them again is harmless).
     #[instrument(skip_all, fields(event.id = event_id), err)]
-    pub async fn seat_map(&self, event_id: i64, section: Option<&str>) -> Result<SeatMapView, AppError> {
+    pub async fn seat_map(
+        &self,
+        event_id: i64,
+        section: Option<&str>,
+    ) -> Result<SeatMapView, AppError> {
         let event = event::Entity::find_by_id(event_id)
             .one(&self.db.conn)
             .await?

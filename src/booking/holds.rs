@@ -16,9 +16,7 @@ use tracing::instrument;
 use super::BookingService;
 use super::changes::{self, PendingChange};
 use super::idempotency::{self, Operation};
-use super::model::{
-    HoldStatus, HoldView, IdempotencyKey, SeatCount, SeatIds, SeatStatus, now_ms,
-};
+use super::model::{HoldStatus, HoldView, IdempotencyKey, SeatCount, SeatIds, SeatStatus, now_ms};
 use super::views;
 use crate::auth::User;
 use crate::error::AppError;
@@ -27,11 +25,13 @@ use entity::{event, hold, hold_seat, seat};
 
 /// Seats a new hold may take at `now`: free, or held by a hold that has run out.
 pub(crate) fn claimable(now: i64) -> Condition {
-    Condition::any().add(seat::Column::Status.eq("AVAILABLE")).add(
-        Condition::all()
-            .add(seat::Column::Status.eq("HELD"))
-            .add(seat::Column::HoldExpiresAtMs.lte(now)),
-    )
+    Condition::any()
+        .add(seat::Column::Status.eq("AVAILABLE"))
+        .add(
+            Condition::all()
+                .add(seat::Column::Status.eq("HELD"))
+                .add(seat::Column::HoldExpiresAtMs.lte(now)),
+        )
 }
 
 impl BookingService {
@@ -48,31 +48,34 @@ impl BookingService {
         if let Some(view) = self.replay_hold(user, op, key.as_ref()).await? {
             return Ok(view);
         }
-        self.require_event(event_id).await?;
         let ids = seat_ids.as_slice();
-        // Cheap check without locks: most requests for a taken seat end here.
-        let seats = seat::Entity::find()
-            .filter(seat::Column::Id.is_in(ids.to_vec()))
-            .all(&self.db.conn)
-            .await?;
-        check_requested(&seats, ids, event_id, now_ms())?;
-
-        let outcome = self
-            .db
-            .retry(|| async {
-                let tx = self.db.begin_write().await?;
-                let locked = self.lock_seats(&tx.txn, ids, false).await?;
-                let now = now_ms();
-                check_requested(&locked, ids, event_id, now)?;
-                let (hold_id, pending) = self.create_hold(&tx.txn, user, event_id, &locked, now).await?;
-                let published = changes::append(&tx.txn, event_id, pending).await?;
-                if let Some(key) = &key {
-                    idempotency::record(&tx.txn, &user.id, op, key, &hold_id).await?;
-                }
-                tx.commit().await?;
-                Ok((hold_id, published))
-            })
-            .await;
+        let outcome = async {
+            self.require_event(event_id).await?;
+            // Cheap check without locks: most requests for a taken seat end here.
+            let seats = seat::Entity::find()
+                .filter(seat::Column::Id.is_in(ids.to_vec()))
+                .all(&self.db.conn)
+                .await?;
+            check_requested(&seats, ids, event_id, now_ms())?;
+            self.db
+                .retry(|| async {
+                    let tx = self.db.begin_write().await?;
+                    let locked = self.lock_seats(&tx.txn, ids, false).await?;
+                    let now = now_ms();
+                    check_requested(&locked, ids, event_id, now)?;
+                    let (hold_id, pending) = self
+                        .create_hold(&tx.txn, user, event_id, &locked, now)
+                        .await?;
+                    let published = changes::append(&tx.txn, event_id, pending).await?;
+                    if let Some(key) = &key {
+                        idempotency::record(&tx.txn, &user.id, op, key, &hold_id).await?;
+                    }
+                    tx.commit().await?;
+                    Ok((hold_id, published))
+                })
+                .await
+        }
+        .await;
         self.finish_hold(user, op, key.as_ref(), outcome).await
     }
 
@@ -125,7 +128,11 @@ impl BookingService {
                     let attempt = tx.txn.begin().await?;
                     let locked = self.lock_seats(&attempt, &block, true).await?;
                     let now = now_ms();
-                    if locked.len() == count && locked.iter().all(|s| SeatStatus::of(s, now) == SeatStatus::Available) {
+                    if locked.len() == count
+                        && locked
+                            .iter()
+                            .all(|s| SeatStatus::of(s, now) == SeatStatus::Available)
+                    {
                         attempt.commit().await?;
                         chosen = Some(locked);
                         break;
@@ -148,7 +155,9 @@ impl BookingService {
                     }
                 };
                 let now = now_ms();
-                let (hold_id, pending) = self.create_hold(&tx.txn, user, event_id, &locked, now).await?;
+                let (hold_id, pending) = self
+                    .create_hold(&tx.txn, user, event_id, &locked, now)
+                    .await?;
                 let published = changes::append(&tx.txn, event_id, pending).await?;
                 if let Some(key) = &key {
                     idempotency::record(&tx.txn, &user.id, op, key, &hold_id).await?;
@@ -177,7 +186,10 @@ impl BookingService {
                 let now = now_ms();
                 ensure_active(&current, now)?;
                 let updated = hold::Entity::update_many()
-                    .col_expr(hold::Column::Status, Expr::value(HoldStatus::Released.as_str()))
+                    .col_expr(
+                        hold::Column::Status,
+                        Expr::value(HoldStatus::Released.as_str()),
+                    )
                     .col_expr(hold::Column::UpdatedAtMs, Expr::value(now))
                     .filter(hold::Column::Id.eq(hold_id))
                     .filter(hold::Column::Status.eq("ACTIVE"))
@@ -207,7 +219,11 @@ impl BookingService {
     }
 
     /// The caller's holds, newest first, optionally of one status.
-    pub async fn my_holds(&self, user: &User, status: Option<HoldStatus>) -> Result<Vec<HoldView>, AppError> {
+    pub async fn my_holds(
+        &self,
+        user: &User,
+        status: Option<HoldStatus>,
+    ) -> Result<Vec<HoldView>, AppError> {
         let models = hold::Entity::find()
             .filter(hold::Column::UserId.eq(user.id.as_str()))
             .order_by_desc(hold::Column::CreatedAtMs)
@@ -232,13 +248,19 @@ impl BookingService {
     }
 
     /// The stored hold if `user` may act on it.
-    pub(crate) async fn owned_hold(&self, user: &User, hold_id: &str) -> Result<hold::Model, AppError> {
+    pub(crate) async fn owned_hold(
+        &self,
+        user: &User,
+        hold_id: &str,
+    ) -> Result<hold::Model, AppError> {
         let stored = hold::Entity::find_by_id(hold_id.to_owned())
             .one(&self.db.conn)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("hold {hold_id} does not exist")))?;
         if stored.user_id != user.id && !user.admin {
-            return Err(AppError::Forbidden("this hold belongs to someone else".into()));
+            return Err(AppError::Forbidden(
+                "this hold belongs to someone else".into(),
+            ));
         }
         Ok(stored)
     }
@@ -350,7 +372,10 @@ impl BookingService {
             .col_expr(seat::Column::HoldId, Expr::value(hold_id.clone()))
             .col_expr(seat::Column::HoldExpiresAtMs, Expr::value(expires))
             .col_expr(seat::Column::BookingId, Expr::value(Option::<String>::None))
-            .col_expr(seat::Column::Version, Expr::col(seat::Column::Version).add(1))
+            .col_expr(
+                seat::Column::Version,
+                Expr::col(seat::Column::Version).add(1),
+            )
             .filter(seat::Column::Id.is_in(ids.clone()))
             .filter(claimable(now))
             .exec(txn)
@@ -397,10 +422,19 @@ impl BookingService {
             return Ok(Vec::new());
         }
         seat::Entity::update_many()
-            .col_expr(seat::Column::Status, Expr::value(SeatStatus::Available.as_str()))
+            .col_expr(
+                seat::Column::Status,
+                Expr::value(SeatStatus::Available.as_str()),
+            )
             .col_expr(seat::Column::HoldId, Expr::value(Option::<String>::None))
-            .col_expr(seat::Column::HoldExpiresAtMs, Expr::value(Option::<i64>::None))
-            .col_expr(seat::Column::Version, Expr::col(seat::Column::Version).add(1))
+            .col_expr(
+                seat::Column::HoldExpiresAtMs,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                seat::Column::Version,
+                Expr::col(seat::Column::Version).add(1),
+            )
             .filter(seat::Column::Id.is_in(freed.clone()))
             .filter(seat::Column::HoldId.eq(hold_id))
             .exec(txn)
@@ -453,7 +487,12 @@ impl BookingService {
 }
 
 /// All requested seats exist, belong to the event and are claimable at `now`.
-fn check_requested(seats: &[seat::Model], ids: &[i64], event_id: i64, now: i64) -> Result<(), AppError> {
+fn check_requested(
+    seats: &[seat::Model],
+    ids: &[i64],
+    event_id: i64,
+    now: i64,
+) -> Result<(), AppError> {
     let by_id: HashMap<i64, &seat::Model> = seats.iter().map(|s| (s.id, s)).collect();
     if let Some(missing) = ids.iter().find(|id| !by_id.contains_key(id)) {
         return Err(AppError::NotFound(format!("seat {missing} does not exist")));
@@ -487,7 +526,10 @@ pub(crate) fn ensure_active(hold: &hold::Model, now: i64) -> Result<(), AppError
 }
 
 /// Seat ids of a hold, ascending.
-pub(crate) async fn hold_seat_ids<C: ConnectionTrait>(conn: &C, hold_id: &str) -> Result<Vec<i64>, AppError> {
+pub(crate) async fn hold_seat_ids<C: ConnectionTrait>(
+    conn: &C,
+    hold_id: &str,
+) -> Result<Vec<i64>, AppError> {
     Ok(hold_seat::Entity::find()
         .filter(hold_seat::Column::HoldId.eq(hold_id))
         .order_by_asc(hold_seat::Column::SeatId)
@@ -502,7 +544,10 @@ pub(crate) async fn hold_seat_ids<C: ConnectionTrait>(conn: &C, hold_id: &str) -
 fn adjacent_blocks(candidates: &[seat::Model], count: usize) -> Vec<Vec<i64>> {
     let mut by_row: HashMap<(&str, &str), Vec<&seat::Model>> = HashMap::new();
     for s in candidates {
-        by_row.entry((&s.section, &s.row_label)).or_default().push(s);
+        by_row
+            .entry((&s.section, &s.row_label))
+            .or_default()
+            .push(s);
     }
     let mut blocks: Vec<(i64, i32, Vec<i64>)> = Vec::new();
     for seats in by_row.values_mut() {

@@ -1,13 +1,13 @@
 //! The booking rules: events, seat maps, holds, confirmations, cancellations and expiry.
 //! Resolvers call into [`BookingService`]; nothing else decides about seats.
 
+pub mod bookings;
 pub mod changes;
 pub mod db;
 pub mod events;
 pub mod holds;
 pub mod idempotency;
 pub mod model;
-pub mod bookings;
 pub mod seed;
 pub mod sweeper;
 mod views;

@@ -48,7 +48,11 @@ impl BookingService {
             return Ok(false);
         }
         let event = self.create_event(demo_event()).await?;
-        tracing::info!(event.id = event.id, seats = event.seat_count, "seeded the demo event");
+        tracing::info!(
+            event.id = event.id,
+            seats = event.seat_count,
+            "seeded the demo event"
+        );
         Ok(true)
     }
 }

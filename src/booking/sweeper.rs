@@ -38,7 +38,10 @@ impl BookingService {
                     let locked = self.lock_seats(&tx.txn, &ids, false).await?;
                     let now = now_ms();
                     let updated = hold::Entity::update_many()
-                        .col_expr(hold::Column::Status, Expr::value(HoldStatus::Expired.as_str()))
+                        .col_expr(
+                            hold::Column::Status,
+                            Expr::value(HoldStatus::Expired.as_str()),
+                        )
                         .col_expr(hold::Column::UpdatedAtMs, Expr::value(now))
                         .filter(hold::Column::Id.eq(stored.id.as_str()))
                         .filter(hold::Column::Status.eq("ACTIVE"))
@@ -48,7 +51,9 @@ impl BookingService {
                     if updated.rows_affected != 1 {
                         return Ok(Vec::new());
                     }
-                    let pending = self.free_seats_of_hold(&tx.txn, &stored.id, &locked).await?;
+                    let pending = self
+                        .free_seats_of_hold(&tx.txn, &stored.id, &locked)
+                        .await?;
                     let published = changes::append(&tx.txn, stored.event_id, pending).await?;
                     tx.commit().await?;
                     Ok(published)
@@ -81,4 +86,3 @@ impl BookingService {
         }
     }
 }
-

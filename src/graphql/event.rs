@@ -53,7 +53,12 @@ impl EventQuery {
     }
 
     /// The seats of an event (optionally one section) with the `seq` the map reflects.
-    async fn seat_map(&self, ctx: &Context<'_>, event_id: ID, section: Option<String>) -> Result<SeatMap> {
+    async fn seat_map(
+        &self,
+        ctx: &Context<'_>,
+        event_id: ID,
+        section: Option<String>,
+    ) -> Result<SeatMap> {
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
         let map = service(ctx)
             .seat_map(event_id, section.as_deref())

@@ -51,7 +51,11 @@ impl HoldMutation {
         let raw: Vec<String> = seat_ids.into_iter().map(|id| id.0).collect();
         let seat_ids = SeatIds::parse(&raw, svc.settings().max_seats_per_hold).gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
-        Ok(svc.hold_seats(user, event_id, seat_ids, key).await.gql()?.into())
+        Ok(svc
+            .hold_seats(user, event_id, seat_ids, key)
+            .await
+            .gql()?
+            .into())
     }
 
     /// Holds the best `count` free seats (adjacent in one row when possible).
@@ -79,7 +83,10 @@ impl HoldMutation {
     async fn release_hold(&self, ctx: &Context<'_>, hold_id: ID) -> Result<Hold> {
         let user = user(ctx).gql()?;
         let hold_id = parse_uuid_id(&hold_id, "hold").gql()?;
-        Ok(service(ctx).release_hold(user, &hold_id).await.gql()?.into())
+        Ok(service(ctx)
+            .release_hold(user, &hold_id)
+            .await
+            .gql()?
+            .into())
     }
 }
-

@@ -16,7 +16,11 @@ use crate::error::AppError;
 pub struct Query(event::EventQuery, hold::HoldQuery, booking::BookingQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(event::EventMutation, hold::HoldMutation, booking::BookingMutation);
+pub struct Mutation(
+    event::EventMutation,
+    hold::HoldMutation,
+    booking::BookingMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(seat_changes::SeatChangeSubscription);
@@ -29,11 +33,15 @@ pub const MAX_COMPLEXITY: usize = 5_000;
 
 /// Builds the schema around the service.
 pub fn build_schema(service: Option<BookingService>, introspection: bool) -> AppSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
-        .limit_recursive_depth(64)
-        .limit_directives(20);
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+    .limit_recursive_depth(64)
+    .limit_directives(20);
     if let Some(service) = service {
         builder = builder.data(service);
     }

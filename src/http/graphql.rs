@@ -37,7 +37,8 @@ pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: By
     let request: BatchRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(err) => {
-            metrics::counter!("onsale_graphql_requests_total", "code" => "MALFORMED_JSON").increment(1);
+            metrics::counter!("onsale_graphql_requests_total", "code" => "MALFORMED_JSON")
+                .increment(1);
             return (
                 StatusCode::BAD_REQUEST,
                 Json(json!({"errors": [{

@@ -84,7 +84,12 @@ impl BookingService {
     }
 
     /// Changes with `after < seq <= upto`, in order (at most one batch).
-    async fn logged_changes(&self, event_id: i64, after: i64, upto: i64) -> Result<Vec<SeatChange>, AppError> {
+    async fn logged_changes(
+        &self,
+        event_id: i64,
+        after: i64,
+        upto: i64,
+    ) -> Result<Vec<SeatChange>, AppError> {
         let rows = seat_change::Entity::find()
             .filter(seat_change::Column::EventId.eq(event_id))
             .filter(seat_change::Column::Seq.gt(after))
@@ -106,7 +111,12 @@ impl BookingService {
     }
 
     /// Fails if changes after `after` were pruned from the log.
-    async fn ensure_retained(&self, event_id: i64, after: i64, current: i64) -> Result<(), AppError> {
+    async fn ensure_retained(
+        &self,
+        event_id: i64,
+        after: i64,
+        current: i64,
+    ) -> Result<(), AppError> {
         if after == current {
             return Ok(());
         }

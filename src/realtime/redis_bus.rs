@@ -81,7 +81,9 @@ async fn subscribe_loop(client: redis::Client, local: Arc<LocalBus>, connected: 
                         };
                         match serde_json::from_slice::<Vec<SeatChange>>(&payload) {
                             Ok(changes) => local.deliver(changes),
-                            Err(err) => tracing::warn!(error = %err, "ignored a malformed seat-change message"),
+                            Err(err) => {
+                                tracing::warn!(error = %err, "ignored a malformed seat-change message")
+                            }
                         }
                     }
                     connected.store(false, Ordering::Relaxed);
@@ -113,11 +115,9 @@ impl SeatChangeBus for RedisBus {
         let mut conn = self.publisher.clone();
         // Off the request path: a slow or dead Redis never delays the answer.
         tokio::spawn(async move {
-            let sent = tokio::time::timeout(
-                PUBLISH_TIMEOUT,
-                conn.publish::<_, _, i64>(channel, payload),
-            )
-            .await;
+            let sent =
+                tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(channel, payload))
+                    .await;
             if !matches!(sent, Ok(Ok(_))) {
                 metrics::counter!("onsale_redis_publish_failures_total").increment(1);
                 tracing::debug!("could not publish seat changes to Redis");

@@ -1,0 +1,94 @@
+//! The same idempotency key returns the first result and changes nothing more.
+
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+both_backends!(same_key_same_hold_and_booking, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let (event_id, seats) = app.create_event(1, 6).await;
+    let alice = app.token("alice");
+    let vars = json!({"e": event_id, "s": [seats[0]], "k": "hold-key-1"});
+    let first = app.gql(Some(&alice), HOLD_SEATS, vars.clone()).await;
+    let second = app.gql(Some(&alice), HOLD_SEATS, vars).await;
+    let hold_id = data(&first, "holdSeats")["id"].clone();
+    assert_eq!(data(&second, "holdSeats")["id"], hold_id);
+    let body = app.gql(Some(&alice), "{ myHolds { id } }", json!({})).await;
+    assert_eq!(data(&body, "myHolds").as_array().map(Vec::len), Some(1));
+    assert_eq!(app.seat_map(&event_id).await["seq"], 1, "one effect");
+
+    // Another user with the same key gets their own answer.
+    let bob = app.token("bob");
+    let body = app
+        .gql(
+            Some(&bob),
+            HOLD_SEATS,
+            json!({"e": event_id, "s": [seats[0]], "k": "hold-key-1"}),
+        )
+        .await;
+    assert_eq!(expect_error(&body), "SEAT_UNAVAILABLE");
+
+    // holdBestAvailable with a key.
+    let best = "mutation($e: ID!, $k: String) { holdBestAvailable(eventId: $e, count: 2, idempotencyKey: $k) { id } }";
+    let a = app
+        .gql(Some(&bob), best, json!({"e": event_id, "k": "best-1"}))
+        .await;
+    let b = app
+        .gql(Some(&bob), best, json!({"e": event_id, "k": "best-1"}))
+        .await;
+    assert_eq!(
+        data(&a, "holdBestAvailable")["id"],
+        data(&b, "holdBestAvailable")["id"]
+    );
+    assert_eq!(app.seat_map(&event_id).await["event"]["held"], 3);
+
+    // confirmHold with a key: same booking twice.
+    let c1 = app
+        .gql(
+            Some(&alice),
+            CONFIRM_HOLD,
+            json!({"h": hold_id, "k": "confirm-1"}),
+        )
+        .await;
+    let c2 = app
+        .gql(
+            Some(&alice),
+            CONFIRM_HOLD,
+            json!({"h": hold_id, "k": "confirm-1"}),
+        )
+        .await;
+    assert_eq!(
+        data(&c1, "confirmHold")["id"],
+        data(&c2, "confirmHold")["id"]
+    );
+    let body = app
+        .gql(Some(&alice), "{ myBookings { id } }", json!({}))
+        .await;
+    assert_eq!(data(&body, "myBookings").as_array().map(Vec::len), Some(1));
+    app.stop().await;
+});
+
+both_backends!(
+    concurrent_retries_with_one_key_make_one_hold,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (event_id, seats) = app.create_event(1, 4).await;
+        let alice = app.token("alice");
+        let body = json!({"query": HOLD_SEATS, "variables": {"e": event_id, "s": [seats[1], seats[2]], "k": "double-click"}});
+        let results = join_all((0..20).map(|_| app.post(Some(&alice), &body))).await;
+        let ids: std::collections::HashSet<String> = results
+            .iter()
+            .map(|(status, b)| {
+                assert_eq!(*status, 200);
+                data(b, "holdSeats")["id"].as_str().expect("id").to_owned()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1, "every retry got the same hold");
+        let body = app.gql(Some(&alice), "{ myHolds { id } }", json!({})).await;
+        assert_eq!(data(&body, "myHolds").as_array().map(Vec::len), Some(1));
+        assert_eq!(app.seat_map(&event_id).await["seq"], 2);
+        app.stop().await;
+    }
+);

@@ -1,0 +1,298 @@
+//! Live seat maps: seatChanges over WebSocket, across instances through Redis.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::helpers::*;
+use crate::ws::{Protocol, Subscription};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn hold_id(body: &Value) -> String {
+    data(body, "holdSeats")["id"]
+        .as_str()
+        .expect("hold id")
+        .to_owned()
+}
+
+/// Two instances on one PostgreSQL and one Redis: a subscriber on A sees what B does within a
+/// second — the hold, the release, and a later hold's expiry — in `seq` order; both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_cross_instances_through_redis() {
+    let options = Options::default()
+        .set("REDIS_URL", redis_url())
+        .set("HOLD_TTL_SECS", 1)
+        .set("SWEEP_INTERVAL_MS", 200);
+    let a = TestApp::spawn_with(Backend::Postgres, options.clone()).await;
+    let b = TestApp::spawn_on(&a.database_url, options).await;
+    let (event_id, seats) = a.create_event(1, 4).await;
+    let mut transport =
+        Subscription::seat_changes(&a.base, Protocol::TransportWs, &event_id, None).await;
+    let mut legacy = Subscription::seat_changes(&a.base, Protocol::LegacyWs, &event_id, None).await;
+
+    let alice = b.token("alice");
+    let body = b.hold_seats(&alice, &event_id, &[&seats[2]]).await;
+    let first = hold_id(&body);
+    let body = b.gql(Some(&alice), RELEASE_HOLD, json!({"h": first})).await;
+    data(&body, "releaseHold");
+    b.hold_seats(&alice, &event_id, &[&seats[3]]).await; // left to expire
+
+    for sub in [&mut transport, &mut legacy] {
+        let held = sub.next_change(SECOND).await;
+        assert_eq!(held["seatId"], seats[2].as_str());
+        assert_eq!(held["status"], "HELD");
+        assert_eq!(held["eventId"], event_id.as_str());
+        assert!(held["holdExpiresAt"].is_string());
+        assert_eq!(held["seq"], 1);
+        let released = sub.next_change(SECOND).await;
+        assert_eq!(
+            (
+                released["seatId"].as_str(),
+                released["status"].as_str(),
+                released["seq"].as_i64()
+            ),
+            (Some(seats[2].as_str()), Some("AVAILABLE"), Some(2))
+        );
+        assert!(released["holdExpiresAt"].is_null());
+        let held = sub.next_change(SECOND).await;
+        assert_eq!(
+            (
+                held["seatId"].as_str(),
+                held["status"].as_str(),
+                held["seq"].as_i64()
+            ),
+            (Some(seats[3].as_str()), Some("HELD"), Some(3))
+        );
+    }
+    // The expiry (1 s hold, 200 ms sweeps) arrives as AVAILABLE on both.
+    for sub in [&mut transport, &mut legacy] {
+        let expired = sub.next_change(3 * SECOND).await;
+        assert_eq!(
+            (
+                expired["seatId"].as_str(),
+                expired["status"].as_str(),
+                expired["seq"].as_i64()
+            ),
+            (Some(seats[3].as_str()), Some("AVAILABLE"), Some(4))
+        );
+    }
+    transport.close().await;
+    legacy.close().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+both_backends!(after_seq_replays_then_goes_live, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let (event_id, seats) = app.create_event(1, 5).await;
+    let alice = app.token("alice");
+    for seat in &seats[..3] {
+        app.hold_seats(&alice, &event_id, &[seat]).await;
+    }
+    assert_eq!(app.seat_map(&event_id).await["seq"], 3);
+    let mut sub =
+        Subscription::seat_changes(&app.base, Protocol::TransportWs, &event_id, Some(1)).await;
+    let replayed: Vec<i64> = vec![
+        sub.next_change(SECOND).await["seq"].as_i64().expect("seq"),
+        sub.next_change(SECOND).await["seq"].as_i64().expect("seq"),
+    ];
+    assert_eq!(replayed, vec![2, 3]);
+    app.hold_seats(&alice, &event_id, &[&seats[4]]).await;
+    let live = sub.next_change(SECOND).await;
+    assert_eq!(live["seq"], 4);
+    assert_eq!(live["seatId"], seats[4].as_str());
+    assert!(
+        sub.next(Duration::from_millis(300)).await.is_none(),
+        "no duplicate"
+    );
+
+    // The seat map's seq + afterSeq is exactly current.
+    let map = app.seat_map(&event_id).await;
+    let mut fresh = Subscription::seat_changes(
+        &app.base,
+        Protocol::LegacyWs,
+        &event_id,
+        map["seq"].as_i64(),
+    )
+    .await;
+    assert!(
+        fresh.next(Duration::from_millis(300)).await.is_none(),
+        "nothing to replay"
+    );
+    app.hold_seats(&alice, &event_id, &[&seats[3]]).await;
+    assert_eq!(fresh.next_change(SECOND).await["seq"], 5);
+
+    // A seq ahead of the log is refused clearly.
+    let mut bad =
+        Subscription::seat_changes(&app.base, Protocol::TransportWs, &event_id, Some(999)).await;
+    let payload = bad.next(SECOND).await.expect("an error");
+    assert_eq!(
+        payload["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{payload}"
+    );
+    // An unknown event too.
+    let mut unknown =
+        Subscription::seat_changes(&app.base, Protocol::TransportWs, "777777", None).await;
+    let payload = unknown.next(SECOND).await.expect("an error");
+    assert_eq!(
+        payload["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{payload}"
+    );
+    app.stop().await;
+});
+
+both_backends!(rolled_back_hold_publishes_nothing, |backend| async move {
+    let app = TestApp::spawn(backend).await;
+    let (event_id, seats) = app.create_event(1, 4).await;
+    let mut sub =
+        Subscription::seat_changes(&app.base, Protocol::TransportWs, &event_id, None).await;
+    let alice = app.token("alice");
+    let bob = app.token("bob");
+    app.hold_seats(&alice, &event_id, &[&seats[0]]).await;
+    assert_eq!(sub.next_change(SECOND).await["seq"], 1);
+    // All-or-nothing conflict: seat 1 is free, seat 0 is taken; nothing may be published.
+    let body = app
+        .hold_seats(&bob, &event_id, &[&seats[1], &seats[0]])
+        .await;
+    assert_eq!(expect_error(&body), "SEAT_UNAVAILABLE");
+    assert!(
+        sub.next(Duration::from_millis(500)).await.is_none(),
+        "nothing published for a failed hold"
+    );
+    app.hold_seats(&bob, &event_id, &[&seats[2]]).await;
+    let next = sub.next_change(SECOND).await;
+    assert_eq!(
+        (next["seq"].as_i64(), next["seatId"].as_str()),
+        (Some(2), Some(seats[2].as_str()))
+    );
+    app.stop().await;
+});
+
+/// A Redis of the test's own, so stopping it disturbs no other test.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let bin = std::env::var("TEST_REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let own = Self {
+            port,
+            child: Some(child),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return own;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not listen on {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Redis dies mid-test: bookings keep working (no INTERNAL), and once it is back the
+/// subscriber on the other instance resumes — with the changes it missed filled in from the
+/// log, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_restart_bookings_continue_and_subscriptions_recover() {
+    let port = free_port();
+    let mut redis = OwnRedis::start(port);
+    let options = Options::default().set("REDIS_URL", redis.url());
+    let a = TestApp::spawn_with(Backend::Postgres, options.clone()).await;
+    let b = TestApp::spawn_on(&a.database_url, options).await;
+    let (event_id, seats) = a.create_event(1, 6).await;
+    let mut sub = Subscription::seat_changes(&a.base, Protocol::TransportWs, &event_id, None).await;
+    let alice = b.token("alice");
+    b.hold_seats(&alice, &event_id, &[&seats[0]]).await;
+    assert_eq!(sub.next_change(SECOND).await["seq"], 1);
+
+    redis.kill();
+    for seat in &seats[1..3] {
+        let started = std::time::Instant::now();
+        let body = b.hold_seats(&alice, &event_id, &[seat]).await;
+        assert_eq!(
+            data(&body, "holdSeats")["status"],
+            "ACTIVE",
+            "bookings work without Redis"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "no long wait on a dead Redis"
+        );
+    }
+    let ready = b
+        .client
+        .get(format!("{}/readyz", b.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503, "readiness reports Redis down");
+
+    let _redis = OwnRedis::start(port);
+    tokio::time::sleep(Duration::from_secs(3)).await; // reconnect backoff is at most 2 s
+    b.hold_seats(&alice, &event_id, &[&seats[3]]).await;
+    let got: Vec<i64> = vec![
+        sub.next_change(3 * SECOND).await["seq"]
+            .as_i64()
+            .expect("seq"),
+        sub.next_change(SECOND).await["seq"].as_i64().expect("seq"),
+        sub.next_change(SECOND).await["seq"].as_i64().expect("seq"),
+    ];
+    assert_eq!(
+        got,
+        vec![2, 3, 4],
+        "missed changes filled in, in order, then live"
+    );
+    let ready = b
+        .client
+        .get(format!("{}/readyz", b.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    a.stop().await;
+    b.stop().await;
+}

@@ -1,0 +1,15 @@
+//! Black-box tests: the real app over real HTTP and WebSocket, against real PostgreSQL and
+//! Redis (started by `scripts/test.sh`) and SQLite. One binary, so it compiles once.
+
+mod helpers;
+
+mod auth;
+mod bad_input;
+mod concurrency;
+mod database;
+mod expiry;
+mod flows;
+mod idempotency;
+mod live;
+mod schema;
+mod ws;
