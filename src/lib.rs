@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod payment;
 pub mod realtime;
 pub mod startup;
 pub mod telemetry;
