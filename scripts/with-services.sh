@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run a command with throwaway PostgreSQL and Redis servers.
+# Run a command with throwaway PostgreSQL, Redis and localstripe servers.
 #
 # usage: scripts/with-services.sh CMD [ARGS...]
 #
@@ -20,6 +20,12 @@
 #   TEST_REDIS_URL         redis://127.0.0.1:PORT
 #   TEST_REDIS_PORT        PORT
 #   TEST_REDIS_SERVER_BIN  path of redis-server (to restart it on the same port)
+#
+# Stripe: if TEST_STRIPE_API_BASE is set it is used as is. Otherwise localstripe
+# (a fake Stripe, installed into .tools/localstripe-venv by
+# scripts/localstripe.sh) is started on a free port on 127.0.0.1 with an empty
+# store, and this is exported:
+#   TEST_STRIPE_API_BASE   http://127.0.0.1:PORT (any sk_... key is accepted)
 #
 # Missing servers are installed with apt-get when running as root on Debian.
 # Whatever this script started is stopped and deleted when it exits; it exits
@@ -48,6 +54,7 @@ CMD_PID=""
 PG_STARTED=""
 REDIS_PORT=""
 REDIS_PID=""
+STRIPE_PID=""
 
 # Kill a pid only if it still belongs to a process whose name matches $2.
 kill_if() {
@@ -55,6 +62,13 @@ kill_if() {
     [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] || return 0
     grep -q "$name" "/proc/$pid/comm" 2>/dev/null || return 0
     kill -9 "$pid" 2>/dev/null || true
+}
+
+# True while pid $1 runs (a zombie that exited but was not yet reaped does not).
+running() {
+    local state
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null)
+    [ -n "$state" ] && [ "$state" != Z ]
 }
 
 cleanup() {
@@ -76,6 +90,18 @@ cleanup() {
         # Stops whatever Redis serves our port, including one a test restarted.
         redis_cmd "$REDIS_PORT" SHUTDOWN NOSAVE >/dev/null 2>&1
         kill_if "$REDIS_PID" redis
+    fi
+    if [ -n "$STRIPE_PID" ]; then
+        # Before exec the pid is the wrapper script, after it localstripe's python.
+        if grep -q 'python\|localstripe' "/proc/$STRIPE_PID/comm" 2>/dev/null; then
+            kill -TERM "$STRIPE_PID" 2>/dev/null
+            for _ in $(seq 1 30); do
+                running "$STRIPE_PID" || break
+                sleep 0.1
+            done
+            kill_if "$STRIPE_PID" 'python\|localstripe'
+        fi
+        wait "$STRIPE_PID" 2>/dev/null
     fi
     if [ -n "$WORK_DIR" ]; then
         rm -rf "$WORK_DIR"
@@ -152,8 +178,10 @@ need_pg=""
 need_redis=""
 [ -n "${TEST_DATABASE_URL:-}" ] || need_pg=1
 [ -n "${TEST_REDIS_URL:-}" ] || need_redis=1
+need_stripe=""
+[ -n "${TEST_STRIPE_API_BASE:-}" ] || need_stripe=1
 
-if [ -n "$need_pg$need_redis" ]; then
+if [ -n "$need_pg$need_redis$need_stripe" ]; then
     if is_root; then
         # The PostgreSQL user must be able to reach its dir inside this one.
         WORK_DIR=$(mktemp -d /tmp/onsale-services.XXXXXX)
@@ -307,10 +335,55 @@ start_redis() {
     die "could not start Redis"
 }
 
+# ---------------------------------------------------------- localstripe ---
+
+# Empty localstripe's store on 127.0.0.1:$1; succeeds once it answers 200.
+stripe_wipe() {
+    local status
+    status=$(
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf 'DELETE /_config/data HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+        IFS= read -r -t 2 line <&3 || exit 1
+        printf '%s\n' "$line"
+    ) 2>/dev/null || return 1
+    [[ $status == HTTP/1.?' 200'* ]]
+}
+
+start_localstripe() {
+    local stripe_dir port i
+    # Installing may take a while on a fresh machine: do it before the clock runs.
+    "$SCRIPT_DIR/localstripe.sh" install >/dev/null ||
+        die "could not install localstripe; or set TEST_STRIPE_API_BASE"
+
+    stripe_dir=$WORK_DIR/localstripe
+    mkdir "$stripe_dir"
+    # The server binds a port the kernel picks and writes it to port-file, so
+    # no other process can take it between choosing and binding.
+    setsid "$SCRIPT_DIR/localstripe.sh" serve --port-file "$stripe_dir/port" \
+        </dev/null >>"$stripe_dir/localstripe.log" 2>&1 &
+    STRIPE_PID=$!
+    for i in $(seq 1 200); do
+        if [ -s "$stripe_dir/port" ]; then
+            port=$(cat "$stripe_dir/port")
+            # The wipe doubles as the readiness check.
+            if stripe_wipe "$port"; then
+                export TEST_STRIPE_API_BASE="http://127.0.0.1:$port"
+                log "localstripe ready at $TEST_STRIPE_API_BASE"
+                return 0
+            fi
+        fi
+        kill -0 "$STRIPE_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    tail -n 20 "$stripe_dir/localstripe.log" >&2 || true
+    die "could not start localstripe"
+}
+
 # ----------------------------------------------------------------- main ---
 
 if [ -n "$need_pg" ]; then start_postgres; fi
 if [ -n "$need_redis" ]; then start_redis; fi
+if [ -n "$need_stripe" ]; then start_localstripe; fi
 
 # CMD runs in the background so that a signal to this script interrupts the
 # wait below and is forwarded by cleanup(). Bash gives background commands

@@ -50,6 +50,13 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Whether GraphiQL (`GET /`) and introspection are served.
     pub graphiql: bool,
+    /// Whether `POST /dev/token` signs in anyone by name (`DEV_SIGNIN`; on by default only
+    /// in dev mode, when `JWT_SECRET` is unset).
+    pub dev_signin: bool,
+    /// The seat gate in front of the database (`SEAT_GATE=off` for the plain database path).
+    pub seat_gate: bool,
+    /// Mutations in flight beyond this get `RETRY_LATER` at once.
+    pub max_inflight_mutations: usize,
 }
 
 impl Config {
@@ -143,6 +150,13 @@ impl Config {
                 problem: "must be at least 1".into(),
             });
         }
+        let max_inflight_mutations: usize = parse(&lookup, "MAX_INFLIGHT_MUTATIONS", Some(512))?;
+        if max_inflight_mutations == 0 {
+            return Err(ConfigError {
+                var: "MAX_INFLIGHT_MUTATIONS",
+                problem: "must be at least 1".into(),
+            });
+        }
         Ok(Self {
             database_url,
             redis_url,
@@ -159,6 +173,9 @@ impl Config {
             max_seats_per_hold,
             sweep_interval: Duration::from_millis(parse(&lookup, "SWEEP_INTERVAL_MS", Some(1000))?),
             graphiql: parse_bool(&lookup, "GRAPHIQL", true)?,
+            dev_signin: parse_bool(&lookup, "DEV_SIGNIN", jwt_secret_generated)?,
+            seat_gate: parse_bool(&lookup, "SEAT_GATE", true)?,
+            max_inflight_mutations,
         })
     }
 

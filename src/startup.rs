@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::auth::Jwt;
 use crate::booking::db::Db;
+use crate::booking::gate::SeatGate;
 use crate::booking::{BookingService, BookingSettings};
 use crate::config::Config;
 use crate::http::{AppState, router};
@@ -50,13 +51,20 @@ impl Application {
                 Arc::new(crate::realtime::redis_bus::RedisBus::start(url, redis.clone()).await?)
             }
         };
+        let gate = if config.seat_gate {
+            SeatGate::new(redis.clone(), &bus)
+        } else {
+            SeatGate::off()
+        };
         let service = BookingService::new(
             db,
             bus,
+            gate,
             BookingSettings {
                 hold_ttl: config.hold_ttl,
                 max_seats_per_hold: config.max_seats_per_hold,
                 payments_enabled: config.stripe.is_some(),
+                max_inflight_mutations: config.max_inflight_mutations,
             },
         );
         if config.seed_demo {
@@ -73,6 +81,7 @@ impl Application {
             service: service.clone(),
             metrics: crate::telemetry::metrics_handle(),
             graphiql: config.graphiql,
+            dev_signin: config.dev_signin,
             redis,
         };
         let listener = TcpListener::bind(config.bind_addr)
@@ -87,6 +96,7 @@ impl Application {
         );
 
         tracing::info!(%addr, "onsale listening on http://{addr}/ (GraphiQL) — POST /graphql, WebSocket /graphql/ws");
+        tracing::info!(%addr, "live seat-map demo at http://{addr}/demo");
         if config.jwt_secret_generated {
             tracing::warn!(
                 "JWT_SECRET is unset: using a random secret for this process only (dev mode)"

@@ -31,6 +31,7 @@ impl BookingService {
             return Ok(view);
         }
         let outcome = async {
+            let _slot = self.admit_mutation()?;
             let stored = self.owned_hold(user, hold_id).await?;
             if self.settings.payments_enabled && stored.total_cents > 0 {
                 return Err(AppError::BadInput(
@@ -169,6 +170,7 @@ impl BookingService {
         if stored.status != BookingStatus::Confirmed.as_str() {
             return views::booking(&self.db.conn, booking_id).await;
         }
+        let _slot = self.admit_mutation()?;
         let published = self
             .db
             .retry(|| async {

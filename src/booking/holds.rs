@@ -50,33 +50,52 @@ impl BookingService {
         }
         let ids = seat_ids.as_slice();
         let outcome = async {
-            self.require_event(event_id).await?;
-            // Cheap check without locks: most requests for a taken seat end here.
-            let seats = seat::Entity::find()
-                .filter(seat::Column::Id.is_in(ids.to_vec()))
-                .all(&self.db.conn)
-                .await?;
-            check_requested(&seats, ids, event_id, now_ms())?;
-            self.db
-                .retry(|| async {
-                    let tx = self.db.begin_write().await?;
-                    let locked = self.lock_seats(&tx.txn, ids, false).await?;
-                    let now = now_ms();
-                    check_requested(&locked, ids, event_id, now)?;
-                    let (hold_id, pending) = self
-                        .create_hold(&tx.txn, user, event_id, &locked, now)
-                        .await?;
-                    let published = changes::append(&tx.txn, event_id, pending).await?;
-                    if let Some(key) = &key {
-                        idempotency::record(&tx.txn, &user.id, op, key, &hold_id).await?;
-                    }
-                    tx.commit().await?;
-                    Ok((hold_id, published))
-                })
-                .await
+            let _slot = self.admit_mutation()?;
+            // The gate first: of many simultaneous requests for a seat only one goes on.
+            let claim = self.gate.admit(event_id, ids).await?;
+            let decided = self
+                .hold_chosen_seats(user, event_id, ids, key.as_ref(), op)
+                .await;
+            self.gate.release(claim).await;
+            decided
         }
         .await;
         self.finish_hold(user, op, key.as_ref(), outcome).await
+    }
+
+    /// The database part of `hold_seats`: a cheap check without locks (most requests for a
+    /// taken seat end there), then the locking transaction.
+    async fn hold_chosen_seats(
+        &self,
+        user: &User,
+        event_id: i64,
+        ids: &[i64],
+        key: Option<&IdempotencyKey>,
+        op: Operation,
+    ) -> Result<(String, Vec<SeatChange>), AppError> {
+        self.require_event(event_id).await?;
+        let seats = seat::Entity::find()
+            .filter(seat::Column::Id.is_in(ids.to_vec()))
+            .all(&self.db.conn)
+            .await?;
+        check_requested(&seats, ids, event_id, now_ms())?;
+        self.db
+            .retry(|| async {
+                let tx = self.db.begin_write().await?;
+                let locked = self.lock_seats(&tx.txn, ids, false).await?;
+                let now = now_ms();
+                check_requested(&locked, ids, event_id, now)?;
+                let (hold_id, pending) = self
+                    .create_hold(&tx.txn, user, event_id, &locked, now)
+                    .await?;
+                let published = changes::append(&tx.txn, event_id, pending).await?;
+                if let Some(key) = key {
+                    idempotency::record(&tx.txn, &user.id, op, key, &hold_id).await?;
+                }
+                tx.commit().await?;
+                Ok((hold_id, published))
+            })
+            .await
     }
 
     /// Holds `count` seats chosen for the caller: adjacent in one row when possible, otherwise
@@ -109,6 +128,7 @@ impl BookingService {
             }
         }
         let count = count.get();
+        let _slot = self.admit_mutation()?;
         let outcome = self
             .db
             .retry(|| async {
@@ -173,6 +193,7 @@ impl BookingService {
     #[instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id), err(level = "debug"))]
     pub async fn release_hold(&self, user: &User, hold_id: &str) -> Result<HoldView, AppError> {
         let stored = self.owned_hold(user, hold_id).await?;
+        let _slot = self.admit_mutation()?;
         let published = self
             .db
             .retry(|| async {

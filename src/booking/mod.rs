@@ -5,6 +5,7 @@ pub mod bookings;
 pub mod changes;
 pub mod db;
 pub mod events;
+pub mod gate;
 pub mod holds;
 pub mod idempotency;
 pub mod model;
@@ -15,8 +16,12 @@ mod views;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::AppError;
 use crate::realtime::SeatChangeBus;
 use db::Db;
+use gate::SeatGate;
 
 /// Limits and timings of the booking rules.
 #[derive(Clone, Debug)]
@@ -25,6 +30,8 @@ pub struct BookingSettings {
     pub max_seats_per_hold: usize,
     /// With payments on, holds with a price must go through checkout.
     pub payments_enabled: bool,
+    /// Mutations in flight beyond this are refused at once with `RETRY_LATER`.
+    pub max_inflight_mutations: usize,
 }
 
 /// The service layer: every rule about seats lives behind this type.
@@ -33,11 +40,37 @@ pub struct BookingService {
     pub(crate) db: Db,
     pub(crate) bus: Arc<dyn SeatChangeBus>,
     pub(crate) settings: BookingSettings,
+    pub(crate) gate: SeatGate,
+    inflight: Arc<Semaphore>,
 }
 
 impl BookingService {
-    pub fn new(db: Db, bus: Arc<dyn SeatChangeBus>, settings: BookingSettings) -> Self {
-        Self { db, bus, settings }
+    pub fn new(
+        db: Db,
+        bus: Arc<dyn SeatChangeBus>,
+        gate: SeatGate,
+        settings: BookingSettings,
+    ) -> Self {
+        let inflight = Arc::new(Semaphore::new(settings.max_inflight_mutations));
+        Self {
+            db,
+            bus,
+            settings,
+            gate,
+            inflight,
+        }
+    }
+
+    /// Load shedding: a slot for one mutation, or `RETRY_LATER` at once when all are taken.
+    pub(crate) fn admit_mutation(&self) -> Result<OwnedSemaphorePermit, AppError> {
+        self.inflight.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("onsale_load_shed_total").increment(1);
+            AppError::retry_later(200, "the server is at capacity; try again shortly")
+        })
+    }
+
+    pub fn gate(&self) -> &SeatGate {
+        &self.gate
     }
 
     pub fn db(&self) -> &Db {

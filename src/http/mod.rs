@@ -1,5 +1,6 @@
 //! The HTTP surface: router, GraphQL over HTTP and WebSocket, health and metrics.
 
+mod demo;
 mod graphql;
 mod health;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub service: BookingService,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub graphiql: bool,
+    /// Whether `POST /dev/token` hands out tokens (dev sign-in for the demo page).
+    pub dev_signin: bool,
     pub redis: Option<redis::aio::ConnectionManager>,
 }
 
@@ -43,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(demo::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(
             CorsLayer::new()

@@ -8,10 +8,22 @@ use tokio::sync::broadcast;
 
 use super::{SUBSCRIBER_BUFFER, SeatChange, SeatChangeBus};
 
+/// How many changes the all-events channel buffers (it feeds process-wide caches).
+const ALL_EVENTS_BUFFER: usize = 16 * 1024;
+
 /// Delivers changes to subscribers of this process only.
-#[derive(Default)]
 pub struct LocalBus {
     channels: Mutex<HashMap<i64, broadcast::Sender<SeatChange>>>,
+    all: broadcast::Sender<SeatChange>,
+}
+
+impl Default for LocalBus {
+    fn default() -> Self {
+        Self {
+            channels: Mutex::default(),
+            all: broadcast::channel(ALL_EVENTS_BUFFER).0,
+        }
+    }
 }
 
 impl LocalBus {
@@ -26,11 +38,12 @@ impl LocalBus {
             channels.retain(|_, tx| tx.receiver_count() > 0);
             channels.get(&first.event_id).cloned()
         };
-        if let Some(tx) = sender {
-            for change in changes {
-                // An error only means nobody listens right now.
-                let _ = tx.send(change);
+        for change in changes {
+            // An error only means nobody listens right now.
+            if let Some(tx) = &sender {
+                let _ = tx.send(change.clone());
             }
+            let _ = self.all.send(change);
         }
     }
 }
@@ -50,6 +63,10 @@ impl SeatChangeBus for LocalBus {
             .entry(event_id)
             .or_insert_with(|| broadcast::channel(SUBSCRIBER_BUFFER).0)
             .subscribe()
+    }
+
+    fn subscribe_all(&self) -> broadcast::Receiver<SeatChange> {
+        self.all.subscribe()
     }
 
     fn healthy(&self) -> bool {

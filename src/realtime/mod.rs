@@ -31,6 +31,9 @@ pub trait SeatChangeBus: Send + Sync {
     /// Live changes of one event, from now on.
     fn subscribe(&self, event_id: i64) -> broadcast::Receiver<SeatChange>;
 
+    /// Live changes of every event (for process-wide caches such as the seat gate's).
+    fn subscribe_all(&self) -> broadcast::Receiver<SeatChange>;
+
     /// Whether the transport is currently connected (always true in-process).
     fn healthy(&self) -> bool;
 }

@@ -129,6 +129,10 @@ impl SeatChangeBus for RedisBus {
         self.local.subscribe(event_id)
     }
 
+    fn subscribe_all(&self) -> broadcast::Receiver<SeatChange> {
+        self.local.subscribe_all()
+    }
+
     fn healthy(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }

@@ -1,6 +1,7 @@
 //! Starting the real application for a test, each on its own fresh database.
 
 use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ fn raise_fd_limit() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _ = rlimit::increase_nofile_limit(65_536);
+        onsale::payment::install_crypto_provider();
     });
 }
 
@@ -293,4 +295,66 @@ pub fn expect_error(body: &Value) -> String {
 pub fn data<'a>(body: &'a Value, field: &str) -> &'a Value {
     assert!(body["errors"].is_null(), "unexpected errors: {body}");
     &body["data"][field]
+}
+
+/// A Redis of the test's own, so stopping it disturbs no other test.
+pub struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    pub fn start(port: u16) -> Self {
+        let bin = std::env::var("TEST_REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(bin)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let own = Self {
+            port,
+            child: Some(child),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return own;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not listen on {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }

@@ -12,4 +12,6 @@ mod flows;
 mod idempotency;
 mod live;
 mod schema;
+mod stripe_client;
+mod surge;
 mod ws;

@@ -1,0 +1,104 @@
+//! Distinct seats: C workers each hold a seat nobody else asks for, one seat per hold, until
+//! the seats or the time run out. Measures the write path without contention.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::cli::DistinctArgs;
+use crate::client::{OK, TIMEOUT, TRANSPORT};
+use crate::ops::HoldInfo;
+use crate::report::{Report, Section, Stats};
+use crate::scenarios::{Ctx, User, hold};
+use crate::verify::{self, Tracked};
+
+/// A worker switches to a new user after this many holds (`myHolds` lists at most 500).
+pub const HOLDS_PER_USER: usize = 200;
+/// Attempts per seat when the server answers `RETRY_LATER`.
+const ATTEMPTS: usize = 5;
+
+pub async fn run(ctx: &Ctx, args: &DistinctArgs) -> anyhow::Result<Report> {
+    let mut report = Report::new("distinct");
+    report.param("seats", args.seats);
+    report.param("concurrency", args.concurrency);
+    report.param("duration_secs", args.duration_secs);
+    let event = ctx.create_event("distinct", args.seats).await?;
+    report.param("event", event.id.as_str());
+
+    let seats = Arc::new(event.seat_ids.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration_secs);
+    let mut tasks = Vec::new();
+    for w in 0..args.concurrency.max(1) {
+        let (ctx, seats, next) = (ctx.clone(), seats.clone(), next.clone());
+        let event_id = event.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stats = Stats::new();
+            let mut tracked = Tracked::default();
+            let mut users: Vec<User> = Vec::new();
+            let mut made = 0usize;
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(seat) = seats.get(i) else { break };
+                if made / HOLDS_PER_USER >= users.len() {
+                    users.push(ctx.user(&format!("distinct-w{w}-{}", users.len()))?);
+                }
+                let user = &users[made / HOLDS_PER_USER];
+                for _ in 0..ATTEMPTS {
+                    let answer = hold(&ctx.api, user, &event_id, &[seat]).await;
+                    stats.record_answer(&answer);
+                    match answer.code.as_str() {
+                        OK => {
+                            if let Ok(h) = HoldInfo::from_json(&answer.data["holdSeats"]) {
+                                tracked.ok_holds.insert(h.id.clone());
+                                tracked.active.insert(h.id, h.seats);
+                            }
+                            made += 1;
+                        }
+                        "RETRY_LATER" => {
+                            let wait = answer.retry_after.unwrap_or(Duration::from_millis(100));
+                            tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+                            continue;
+                        }
+                        TRANSPORT | TIMEOUT => tracked.uncertain = true,
+                        _ => {}
+                    }
+                    break;
+                }
+            }
+            anyhow::Ok((stats, tracked, users))
+        }));
+    }
+    let mut stats = Stats::new();
+    let mut tracked = Tracked::default();
+    let mut users = Vec::new();
+    for task in tasks {
+        let (s, t, u) = task.await.context("a worker panicked")??;
+        stats.merge(&s);
+        tracked.merge(t);
+        users.extend(u);
+    }
+    let elapsed = started.elapsed();
+
+    let holds = stats.code(OK);
+    report.metric("holds/s", holds as f64 / elapsed.as_secs_f64(), "holds/s");
+    report.metric("holds", holds as f64, "holds");
+    report.section(Section::new("holdSeats", stats, elapsed));
+    let mut seen = std::collections::HashSet::new();
+    let twice = tracked
+        .active
+        .values()
+        .flatten()
+        .filter(|s| !seen.insert(*s))
+        .count();
+    report.check(
+        "no seat answered OK to two holds",
+        twice == 0,
+        format!("{twice} seats"),
+    );
+    verify::check_event(ctx, &mut report, &event.id, &users, &tracked, false).await?;
+    Ok(report)
+}

@@ -1,0 +1,343 @@
+//! The seat gate in front of the database. It only saves work; it never decides alone: the
+//! row locks and unique indexes in the database stay the last word.
+//!
+//! Two checks run before a hold touches the database:
+//! 1. *Known taken*: seats the change stream has shown HELD (and not yet run out) or BOOKED
+//!    are refused at once, without any round trip. The knowledge may be stale by a moment;
+//!    entries are trusted for [`KNOWN_TTL_MS`] at most, so a stale "taken" is rare and brief.
+//! 2. *Claim*: the requested seats are claimed all-or-nothing for a few seconds — in Redis
+//!    (`SET NX PX` semantics in one Lua script, released by its owner only with a
+//!    compare-and-delete script) when `REDIS_URL` is set, or in-process otherwise — so that of
+//!    a thousand simultaneous requests for one seat only the first reaches the database.
+//!
+//! A circuit breaker bypasses the Redis claim while Redis errors or is slow, and tries again
+//! after a cool-down: a dead Redis never fails a booking.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::model::{SeatStatus, now_ms};
+use crate::error::AppError;
+use crate::realtime::{SeatChange, SeatChangeBus};
+
+/// How long a claim lives if its owner never releases it (a crashed instance).
+pub const CLAIM_TTL_MS: i64 = 5_000;
+/// How long knowledge from the change stream is trusted.
+pub const KNOWN_TTL_MS: i64 = 30_000;
+/// Longest a Redis gate call may take before the breaker opens.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long the breaker stays open before Redis is tried again.
+const COOL_DOWN_MS: i64 = 5_000;
+
+const ACQUIRE_LUA: &str = r"
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then return i end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+end
+return 0
+";
+
+const RELEASE_LUA: &str = r"
+local n = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    n = n + 1
+  end
+end
+return n
+";
+
+/// A claim on some seats, to be released once the database has decided.
+#[must_use = "release the claim once the database has decided"]
+pub struct Claim {
+    event_id: i64,
+    seat_ids: Vec<i64>,
+    token: String,
+    /// False when the gate was bypassed (off, or the breaker open): nothing to release.
+    held: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Known {
+    status: SeatStatus,
+    hold_expires_at_ms: Option<i64>,
+    seen_at_ms: i64,
+}
+
+enum ClaimStore {
+    Redis(ConnectionManager),
+    Local(Mutex<HashMap<(i64, i64), (String, i64)>>),
+}
+
+/// The gate; cheap to clone.
+#[derive(Clone)]
+pub struct SeatGate {
+    inner: Option<Arc<GateInner>>,
+}
+
+struct GateInner {
+    store: ClaimStore,
+    known: Mutex<HashMap<(i64, i64), Known>>,
+    breaker_open_until: AtomicI64,
+    breaker_logged: AtomicBool,
+}
+
+impl SeatGate {
+    /// No gate: every request goes to the database (`SEAT_GATE=off`).
+    pub fn off() -> Self {
+        Self { inner: None }
+    }
+
+    /// A gate claiming in Redis (if given) or in-process, learning from `bus`.
+    pub fn new(redis: Option<ConnectionManager>, bus: &Arc<dyn SeatChangeBus>) -> Self {
+        let store = match redis {
+            Some(conn) => ClaimStore::Redis(conn),
+            None => ClaimStore::Local(Mutex::default()),
+        };
+        let inner = Arc::new(GateInner {
+            store,
+            known: Mutex::default(),
+            breaker_open_until: AtomicI64::new(0),
+            breaker_logged: AtomicBool::new(false),
+        });
+        let mut changes = bus.subscribe_all();
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(change) => match weak.upgrade() {
+                        Some(inner) => inner.learn(&change),
+                        None => return,
+                    },
+                    // Missed some: forget everything rather than trust a gap.
+                    Err(RecvError::Lagged(_)) => match weak.upgrade() {
+                        Some(inner) => inner.lock_known().clear(),
+                        None => return,
+                    },
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        Self { inner: Some(inner) }
+    }
+
+    /// Whether the gate is on.
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Refuses seats known taken, then claims the rest all-or-nothing.
+    pub async fn admit(&self, event_id: i64, seat_ids: &[i64]) -> Result<Claim, AppError> {
+        let bypass = Claim {
+            event_id,
+            seat_ids: Vec::new(),
+            token: String::new(),
+            held: false,
+        };
+        let Some(inner) = &self.inner else {
+            return Ok(bypass);
+        };
+        let now = now_ms();
+        let taken = inner.known_taken(event_id, seat_ids, now);
+        if !taken.is_empty() {
+            metrics::counter!("onsale_seat_gate_rejections_total", "why" => "known").increment(1);
+            return Err(AppError::seat_unavailable(taken));
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        let claimed = match &inner.store {
+            ClaimStore::Local(claims) => Ok(local_acquire(claims, event_id, seat_ids, &token, now)),
+            ClaimStore::Redis(conn) => {
+                if inner.breaker_open_until.load(Ordering::Relaxed) > now {
+                    return Ok(bypass);
+                }
+                redis_acquire(conn.clone(), event_id, seat_ids, &token).await
+            }
+        };
+        match claimed {
+            Ok(None) => {
+                inner.close_breaker();
+                Ok(Claim {
+                    event_id,
+                    seat_ids: seat_ids.to_vec(),
+                    token,
+                    held: true,
+                })
+            }
+            Ok(Some(busy_seat)) => {
+                metrics::counter!("onsale_seat_gate_rejections_total", "why" => "claimed")
+                    .increment(1);
+                Err(AppError::SeatUnavailable {
+                    seat_ids: vec![busy_seat],
+                    message: format!("seat {busy_seat} is being taken by someone else right now"),
+                })
+            }
+            Err(err) => {
+                inner.open_breaker(&err);
+                Ok(bypass)
+            }
+        }
+    }
+
+    /// Lets the seats go (only this claim's own keys).
+    pub async fn release(&self, claim: Claim) {
+        let (Some(inner), true) = (&self.inner, claim.held) else {
+            return;
+        };
+        match &inner.store {
+            ClaimStore::Local(claims) => {
+                let mut claims = claims.lock().unwrap_or_else(PoisonError::into_inner);
+                for seat in &claim.seat_ids {
+                    if claims
+                        .get(&(claim.event_id, *seat))
+                        .is_some_and(|(owner, _)| *owner == claim.token)
+                    {
+                        claims.remove(&(claim.event_id, *seat));
+                    }
+                }
+            }
+            ClaimStore::Redis(conn) => {
+                let mut conn = conn.clone();
+                let keys = keys(claim.event_id, &claim.seat_ids);
+                // Never wait on Redis after the answer is known: the TTL covers a failure.
+                tokio::spawn(async move {
+                    let script = redis::Script::new(RELEASE_LUA);
+                    let mut call = script.prepare_invoke();
+                    for key in &keys {
+                        call.key(key);
+                    }
+                    call.arg(&claim.token);
+                    let _ =
+                        tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<i64>(&mut conn))
+                            .await;
+                });
+            }
+        }
+    }
+
+    /// Whether the Redis claim is currently bypassed.
+    pub fn breaker_open(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|i| i.breaker_open_until.load(Ordering::Relaxed) > now_ms())
+    }
+}
+
+impl GateInner {
+    fn lock_known(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, i64), Known>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn learn(&self, change: &SeatChange) {
+        let mut known = self.lock_known();
+        if known.len() > 1_000_000 {
+            known.clear();
+        }
+        known.insert(
+            (change.event_id, change.seat_id),
+            Known {
+                status: change.status,
+                hold_expires_at_ms: change.hold_expires_at_ms,
+                seen_at_ms: now_ms(),
+            },
+        );
+    }
+
+    fn known_taken(&self, event_id: i64, seat_ids: &[i64], now: i64) -> Vec<i64> {
+        let known = self.lock_known();
+        seat_ids
+            .iter()
+            .copied()
+            .filter(|seat| {
+                known.get(&(event_id, *seat)).is_some_and(|k| {
+                    now - k.seen_at_ms < KNOWN_TTL_MS
+                        && match k.status {
+                            SeatStatus::Booked => true,
+                            SeatStatus::Held => k.hold_expires_at_ms.is_some_and(|t| t > now),
+                            SeatStatus::Available => false,
+                        }
+                })
+            })
+            .collect()
+    }
+
+    fn open_breaker(&self, err: &str) {
+        self.breaker_open_until
+            .store(now_ms() + COOL_DOWN_MS, Ordering::Relaxed);
+        metrics::gauge!("onsale_seat_gate_breaker_open").set(1.0);
+        if !self.breaker_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error = %err, "seat gate: Redis failed; bypassing the gate (the database still decides) and retrying after a cool-down");
+        }
+    }
+
+    fn close_breaker(&self) {
+        if self.breaker_logged.swap(false, Ordering::Relaxed) {
+            metrics::gauge!("onsale_seat_gate_breaker_open").set(0.0);
+            tracing::info!("seat gate: Redis is back; gate on again");
+        }
+    }
+}
+
+/// Keys of one event share a hash tag, so a multi-seat claim works on Redis Cluster too.
+fn keys(event_id: i64, seat_ids: &[i64]) -> Vec<String> {
+    seat_ids
+        .iter()
+        .map(|seat| format!("onsale:gate:{{e{event_id}}}:s{seat}"))
+        .collect()
+}
+
+/// `Ok(None)`: claimed; `Ok(Some(seat))`: that seat is claimed by someone else.
+async fn redis_acquire(
+    mut conn: ConnectionManager,
+    event_id: i64,
+    seat_ids: &[i64],
+    token: &str,
+) -> Result<Option<i64>, String> {
+    let script = redis::Script::new(ACQUIRE_LUA);
+    let mut call = script.prepare_invoke();
+    for key in keys(event_id, seat_ids) {
+        call.key(key);
+    }
+    call.arg(token).arg(CLAIM_TTL_MS);
+    match tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await {
+        Ok(Ok(0)) => Ok(None),
+        Ok(Ok(index)) => Ok(usize::try_from(index - 1)
+            .ok()
+            .and_then(|i| seat_ids.get(i))
+            .copied()
+            .or(seat_ids.first().copied())),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+fn local_acquire(
+    claims: &Mutex<HashMap<(i64, i64), (String, i64)>>,
+    event_id: i64,
+    seat_ids: &[i64],
+    token: &str,
+    now: i64,
+) -> Option<i64> {
+    let mut claims = claims.lock().unwrap_or_else(PoisonError::into_inner);
+    if claims.len() > 100_000 {
+        claims.retain(|_, (_, until)| *until > now);
+    }
+    if let Some(busy) = seat_ids.iter().find(|seat| {
+        claims
+            .get(&(event_id, **seat))
+            .is_some_and(|(_, until)| *until > now)
+    }) {
+        return Some(*busy);
+    }
+    for seat in seat_ids {
+        claims.insert((event_id, *seat), (token.to_owned(), now + CLAIM_TTL_MS));
+    }
+    None
+}

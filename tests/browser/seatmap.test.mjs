@@ -1,0 +1,257 @@
+// End-to-end test of the /demo seat map in Debian's Chromium, driven by playwright-core.
+//
+// Two users in two browser contexts watch the same event on two onsale instances that share
+// one PostgreSQL database and one Redis. Run it with scripts/browser-test.sh, which starts
+// the instances and sets:
+//   ONSALE_A_URL, ONSALE_B_URL  base URLs of instance 1 (user A) and instance 2 (user B)
+//   HOLD_TTL_SECS               the instances' hold lifetime (short, so a hold can expire)
+//   ARTIFACTS_DIR               where screenshots go
+//
+// The steps build on each other, so they run in order and a failure skips the rest.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const A_URL = required('ONSALE_A_URL');
+const B_URL = required('ONSALE_B_URL');
+const HOLD_TTL_SECS = Number(process.env.HOLD_TTL_SECS ?? 3);
+const ARTIFACTS_DIR = process.env.ARTIFACTS_DIR ?? 'test-artifacts';
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** How soon a change made on one instance must show on the other page. */
+const LIVE_MS = 1000;
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run scripts/browser-test.sh`);
+  return value.replace(/\/$/, '');
+}
+
+let browser;
+let pageA;
+let pageB;
+let failed = false;
+/** The seats the steps use, filled in by the first step. */
+const seats = {};
+let totalSeats = 0;
+
+before(async () => {
+  await mkdir(ARTIFACTS_DIR, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // Nothing may reach out to the internet: there is none here, and the page needs none.
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+    timeout: 30_000,
+  });
+  pageA = await newPage('A');
+  pageB = await newPage('B');
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function newPage(who) {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 1300 } });
+  context.setDefaultTimeout(10_000);
+  const page = await context.newPage();
+  page.on('pageerror', (err) => {
+    console.error(`page ${who}: uncaught error: ${err.message}`);
+  });
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') console.error(`page ${who}: console error: ${msg.text()}`);
+  });
+  return page;
+}
+
+/** One step: skipped once an earlier one failed, since each builds on the one before. */
+function step(name, body) {
+  test(name, async (t) => {
+    if (failed) {
+      t.skip('an earlier step failed');
+      return;
+    }
+    try {
+      await body(t);
+    } catch (err) {
+      failed = true;
+      await screenshots(`failed-${name.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
+      throw err;
+    }
+  });
+}
+
+async function screenshots(name) {
+  const files = [];
+  for (const [who, page] of [['a', pageA], ['b', pageB]]) {
+    const file = path.join(ARTIFACTS_DIR, `seatmap-${name}-${who}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    files.push(file);
+  }
+  return files;
+}
+
+const seatSelector = (id, status) =>
+  status ? `[data-seat-id="${id}"][data-status="${status}"]` : `[data-seat-id="${id}"]`;
+
+/** Milliseconds until `page` shows seat `id` with `status`, started before the action. */
+function watchSeat(page, id, status, timeout) {
+  const started = Date.now();
+  return page
+    .waitForSelector(seatSelector(id, status), { state: 'attached', timeout })
+    .then(() => Date.now() - started);
+}
+
+async function seatInfo(page, id) {
+  const el = page.locator(seatSelector(id));
+  return {
+    status: await el.getAttribute('data-status'),
+    label: await el.getAttribute('aria-label'),
+  };
+}
+
+async function counts(page) {
+  const read = async (name) => Number(await page.textContent(`#count-${name}`));
+  return { available: await read('available'), held: await read('held'), booked: await read('booked') };
+}
+
+async function signIn(page, baseUrl, name, eventId) {
+  await page.goto(`${baseUrl}/demo${eventId ? `#event=${eventId}` : ''}`);
+  await page.waitForSelector('.seat');
+  await page.fill('#signin-name', name);
+  await page.click('#signin-button');
+  await page.waitForSelector('#signed-in:not([hidden])');
+  assert.equal(await page.textContent('#who'), name);
+  // Live: the seatChanges subscription is up.
+  await page.waitForSelector('#connection[data-state="live"]');
+}
+
+async function seatIdByLabel(page, prefix) {
+  const id = await page.getAttribute(`.seat[aria-label^="${prefix},"]`, 'data-seat-id');
+  assert.ok(id, `no seat labelled ${prefix}`);
+  return id;
+}
+
+step('A and B sign in on two instances and watch the same event', async () => {
+  await signIn(pageA, A_URL, 'alice');
+  const eventId = await pageA.inputValue('#event-select');
+  await signIn(pageB, B_URL, 'bob', eventId);
+  assert.equal(await pageB.inputValue('#event-select'), eventId);
+
+  seats.first = await seatIdByLabel(pageA, 'Orchestra row A seat 10');
+  seats.second = await seatIdByLabel(pageA, 'Orchestra row A seat 11');
+  const first = await seatInfo(pageB, seats.first);
+  assert.equal(first.status, 'AVAILABLE');
+  assert.equal(first.label, 'Orchestra row A seat 10, available, $120.00');
+
+  const a = await counts(pageA);
+  assert.deepEqual(await counts(pageB), a);
+  assert.equal(a.held, 0);
+  assert.equal(a.booked, 0);
+  totalSeats = a.available;
+  assert.ok(totalSeats > 0);
+});
+
+step('A holds a seat by clicking: B sees it HELD within 1 s', async () => {
+  await pageA.click(seatSelector(seats.first));
+  assert.equal(await pageA.getAttribute(seatSelector(seats.first), 'aria-pressed'), 'true');
+  const seenOnB = watchSeat(pageB, seats.first, 'HELD', 5000);
+  await pageA.click('#hold-selected');
+  const ms = await seenOnB;
+  assert.ok(ms <= LIVE_MS, `B saw the hold after ${ms} ms`);
+
+  assert.equal(
+    (await seatInfo(pageB, seats.first)).label,
+    'Orchestra row A seat 10, held, $120.00',
+  );
+  await pageA.waitForSelector('#hold-panel:not([hidden])');
+  assert.equal(
+    await pageA.textContent('#message'),
+    'Held Orchestra A-10. Confirm before the countdown ends.',
+  );
+  assert.equal(
+    (await seatInfo(pageA, seats.first)).label,
+    'Orchestra row A seat 10, held by you, $120.00',
+  );
+  assert.match(await pageA.textContent('#countdown'), /^Expires in 0:0[0-3]\.$/);
+  assert.deepEqual(await counts(pageB), { available: totalSeats - 1, held: 1, booked: 0 });
+});
+
+step('A confirms: B sees it BOOKED within 1 s', async () => {
+  const seenOnB = watchSeat(pageB, seats.first, 'BOOKED', 5000);
+  await pageA.click('#confirm');
+  const ms = await seenOnB;
+  assert.ok(ms <= LIVE_MS, `B saw the booking after ${ms} ms`);
+
+  await pageA.waitForSelector('#hold-panel', { state: 'hidden' });
+  assert.match(
+    await pageA.textContent('#message'),
+    /^Booked Orchestra A-10 for \$120\.00 \(booking [0-9a-f-]+\)\.$/,
+  );
+  assert.equal((await seatInfo(pageA, seats.first)).status, 'BOOKED');
+  assert.equal(
+    (await seatInfo(pageB, seats.first)).label,
+    'Orchestra row A seat 10, booked, $120.00',
+  );
+  assert.deepEqual(await counts(pageB), { available: totalSeats - 1, held: 0, booked: 1 });
+});
+
+step('B clicks the booked seat and holds it: the page says it was just taken', async () => {
+  await pageB.click(seatSelector(seats.first));
+  await pageB.click('#hold-selected');
+  await pageB.waitForFunction(
+    () => document.getElementById('message').dataset.kind === 'error',
+    null,
+    { timeout: 5000 },
+  );
+  assert.equal(
+    await pageB.textContent('#message'),
+    'Seat Orchestra A-10 was just taken — pick another.',
+  );
+  assert.equal(await pageB.isHidden('#hold-panel'), true);
+  const seat = await seatInfo(pageB, seats.first);
+  assert.equal(seat.status, 'BOOKED');
+  // The refused seat is no longer selected.
+  assert.equal(await pageB.getAttribute(seatSelector(seats.first), 'aria-pressed'), 'false');
+  assert.deepEqual(await counts(pageB), { available: totalSeats - 1, held: 0, booked: 1 });
+});
+
+step('a hold left to expire turns AVAILABLE on both pages', async () => {
+  // This time by keyboard: focus the seat, Space selects it.
+  await pageA.focus(seatSelector(seats.second));
+  await pageA.keyboard.press('Space');
+  assert.equal(await pageA.getAttribute(seatSelector(seats.second), 'aria-pressed'), 'true');
+  const heldOnB = watchSeat(pageB, seats.second, 'HELD', 5000);
+  await pageA.click('#hold-selected');
+  assert.ok((await heldOnB) <= LIVE_MS);
+  await pageA.waitForSelector('#hold-panel:not([hidden])');
+  const [shotA, shotB] = await screenshots('held');
+  console.log(`screenshots: ${shotA} ${shotB}`);
+
+  // The hold lasts HOLD_TTL_SECS; the sweeper then returns the seat and publishes the change.
+  const limit = (HOLD_TTL_SECS + 5) * 1000;
+  await Promise.all([
+    watchSeat(pageA, seats.second, 'AVAILABLE', limit),
+    watchSeat(pageB, seats.second, 'AVAILABLE', limit),
+  ]);
+  for (const page of [pageA, pageB]) {
+    assert.equal(
+      (await seatInfo(page, seats.second)).label,
+      'Orchestra row A seat 11, available, $120.00',
+    );
+    assert.deepEqual(await counts(page), { available: totalSeats - 1, held: 0, booked: 1 });
+  }
+  assert.equal(await pageA.textContent('#message'), 'Your hold ran out — hold the seats again.');
+  assert.equal(await pageA.isHidden('#hold-panel'), true);
+  await screenshots('expired');
+});
