@@ -57,6 +57,10 @@ pub struct Config {
     pub seat_gate: bool,
     /// Mutations in flight beyond this get `RETRY_LATER` at once.
     pub max_inflight_mutations: usize,
+    /// Serve seat maps from memory (`SEATMAP_CACHE=off` reads the database every time).
+    pub seat_map_cache: bool,
+    /// How long the seat-change log keeps rows for `afterSeq` replay.
+    pub change_retention: Duration,
 }
 
 impl Config {
@@ -175,6 +179,12 @@ impl Config {
             graphiql: parse_bool(&lookup, "GRAPHIQL", true)?,
             dev_signin: parse_bool(&lookup, "DEV_SIGNIN", jwt_secret_generated)?,
             seat_gate: parse_bool(&lookup, "SEAT_GATE", true)?,
+            seat_map_cache: parse_bool(&lookup, "SEATMAP_CACHE", true)?,
+            change_retention: Duration::from_secs(parse(
+                &lookup,
+                "SEAT_CHANGE_RETENTION_SECS",
+                Some(86_400),
+            )?),
             max_inflight_mutations,
         })
     }

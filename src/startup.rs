@@ -65,6 +65,8 @@ impl Application {
                 max_seats_per_hold: config.max_seats_per_hold,
                 payments_enabled: config.stripe.is_some(),
                 max_inflight_mutations: config.max_inflight_mutations,
+                seat_map_cache: config.seat_map_cache,
+                change_retention: config.change_retention,
             },
         );
         if config.seed_demo {

@@ -3,12 +3,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_core;
+mod m20261121_000002_seat_change_retention;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261121_000001_create_core::Migration)]
+        vec![
+            Box::new(m20261121_000001_create_core::Migration),
+            Box::new(m20261121_000002_seat_change_retention::Migration),
+        ]
     }
 }

@@ -11,7 +11,7 @@ use sea_orm::{
 use tracing::instrument;
 
 use super::BookingService;
-use crate::booking::model::{EventView, SeatMapView, SeatView, now_ms, parse_label};
+use crate::booking::model::{EventView, SeatMapView, SeatStatus, SeatView, now_ms, parse_label};
 use crate::error::AppError;
 use entity::{event, seat};
 
@@ -250,7 +250,8 @@ impl BookingService {
 
     /// The seat map of an event (optionally one section) and the `seq` it reflects: every
     /// change up to `seq` is included (later ones may be too; applying them again is harmless).
-    #[instrument(skip_all, fields(event.id = event_id), err)]
+    /// Counts are over the whole event.
+    #[instrument(skip_all, fields(event.id = event_id), err(level = "debug"))]
     pub async fn seat_map(
         &self,
         event_id: i64,
@@ -260,27 +261,37 @@ impl BookingService {
             .one(&self.db.conn)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("event {event_id} does not exist")))?;
-        let seq = event.seq;
-        let mut query = seat::Entity::find().filter(seat::Column::EventId.eq(event_id));
-        if let Some(section) = section {
-            query = query.filter(seat::Column::Section.eq(section));
-        }
-        let seats = query
-            .order_by_asc(seat::Column::Position)
-            .all(&self.db.conn)
-            .await?;
         let now = now_ms();
-        let views = seats.iter().map(|s| SeatView::of(s, now)).collect();
-        let event = self
-            .with_counts(vec![event])
-            .await?
-            .pop()
-            .ok_or_else(|| AppError::Internal("event vanished".into()))?;
-        Ok(SeatMapView {
-            event,
-            seats: views,
-            seq,
-        })
+        let seq = event.seq;
+        let seats = match &self.seat_maps {
+            Some(cache) => cache.seats(&self.db.conn, event_id, seq, now).await?,
+            None => seat::Entity::find()
+                .filter(seat::Column::EventId.eq(event_id))
+                .order_by_asc(seat::Column::Position)
+                .all(&self.db.conn)
+                .await?
+                .iter()
+                .map(|s| SeatView::of(s, now))
+                .collect(),
+        };
+        let count = |status: SeatStatus| {
+            i64::try_from(seats.iter().filter(|s| s.status == status).count()).unwrap_or(i64::MAX)
+        };
+        let event = EventView {
+            id: event.id,
+            name: event.name,
+            venue: event.venue,
+            starts_at_ms: event.starts_at_ms,
+            seat_count: i64::try_from(seats.len()).unwrap_or(i64::MAX),
+            available: count(SeatStatus::Available),
+            held: count(SeatStatus::Held),
+            booked: count(SeatStatus::Booked),
+        };
+        let seats = match section {
+            Some(name) => seats.into_iter().filter(|s| s.section == name).collect(),
+            None => seats,
+        };
+        Ok(SeatMapView { event, seats, seq })
     }
 
     /// Whether there is any event at all (the demo seed runs only on an empty database).

@@ -9,6 +9,7 @@ pub mod gate;
 pub mod holds;
 pub mod idempotency;
 pub mod model;
+pub mod seat_map_cache;
 pub mod seed;
 pub mod sweeper;
 mod views;
@@ -32,6 +33,10 @@ pub struct BookingSettings {
     pub payments_enabled: bool,
     /// Mutations in flight beyond this are refused at once with `RETRY_LATER`.
     pub max_inflight_mutations: usize,
+    /// Serve seat maps from memory, kept current from the change stream.
+    pub seat_map_cache: bool,
+    /// How long seat-change log rows are kept for `afterSeq` replay.
+    pub change_retention: Duration,
 }
 
 /// The service layer: every rule about seats lives behind this type.
@@ -41,6 +46,8 @@ pub struct BookingService {
     pub(crate) bus: Arc<dyn SeatChangeBus>,
     pub(crate) settings: BookingSettings,
     pub(crate) gate: SeatGate,
+    /// `None` serves every seat map straight from the database (`SEATMAP_CACHE=off`).
+    pub(crate) seat_maps: Option<seat_map_cache::SeatMapCache>,
     inflight: Arc<Semaphore>,
 }
 
@@ -52,11 +59,15 @@ impl BookingService {
         settings: BookingSettings,
     ) -> Self {
         let inflight = Arc::new(Semaphore::new(settings.max_inflight_mutations));
+        let seat_maps = settings
+            .seat_map_cache
+            .then(|| seat_map_cache::SeatMapCache::following(&bus));
         Self {
             db,
             bus,
             settings,
             gate,
+            seat_maps,
             inflight,
         }
     }

@@ -12,7 +12,7 @@ use super::changes;
 use super::holds::hold_seat_ids;
 use super::model::{HoldStatus, now_ms};
 use crate::error::AppError;
-use entity::hold;
+use entity::{hold, seat_change};
 
 /// Turns true when the process is shutting down.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
@@ -70,6 +70,22 @@ impl BookingService {
         Ok(expired)
     }
 
+    /// Deletes seat-change log rows older than the retention window. Subscribers asking for
+    /// history before what is kept are told to reload the seat map.
+    pub async fn prune_change_log(&self) -> Result<u64, AppError> {
+        let cutoff = now_ms()
+            - i64::try_from(self.settings.change_retention.as_millis()).unwrap_or(i64::MAX);
+        let deleted = seat_change::Entity::delete_many()
+            .filter(seat_change::Column::CreatedAtMs.lt(cutoff))
+            .exec(&self.db.conn)
+            .await?
+            .rows_affected;
+        if deleted > 0 {
+            tracing::info!(rows = deleted, "pruned the seat-change log");
+        }
+        Ok(deleted)
+    }
+
     /// Runs the sweeper every `interval` until `shutdown` turns true.
     pub async fn run_sweeper(self, interval: Duration, mut shutdown: Shutdown) {
         let mut ticker = tokio::time::interval(interval);
@@ -79,6 +95,9 @@ impl BookingService {
                 _ = ticker.tick() => {
                     if let Err(err) = self.sweep_expired().await {
                         tracing::warn!(error = %err, "expiry sweep failed; will try again");
+                    }
+                    if let Err(err) = self.prune_change_log().await {
+                        tracing::warn!(error = %err, "pruning the change log failed; will try again");
                     }
                 }
                 _ = shutdown.changed() => break,

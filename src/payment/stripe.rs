@@ -342,8 +342,8 @@ impl StripeClient {
     #[tracing::instrument(
         name = "stripe.create_payment_intent",
         skip_all,
-        fields(amount_cents, currency),
-        err(Display)
+        fields(amount_cents = amount_cents, currency = %currency),
+        err(Display, level = "warn")
     )]
     pub async fn create_payment_intent(
         &self,
@@ -374,7 +374,11 @@ impl StripeClient {
     }
 
     /// Fetches a PaymentIntent's current state.
-    #[tracing::instrument(name = "stripe.retrieve_payment_intent", skip(self), err(Display))]
+    #[tracing::instrument(
+        name = "stripe.retrieve_payment_intent",
+        skip(self),
+        err(Display, level = "warn")
+    )]
     pub async fn retrieve_payment_intent(&self, id: &str) -> Result<PaymentIntent, PaymentError> {
         check_id(id, "payment_intent")?;
         let body = self
@@ -387,7 +391,7 @@ impl StripeClient {
     #[tracing::instrument(
         name = "stripe.capture_payment_intent",
         skip(self, idempotency_key),
-        err(Display)
+        err(Display, level = "warn")
     )]
     pub async fn capture_payment_intent(
         &self,
@@ -410,7 +414,7 @@ impl StripeClient {
     #[tracing::instrument(
         name = "stripe.cancel_payment_intent",
         skip(self, idempotency_key),
-        err(Display)
+        err(Display, level = "warn")
     )]
     pub async fn cancel_payment_intent(
         &self,
@@ -433,7 +437,7 @@ impl StripeClient {
     #[tracing::instrument(
         name = "stripe.create_refund",
         skip(self, idempotency_key),
-        err(Display)
+        err(Display, level = "warn")
     )]
     pub async fn create_refund(
         &self,
@@ -547,7 +551,7 @@ mod tests {
             "client_secret": "pi_1_secret_x", "metadata": {"hold_id": "42", "n": 3},
             "latest_charge": "ch_1"
         });
-        let pi = PaymentIntent::from_json(&v).unwrap();
+        let pi = PaymentIntent::from_json(&v).expect("an intent");
         assert_eq!(pi.status, IntentStatus::RequiresCapture);
         assert_eq!(pi.amount, 1500);
         assert_eq!(pi.latest_charge_id.as_deref(), Some("ch_1"));
@@ -558,7 +562,7 @@ mod tests {
     #[test]
     fn intent_reads_embedded_charge_and_unknown_status() {
         let v = json!({"id": "pi_2", "status": "brand_new", "latest_charge": {"id": "ch_2"}});
-        let pi = PaymentIntent::from_json(&v).unwrap();
+        let pi = PaymentIntent::from_json(&v).expect("an intent");
         assert_eq!(pi.status, IntentStatus::Other("brand_new".into()));
         assert_eq!(pi.latest_charge_id.as_deref(), Some("ch_2"));
         assert_eq!(pi.client_secret, None);
@@ -613,7 +617,7 @@ mod tests {
             webhook_secret: None,
             currency: "USD".into(),
         })
-        .unwrap();
+        .expect("client");
         assert!(!format!("{client:?}").contains("sk_test_secret"));
         assert_eq!(client.currency(), "usd");
     }

@@ -165,7 +165,7 @@ mod tests {
     const NOW: i64 = 1_700_000_000;
 
     fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
         mac.update(format!("{t}.").as_bytes());
         mac.update(body);
         hex::encode(mac.finalize().into_bytes())
@@ -286,11 +286,11 @@ mod tests {
                    "amount": 2500, "currency": "usd", "metadata": {"hold_id": "7"},
                    "latest_charge": {"id": "ch_9", "object": "charge"}}}
         }"#;
-        let event = parse_event(body).unwrap();
+        let event = parse_event(body).expect("an event");
         assert_eq!(event.id, "evt_9");
         assert_eq!(event.event_type, "payment_intent.succeeded");
         assert_eq!(event.created, 1_700_000_000);
-        let pi = event.payment_intent().unwrap();
+        let pi = event.payment_intent().expect("an intent");
         assert_eq!(pi.id, "pi_9");
         assert_eq!(pi.status, IntentStatus::Succeeded);
         assert_eq!(pi.metadata["hold_id"], "7");
@@ -301,7 +301,7 @@ mod tests {
     fn other_events_carry_no_intent() {
         let body = br#"{"id":"evt_2","type":"charge.refunded","created":1,
                         "data":{"object":{"id":"ch_1","object":"charge"}}}"#;
-        assert_eq!(parse_event(body).unwrap().payment_intent(), None);
+        assert_eq!(parse_event(body).expect("an event").payment_intent(), None);
         assert!(matches!(
             parse_event(br#"{"id":"evt_3","type":"x"}"#),
             Err(EventError::MissingField("data.object"))

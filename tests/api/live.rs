@@ -233,3 +233,99 @@ async fn redis_restart_bookings_continue_and_subscriptions_recover() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A client nobody here wrote: the `graphql-ws` library from npm subscribes through the
+/// `graphql-transport-ws` protocol and sees the changes (tests/node/subscribe.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graphql_ws_library_client_sees_changes() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (event_id, seats) = app.create_event(1, 3).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/subscribe.mjs");
+    let ws_url = format!("{}/graphql/ws", app.base.replace("http://", "ws://"));
+    let mut child = tokio::process::Command::new("node")
+        .args([script, &ws_url, &event_id, "2", "10000"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (scripts/test-prepare.sh installs tests/node)");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(5 * SECOND, lines.next_line())
+        .await
+        .expect("node connects in time")
+        .expect("read")
+        .expect("a line");
+    assert_eq!(first, r#"{"connected":true}"#);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let alice = app.token("alice");
+    app.hold_seats(&alice, &event_id, &[&seats[0]]).await;
+    app.hold_seats(&alice, &event_id, &[&seats[2]]).await;
+    let mut changes = Vec::new();
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(5 * SECOND, lines.next_line()).await {
+        changes.push(serde_json::from_str::<Value>(&line).expect("json line"));
+    }
+    let status = child.wait().await.expect("node exits");
+    assert!(
+        status.success(),
+        "the node client exits 0 after two changes"
+    );
+    let got: Vec<(String, String, i64)> = changes
+        .iter()
+        .map(|c| {
+            let c = &c["data"]["seatChanges"];
+            (
+                c["seatId"].as_str().unwrap_or_default().to_owned(),
+                c["status"].as_str().unwrap_or_default().to_owned(),
+                c["seq"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (seats[0].clone(), "HELD".to_owned(), 1),
+            (seats[2].clone(), "HELD".to_owned(), 2)
+        ]
+    );
+    app.stop().await;
+}
+
+both_backends!(
+    pruned_history_asks_the_client_to_reload,
+    |backend| async move {
+        let app = TestApp::spawn_with(
+            backend,
+            Options::default()
+                .set("SEAT_CHANGE_RETENTION_SECS", 1)
+                .set("SWEEP_INTERVAL_MS", 200),
+        )
+        .await;
+        let (event_id, seats) = app.create_event(1, 3).await;
+        let alice = app.token("alice");
+        app.hold_seats(&alice, &event_id, &[&seats[0]]).await;
+        app.hold_seats(&alice, &event_id, &[&seats[1]]).await;
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        let mut sub =
+            Subscription::seat_changes(&app.base, Protocol::TransportWs, &event_id, Some(0)).await;
+        let payload = sub.next(SECOND).await.expect("an error");
+        assert_eq!(
+            payload["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{payload}"
+        );
+        assert!(
+            payload["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("reload the seat map")),
+            "{payload}"
+        );
+        // Subscribing from the map's seq still works: nothing before it is needed.
+        let seq = app.seat_map(&event_id).await["seq"].as_i64();
+        assert_eq!(seq, Some(2));
+        let mut fresh =
+            Subscription::seat_changes(&app.base, Protocol::TransportWs, &event_id, seq).await;
+        app.hold_seats(&alice, &event_id, &[&seats[2]]).await;
+        assert_eq!(fresh.next_change(SECOND).await["seq"], 3);
+        app.stop().await;
+    }
+);

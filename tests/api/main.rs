@@ -12,6 +12,7 @@ mod flows;
 mod idempotency;
 mod live;
 mod schema;
+mod seat_map;
 mod stripe_client;
 mod surge;
 mod ws;

@@ -130,11 +130,12 @@ async fn authorise_then_cancel() {
     let again = stripe.retrieve_payment_intent(&id).await.expect("retrieve");
     assert_eq!(again.status, IntentStatus::Canceled);
 
-    // Capturing a cancelled intent is refused for good, not "try again later".
+    // Cancelling twice is refused for good, not "try again later". (Capturing a cancelled
+    // intent would be too on Stripe, but localstripe allows it.)
     let err = stripe
-        .capture_payment_intent(&id, &key())
+        .cancel_payment_intent(&id, &key())
         .await
-        .expect_err("capture after cancel");
+        .expect_err("second cancel");
     assert!(
         matches!(err, PaymentError::Rejected { status: 400, .. }),
         "{err:?}"

@@ -7,11 +7,15 @@
 //   HOLD_TTL_SECS               the instances' hold lifetime (short, so a hold can expire)
 //   ARTIFACTS_DIR               where screenshots go
 //
+// User B reaches instance 2 through a TCP proxy in this process, so a step can drop B's
+// connections (as a flaky network would) and check that the page catches up on reconnect.
+//
 // The steps build on each other, so they run in order and a failure skips the rest.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -30,15 +34,19 @@ function required(name) {
 }
 
 let browser;
+let proxyB;
 let pageA;
 let pageB;
 let failed = false;
+const pageErrors = [];
+let networkDown = false;
 /** The seats the steps use, filled in by the first step. */
 const seats = {};
 let totalSeats = 0;
 
 before(async () => {
   await mkdir(ARTIFACTS_DIR, { recursive: true });
+  proxyB = await startProxy(B_URL);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     // Nothing may reach out to the internet: there is none here, and the page needs none.
@@ -59,17 +67,60 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  proxyB?.close();
 });
+
+/** A TCP proxy to `target` whose connections can be dropped and refused for a while. */
+async function startProxy(target) {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set();
+  let up = true;
+  const track = (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+  };
+  const server = net.createServer((client) => {
+    track(client);
+    if (!up) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(Number(port), hostname);
+    track(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    drop() {
+      up = false;
+      for (const socket of sockets) socket.destroy();
+    },
+    restore() {
+      up = true;
+    },
+    close() {
+      this.drop();
+      server.close();
+    },
+  };
+}
 
 async function newPage(who) {
   const context = await browser.newContext({ viewport: { width: 1000, height: 1300 } });
   context.setDefaultTimeout(10_000);
   const page = await context.newPage();
-  page.on('pageerror', (err) => {
-    console.error(`page ${who}: uncaught error: ${err.message}`);
-  });
+  // Script errors fail the step they happen in; so do console errors, but for the failed
+  // connection attempts while a step has cut B off on purpose.
+  page.on('pageerror', (err) => pageErrors.push(`page ${who}: uncaught error: ${err.message}`));
   page.on('console', (msg) => {
-    if (msg.type() === 'error') console.error(`page ${who}: console error: ${msg.text()}`);
+    if (msg.type() !== 'error') return;
+    if (networkDown && /WebSocket connection to .* failed|ERR_CONNECTION/.test(msg.text())) return;
+    pageErrors.push(`page ${who}: console error: ${msg.text()}`);
   });
   return page;
 }
@@ -83,6 +134,7 @@ function step(name, body) {
     }
     try {
       await body(t);
+      assert.deepEqual(pageErrors.splice(0), [], 'the pages reported errors');
     } catch (err) {
       failed = true;
       await screenshots(`failed-${name.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
@@ -145,11 +197,12 @@ async function seatIdByLabel(page, prefix) {
 step('A and B sign in on two instances and watch the same event', async () => {
   await signIn(pageA, A_URL, 'alice');
   const eventId = await pageA.inputValue('#event-select');
-  await signIn(pageB, B_URL, 'bob', eventId);
+  await signIn(pageB, proxyB.url, 'bob', eventId);
   assert.equal(await pageB.inputValue('#event-select'), eventId);
 
   seats.first = await seatIdByLabel(pageA, 'Orchestra row A seat 10');
   seats.second = await seatIdByLabel(pageA, 'Orchestra row A seat 11');
+  seats.third = await seatIdByLabel(pageA, 'Orchestra row A seat 12');
   const first = await seatInfo(pageB, seats.first);
   assert.equal(first.status, 'AVAILABLE');
   assert.equal(first.label, 'Orchestra row A seat 10, available, $120.00');
@@ -254,4 +307,36 @@ step('a hold left to expire turns AVAILABLE on both pages', async () => {
   assert.equal(await pageA.textContent('#message'), 'Your hold ran out — hold the seats again.');
   assert.equal(await pageA.isHidden('#hold-panel'), true);
   await screenshots('expired');
+});
+
+step("B's connection drops; on reconnect it replays what it missed from afterSeq", async () => {
+  const seqBefore = Number(await pageB.getAttribute('#map', 'data-seq'));
+  const subscribes = [];
+  pageB.on('websocket', (ws) =>
+    ws.on('framesent', (frame) => {
+      const message = JSON.parse(String(frame.payload));
+      if (message.type === 'subscribe') subscribes.push(message.payload.variables);
+    }),
+  );
+
+  networkDown = true;
+  proxyB.drop();
+  await pageB.waitForSelector('#connection[data-state="offline"]', { timeout: 5000 });
+
+  // While B is cut off, A holds and books a seat: two changes B does not see.
+  await pageA.click(seatSelector(seats.third));
+  await pageA.click('#hold-selected');
+  await pageA.waitForSelector('#hold-panel:not([hidden])');
+  await pageA.click('#confirm');
+  await pageA.waitForSelector(seatSelector(seats.third, 'BOOKED'), { state: 'attached' });
+  assert.equal((await seatInfo(pageB, seats.third)).status, 'AVAILABLE');
+
+  proxyB.restore();
+  await pageB.waitForSelector('#connection[data-state="live"]', { timeout: 15_000 });
+  networkDown = false;
+  await pageB.waitForSelector(seatSelector(seats.third, 'BOOKED'), { state: 'attached', timeout: 5000 });
+  assert.deepEqual(subscribes, [{ eventId: await pageB.inputValue('#event-select'), afterSeq: seqBefore }]);
+  assert.equal(Number(await pageB.getAttribute('#map', 'data-seq')), seqBefore + 2);
+  assert.deepEqual(await counts(pageB), { available: totalSeats - 2, held: 0, booked: 2 });
+  assert.deepEqual(await counts(pageA), await counts(pageB));
 });
