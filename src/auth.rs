@@ -9,6 +9,10 @@ pub struct Claims {
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
 }
 
 /// Who is making a request.
@@ -59,6 +63,8 @@ pub struct Jwt {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl Jwt {
@@ -70,7 +76,33 @@ impl Jwt {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            issuer: None,
+            audience: None,
         }
+    }
+
+    /// Also requires (and signs) these `iss` / `aud` claims.
+    pub fn with_issuer_audience(
+        mut self,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Self {
+        let mut required = vec!["exp", "sub"];
+        if let Some(iss) = &issuer {
+            self.validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        match &audience {
+            Some(aud) => {
+                self.validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => self.validation.validate_aud = false,
+        }
+        self.validation.set_required_spec_claims(&required);
+        self.issuer = issuer;
+        self.audience = audience;
+        self
     }
 
     /// Signs a token for `sub` valid for `ttl_secs`.
@@ -84,6 +116,8 @@ impl Jwt {
             sub: sub.to_owned(),
             exp: chrono::Utc::now().timestamp() + ttl_secs,
             role: admin.then(|| "admin".to_owned()),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }

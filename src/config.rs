@@ -61,6 +61,19 @@ pub struct Config {
     pub seat_map_cache: bool,
     /// How long the seat-change log keeps rows for `afterSeq` replay.
     pub change_retention: Duration,
+    /// Mutations per second per user (0: off); bursts of three times as many are allowed.
+    pub rate_limit_user_per_sec: u32,
+    /// Mutations per second per client address (0: off).
+    pub rate_limit_ip_per_sec: u32,
+    /// Trust `X-Forwarded-For` for the client address (only behind a proxy you run).
+    pub trust_forwarded_for: bool,
+    /// Active holds one user may have per event.
+    pub max_holds_per_user: usize,
+    /// Origins allowed to call the API from a browser (`*` for any); empty: same origin only.
+    pub cors_allowed_origins: Vec<String>,
+    /// Expected `iss` and `aud` claims, if set.
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
 }
 
 impl Config {
@@ -186,6 +199,20 @@ impl Config {
                 Some(86_400),
             )?),
             max_inflight_mutations,
+            rate_limit_user_per_sec: parse(&lookup, "RATE_LIMIT_USER_PER_SEC", Some(20))?,
+            rate_limit_ip_per_sec: parse(&lookup, "RATE_LIMIT_IP_PER_SEC", Some(0))?,
+            trust_forwarded_for: parse_bool(&lookup, "TRUST_FORWARDED_FOR", false)?,
+            max_holds_per_user: parse(&lookup, "MAX_HOLDS_PER_USER", Some(10))?,
+            cors_allowed_origins: lookup("CORS_ALLOWED_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            jwt_issuer: lookup("JWT_ISSUER"),
+            jwt_audience: lookup("JWT_AUDIENCE"),
         })
     }
 

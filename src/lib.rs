@@ -11,3 +11,4 @@ pub mod payment;
 pub mod realtime;
 pub mod startup;
 pub mod telemetry;
+pub mod waiting_room;

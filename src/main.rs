@@ -26,7 +26,8 @@ async fn main() -> anyhow::Result<()> {
                     "warning: JWT_SECRET is unset; this token is signed with a throwaway secret no server shares"
                 );
             }
-            let jwt = onsale::auth::Jwt::new(&config.jwt_secret, config.jwt_leeway_secs);
+            let jwt = onsale::auth::Jwt::new(&config.jwt_secret, config.jwt_leeway_secs)
+                .with_issuer_audience(config.jwt_issuer.clone(), config.jwt_audience.clone());
             println!("{}", jwt.issue(&sub, admin, ttl)?);
         }
         Some(Command::Migrate) => {

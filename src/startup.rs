@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::realtime::SeatChangeBus;
 use crate::realtime::local::LocalBus;
+use crate::waiting_room::WaitingRoomService;
 
 /// A built application, bound to its port, not yet serving.
 pub struct Application {
@@ -67,6 +68,7 @@ impl Application {
                 max_inflight_mutations: config.max_inflight_mutations,
                 seat_map_cache: config.seat_map_cache,
                 change_retention: config.change_retention,
+                max_holds_per_user: config.max_holds_per_user,
             },
         );
         if config.seed_demo {
@@ -76,15 +78,33 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("seeding the demo event failed: {e}"))?;
         }
 
-        let jwt = Arc::new(Jwt::new(&config.jwt_secret, config.jwt_leeway_secs));
+        let jwt = Arc::new(
+            Jwt::new(&config.jwt_secret, config.jwt_leeway_secs)
+                .with_issuer_audience(config.jwt_issuer.clone(), config.jwt_audience.clone()),
+        );
+        let waiting_room = WaitingRoomService::new(
+            service.clone(),
+            redis.clone(),
+            config.redis_url.clone(),
+            &config.jwt_secret,
+        );
         let state = AppState {
-            schema: crate::graphql::build_schema(Some(service.clone()), config.graphiql),
+            schema: crate::graphql::build_schema(
+                Some(service.clone()),
+                Some(waiting_room.clone()),
+                &crate::graphql::SchemaSettings {
+                    introspection: config.graphiql,
+                    rate_limit_user_per_sec: config.rate_limit_user_per_sec,
+                    rate_limit_ip_per_sec: config.rate_limit_ip_per_sec,
+                },
+            ),
             jwt: jwt.clone(),
             service: service.clone(),
             metrics: crate::telemetry::metrics_handle(),
             graphiql: config.graphiql,
             dev_signin: config.dev_signin,
             redis,
+            trust_forwarded_for: config.trust_forwarded_for,
         };
         let listener = TcpListener::bind(config.bind_addr)
             .await
@@ -94,11 +114,24 @@ impl Application {
         tokio::spawn(
             service
                 .clone()
-                .run_sweeper(config.sweep_interval, shutdown_rx),
+                .run_sweeper(config.sweep_interval, shutdown_rx.clone()),
         );
+        waiting_room.start(addr, shutdown_rx);
 
         tracing::info!(%addr, "onsale listening on http://{addr}/ (GraphiQL) — POST /graphql, WebSocket /graphql/ws");
         tracing::info!(%addr, "live seat-map demo at http://{addr}/demo");
+        if !is_local_database(&config.database_url)
+            && (config.jwt_secret_generated || config.dev_signin)
+        {
+            tracing::warn!(
+                "DEV DEFAULTS AGAINST A NON-LOCAL DATABASE: {} — set JWT_SECRET and DEV_SIGNIN=false for production",
+                if config.jwt_secret_generated {
+                    "JWT_SECRET is unset (random secret)"
+                } else {
+                    "DEV_SIGNIN is on"
+                }
+            );
+        }
         if config.jwt_secret_generated {
             tracing::warn!(
                 "JWT_SECRET is unset: using a random secret for this process only (dev mode)"
@@ -113,7 +146,7 @@ impl Application {
         Ok(Self {
             listener,
             addr,
-            router: router(state),
+            router: router(state, &config.cors_allowed_origins),
             service,
             shutdown,
         })
@@ -134,9 +167,13 @@ impl Application {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let shutdown = self.shutdown;
-        let result = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop)
-            .await;
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await;
         let _ = shutdown.send(true);
         result
     }
@@ -145,6 +182,21 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await
     }
+}
+
+/// SQLite, or PostgreSQL on this machine.
+fn is_local_database(url: &str) -> bool {
+    url.starts_with("sqlite:")
+        || [
+            "@localhost",
+            "@127.0.0.1",
+            "@[::1]",
+            "://localhost",
+            "://127.0.0.1",
+            "/var/run/postgresql",
+        ]
+        .iter()
+        .any(|local| url.contains(local))
 }
 
 /// Runs the migrations, one instance at a time on PostgreSQL (an advisory lock held for the

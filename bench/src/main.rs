@@ -42,10 +42,33 @@ async fn main() -> ExitCode {
 
 /// Runs the chosen scenario and prints its report; `Ok(false)` when a check failed.
 async fn run(cli: Cli) -> anyhow::Result<bool> {
-    if let Scenario::Summary(args) = &cli.scenario {
-        print!("{}", summary::render(args)?);
-        return Ok(true);
+    let mut report: Report = match &cli.scenario {
+        Scenario::Summary(args) => {
+            print!("{}", summary::render(args)?);
+            return Ok(true);
+        }
+        Scenario::HotSeat(args) => scenarios::hot_seat::run(&connect(&cli).await?, args).await?,
+        Scenario::Distinct(args) => scenarios::distinct::run(&connect(&cli).await?, args).await?,
+        Scenario::Mixed(args) => scenarios::mixed::run(&connect(&cli).await?, args).await?,
+        Scenario::StormReaders(args) => {
+            scenarios::storm_readers::run(&connect(&cli).await?, args).await?
+        }
+        Scenario::Fanout(args) => scenarios::fanout::run(&connect(&cli).await?, args).await?,
+        Scenario::SeatmapRead(args) => {
+            scenarios::seatmap_read::run(&connect(&cli).await?, args).await?
+        }
+    };
+    report.label = cli.label;
+    print!("{}", report.render());
+    if cli.json {
+        println!("{}", report.to_json());
     }
+    Ok(report.ok())
+}
+
+/// Raises the open-file limit, prepares the client and token signer, and checks that the
+/// server answers.
+async fn connect(cli: &Cli) -> anyhow::Result<Ctx> {
     match rlimit::increase_nofile_limit(NOFILE) {
         Ok(limit) if limit < 4096 => eprintln!(
             "onsale-bench: warning: only {limit} open files allowed; large scenarios may fail"
@@ -66,20 +89,5 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         .healthz()
         .await
         .with_context(|| format!("the server at {} does not answer", ctx.api.base()))?;
-
-    let mut report: Report = match &cli.scenario {
-        Scenario::HotSeat(args) => scenarios::hot_seat::run(&ctx, args).await?,
-        Scenario::Distinct(args) => scenarios::distinct::run(&ctx, args).await?,
-        Scenario::Mixed(args) => scenarios::mixed::run(&ctx, args).await?,
-        Scenario::StormReaders(args) => scenarios::storm_readers::run(&ctx, args).await?,
-        Scenario::Fanout(args) => scenarios::fanout::run(&ctx, args).await?,
-        Scenario::SeatmapRead(args) => scenarios::seatmap_read::run(&ctx, args).await?,
-        Scenario::Summary(_) => unreachable!("handled above"),
-    };
-    report.label = cli.label;
-    print!("{}", report.render());
-    if cli.json {
-        println!("{}", report.to_json());
-    }
-    Ok(report.ok())
+    Ok(ctx)
 }

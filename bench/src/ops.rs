@@ -16,7 +16,7 @@ pub const CONFIRM_HOLD: &str =
 pub const RELEASE_HOLD: &str = "mutation($h: ID!) { releaseHold(holdId: $h) { id status } }";
 /// What a live seat-map client asks for.
 pub const SEAT_MAP: &str = "query($e: ID!) { seatMap(eventId: $e) { seq event { id available held booked } seats { id section row number priceCents status holdExpiresAt } } }";
-const SEAT_STATUSES: &str = "query($e: ID!) { seatMap(eventId: $e) { seq seats { id status } } }";
+const SEAT_STATUSES: &str = "query($e: ID!) { seatMap(eventId: $e) { seats { id status } } }";
 const MY_ACTIVE_HOLDS: &str =
     "query { myHolds(status: ACTIVE) { id eventId status seats { id } } }";
 const MY_BOOKINGS: &str = "query { myBookings { id holdId eventId status seats { id } } }";
@@ -81,7 +81,6 @@ pub async fn create_event(
 /// Every seat's status on the seat map.
 #[derive(Debug, Clone)]
 pub struct SeatStatuses {
-    pub seq: i64,
     pub status: HashMap<String, String>,
     pub order: Vec<String>,
 }
@@ -110,11 +109,7 @@ pub async fn seat_statuses(api: &Api, event_id: &str) -> anyhow::Result<SeatStat
         status.insert(id.clone(), str_field(seat, "status")?);
         order.push(id);
     }
-    Ok(SeatStatuses {
-        seq: map["seq"].as_i64().unwrap_or_default(),
-        status,
-        order,
-    })
+    Ok(SeatStatuses { status, order })
 }
 
 /// A hold as the API describes it.

@@ -9,3 +9,4 @@ pub mod hold_seat;
 pub mod idempotency_key;
 pub mod seat;
 pub mod seat_change;
+pub mod waiting_room;

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_core;
 mod m20261121_000002_seat_change_retention;
+mod m20261121_000003_waiting_room;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_core::Migration),
             Box::new(m20261121_000002_seat_change_retention::Migration),
+            Box::new(m20261121_000003_waiting_room::Migration),
         ]
     }
 }

@@ -54,6 +54,7 @@ impl BookingService {
         .await;
         match outcome {
             Ok((booking_id, published)) => {
+                metrics::counter!("onsale_bookings_confirmed_total").increment(1);
                 self.bus.publish(published).await;
                 tracing::info!(booking.id = %booking_id, "hold confirmed");
                 views::booking(&self.db.conn, &booking_id).await
@@ -182,6 +183,7 @@ impl BookingService {
                 Ok(published)
             })
             .await?;
+        metrics::counter!("onsale_bookings_cancelled_total").increment(1);
         self.bus.publish(published).await;
         tracing::info!(booking.id = %booking_id, "booking cancelled");
         views::booking(&self.db.conn, booking_id).await

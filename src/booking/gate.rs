@@ -72,9 +72,12 @@ struct Known {
     seen_at_ms: i64,
 }
 
+/// In-process claims: (event, seat) → (owner token, claimed until, ms).
+type LocalClaims = Mutex<HashMap<(i64, i64), (String, i64)>>;
+
 enum ClaimStore {
     Redis(ConnectionManager),
-    Local(Mutex<HashMap<(i64, i64), (String, i64)>>),
+    Local(LocalClaims),
 }
 
 /// The gate; cheap to clone.
@@ -319,7 +322,7 @@ async fn redis_acquire(
 }
 
 fn local_acquire(
-    claims: &Mutex<HashMap<(i64, i64), (String, i64)>>,
+    claims: &LocalClaims,
     event_id: i64,
     seat_ids: &[i64],
     token: &str,

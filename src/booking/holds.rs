@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
 };
 use tracing::instrument;
 
@@ -225,6 +225,7 @@ impl BookingService {
                 Ok(published)
             })
             .await?;
+        metrics::counter!("onsale_holds_released_total").increment(1);
         self.bus.publish(published).await;
         tracing::info!(hold.id = %hold_id, "hold released");
         views::hold(&self.db.conn, hold_id).await
@@ -352,6 +353,18 @@ impl BookingService {
         locked: &[seat::Model],
         now: i64,
     ) -> Result<(String, Vec<PendingChange>), AppError> {
+        let active = hold::Entity::find()
+            .filter(hold::Column::UserId.eq(user.id.as_str()))
+            .filter(hold::Column::EventId.eq(event_id))
+            .filter(hold::Column::Status.eq("ACTIVE"))
+            .filter(hold::Column::ExpiresAtMs.gt(now))
+            .count(txn)
+            .await?;
+        if active >= self.settings.max_holds_per_user as u64 {
+            return Err(AppError::BadInput(format!(
+                "you already have {active} active holds for this event; confirm or release one first"
+            )));
+        }
         let ttl_ms = i64::try_from(self.settings.hold_ttl.as_millis()).unwrap_or(i64::MAX);
         let expires = now.saturating_add(ttl_ms);
         let hold_id = uuid::Uuid::new_v4().to_string();
@@ -495,13 +508,19 @@ impl BookingService {
     ) -> Result<HoldView, AppError> {
         match outcome {
             Ok((hold_id, published)) => {
+                metrics::counter!("onsale_holds_created_total").increment(1);
                 self.bus.publish(published).await;
                 tracing::info!(hold.id = %hold_id, "seats held");
                 views::hold(&self.db.conn, &hold_id).await
             }
             Err(err) => match self.replay_hold(user, op, key).await {
                 Ok(Some(view)) => Ok(view),
-                _ => Err(err),
+                _ => {
+                    if let AppError::SeatUnavailable { .. } = err {
+                        metrics::counter!("onsale_seat_conflicts_total").increment(1);
+                    }
+                    Err(err)
+                }
             },
         }
     }

@@ -37,6 +37,8 @@ pub struct BookingSettings {
     pub seat_map_cache: bool,
     /// How long seat-change log rows are kept for `afterSeq` replay.
     pub change_retention: Duration,
+    /// Active holds one user may have per event.
+    pub max_holds_per_user: usize,
 }
 
 /// The service layer: every rule about seats lives behind this type.

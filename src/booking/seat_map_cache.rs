@@ -67,12 +67,12 @@ impl SeatMapCache {
                 let mut maps = maps.lock().unwrap_or_else(PoisonError::into_inner);
                 match received {
                     Ok(change) => {
-                        if let Some(map) = maps.get_mut(&change.event_id) {
-                            if change.seq == map.seq + 1 {
-                                map.apply(&change);
-                            }
-                            // An older change is already in; a newer one after a gap is
-                            // caught up from the log on the next read.
+                        // An older change is already in; a newer one after a gap is
+                        // caught up from the log on the next read.
+                        if let Some(map) = maps.get_mut(&change.event_id)
+                            && change.seq == map.seq + 1
+                        {
+                            map.apply(&change);
                         }
                     }
                     Err(RecvError::Lagged(_)) => {}

@@ -65,6 +65,7 @@ impl BookingService {
             self.bus.publish(published).await;
         }
         if expired > 0 {
+            metrics::counter!("onsale_holds_expired_total").increment(expired as u64);
             tracing::info!(count = expired, "expired holds swept");
         }
         Ok(expired)

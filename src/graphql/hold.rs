@@ -48,6 +48,7 @@ impl HoldMutation {
         let user = user(ctx).gql()?;
         let svc = service(ctx);
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        super::queue::require_admission(ctx, user, event_id).await?;
         let raw: Vec<String> = seat_ids.into_iter().map(|id| id.0).collect();
         let seat_ids = SeatIds::parse(&raw, svc.settings().max_seats_per_hold).gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
@@ -70,6 +71,7 @@ impl HoldMutation {
         let user = user(ctx).gql()?;
         let svc = service(ctx);
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        super::queue::require_admission(ctx, user, event_id).await?;
         let count = SeatCount::parse(count, svc.settings().max_seats_per_hold).gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
         Ok(svc

@@ -2,7 +2,9 @@
 
 pub mod booking;
 pub mod event;
+pub mod extensions;
 pub mod hold;
+pub mod queue;
 pub mod seat_changes;
 pub mod types;
 
@@ -11,19 +13,29 @@ use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 use crate::auth::{Caller, User};
 use crate::booking::BookingService;
 use crate::error::AppError;
+use crate::waiting_room::WaitingRoomService;
 
 #[derive(MergedObject, Default)]
-pub struct Query(event::EventQuery, hold::HoldQuery, booking::BookingQuery);
+pub struct Query(
+    event::EventQuery,
+    hold::HoldQuery,
+    booking::BookingQuery,
+    queue::QueueQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     event::EventMutation,
     hold::HoldMutation,
     booking::BookingMutation,
+    queue::QueueMutation,
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(seat_changes::SeatChangeSubscription);
+pub struct Subscription(
+    seat_changes::SeatChangeSubscription,
+    queue::QueueSubscription,
+);
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
@@ -31,8 +43,32 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 pub const MAX_DEPTH: usize = 12;
 pub const MAX_COMPLEXITY: usize = 5_000;
 
+/// Schema-wide settings.
+#[derive(Clone, Debug)]
+pub struct SchemaSettings {
+    pub introspection: bool,
+    /// Mutations per second per user (0: off).
+    pub rate_limit_user_per_sec: u32,
+    /// Mutations per second per client address (0: off).
+    pub rate_limit_ip_per_sec: u32,
+}
+
+impl Default for SchemaSettings {
+    fn default() -> Self {
+        Self {
+            introspection: true,
+            rate_limit_user_per_sec: 0,
+            rate_limit_ip_per_sec: 0,
+        }
+    }
+}
+
 /// Builds the schema around the service.
-pub fn build_schema(service: Option<BookingService>, introspection: bool) -> AppSchema {
+pub fn build_schema(
+    service: Option<BookingService>,
+    waiting_room: Option<WaitingRoomService>,
+    settings: &SchemaSettings,
+) -> AppSchema {
     let mut builder = Schema::build(
         Query::default(),
         Mutation::default(),
@@ -41,11 +77,21 @@ pub fn build_schema(service: Option<BookingService>, introspection: bool) -> App
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
     .limit_recursive_depth(64)
-    .limit_directives(20);
+    .limit_directives(20)
+    .extension(extensions::Metrics);
+    if settings.rate_limit_user_per_sec > 0 || settings.rate_limit_ip_per_sec > 0 {
+        builder = builder.extension(extensions::MutationRateLimit::new(
+            settings.rate_limit_user_per_sec,
+            settings.rate_limit_ip_per_sec,
+        ));
+    }
     if let Some(service) = service {
         builder = builder.data(service);
     }
-    if !introspection {
+    if let Some(waiting_room) = waiting_room {
+        builder = builder.data(waiting_room);
+    }
+    if !settings.introspection {
         builder = builder.disable_introspection();
     }
     builder.finish()
@@ -53,7 +99,7 @@ pub fn build_schema(service: Option<BookingService>, introspection: bool) -> App
 
 /// The GraphQL SDL (what `schema.graphql` holds).
 pub fn sdl() -> String {
-    build_schema(None, true).sdl()
+    build_schema(None, None, &SchemaSettings::default()).sdl()
 }
 
 pub(crate) fn service<'a>(ctx: &Context<'a>) -> &'a BookingService {

@@ -1,5 +1,6 @@
 //! GraphQL over HTTP (`POST /graphql`), over WebSocket (`/graphql/ws`) and GraphiQL (`/`).
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
@@ -7,12 +8,13 @@ use async_graphql::{BatchRequest, BatchResponse, Data, Response as GqlResponse};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use crate::graphql::extensions::ClientIp;
 
 /// GraphiQL, wired to the HTTP and WebSocket endpoints.
 pub async fn graphiql(State(state): State<AppState>) -> Response {
@@ -32,7 +34,12 @@ pub async fn graphiql(State(state): State<AppState>) -> Response {
 /// Queries and mutations. Malformed JSON is a plain 400; the bearer token becomes the
 /// request's caller; errors the engine raises without a code (parse, validation, depth or
 /// complexity limits) get `BAD_USER_INPUT`.
-pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn graphql(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let request: BatchRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -54,7 +61,17 @@ pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: By
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
-    let response = match state.schema.execute_batch(request.data(caller)).await {
+    let client_ip = client_ip(&headers, peer, state.trust_forwarded_for);
+    let response = match state
+        .schema
+        .execute_batch(
+            request
+                .data(caller)
+                .data(ClientIp(client_ip))
+                .data(admission_token(&headers)),
+        )
+        .await
+    {
         BatchResponse::Single(resp) => BatchResponse::Single(with_codes(resp)),
         BatchResponse::Batch(resps) => {
             BatchResponse::Batch(resps.into_iter().map(with_codes).collect())
@@ -65,6 +82,20 @@ pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: By
     metrics::histogram!("onsale_graphql_request_seconds", "code" => code)
         .record(started.elapsed().as_secs_f64());
     Json(response).into_response()
+}
+
+/// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
+fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    peer.ip()
 }
 
 fn with_codes(mut resp: GqlResponse) -> GqlResponse {
@@ -137,4 +168,16 @@ pub async fn websocket(
                 .await;
             metrics::gauge!("onsale_websocket_connections").decrement(1.0);
         })
+}
+
+/// The `x-admission-token` header (a waiting-room admission), attached next to the caller.
+fn admission_token(headers: &HeaderMap) -> crate::waiting_room::AdmissionToken {
+    crate::waiting_room::AdmissionToken(
+        headers
+            .get(crate::waiting_room::ADMISSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned),
+    )
 }

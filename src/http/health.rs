@@ -43,8 +43,30 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, body)
 }
 
-/// Prometheus text format.
+/// Prometheus text format. Pool and bus gauges are sampled at scrape time.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let conn = &state.service.db().conn;
+    let (size, idle) = if state.service.db().is_postgres() {
+        let pool = conn.get_postgres_connection_pool();
+        (pool.size(), pool.num_idle())
+    } else {
+        let pool = conn.get_sqlite_connection_pool();
+        (pool.size(), pool.num_idle())
+    };
+    let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+    metrics::gauge!("onsale_db_pool_connections", "state" => "idle").set(f64::from(idle));
+    metrics::gauge!("onsale_db_pool_connections", "state" => "in_use")
+        .set(f64::from(size.saturating_sub(idle)));
+    metrics::gauge!("onsale_seat_bus_healthy").set(if state.service.bus().healthy() {
+        1.0
+    } else {
+        0.0
+    });
+    metrics::gauge!("onsale_seat_gate_breaker_open").set(if state.service.gate().breaker_open() {
+        1.0
+    } else {
+        0.0
+    });
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

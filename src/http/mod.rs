@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post};
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -34,10 +34,28 @@ pub struct AppState {
     /// Whether `POST /dev/token` hands out tokens (dev sign-in for the demo page).
     pub dev_signin: bool,
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// Take the client address from `X-Forwarded-For` (behind a trusted proxy only).
+    pub trust_forwarded_for: bool,
+}
+
+/// Cross-origin access: none unless origins are configured (`*` allows any; tokens travel
+/// in headers, never cookies, so no credentials are ever allowed).
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers(Any)
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        layer.allow_origin(AllowOrigin::list(
+            origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()),
+        ))
+    }
 }
 
 /// The whole router.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, cors_origins: &[String]) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/", get(graphql::graphiql))
@@ -48,13 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(demo::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods(Any)
-                .allow_headers(Any)
-                .max_age(Duration::from_secs(600)),
-        )
+        .layer(cors(cors_origins))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

@@ -293,6 +293,7 @@ function applyChange(change) {
     return;
   }
   state.lastSeq = change.seq;
+  $('map').dataset.seq = String(change.seq);
   const seat = state.seats.get(String(change.seatId));
   if (!seat) return;
   state.counts[seat.status] -= 1;
@@ -401,6 +402,7 @@ function restartSocket() {
   const hadSubscription = Boolean(state.subscription);
   stopSubscription();
   wsClient.dispose();
+  setConnection('connecting', 'Connecting…');
   wsClient = makeWsClient();
   if (hadSubscription) subscribe();
 }
@@ -450,6 +452,7 @@ async function loadMap() {
   $('event-info').textContent =
     `${event.venue} · ${clock.format(new Date(event.startsAt))} · ${event.seatCount} seats`;
   drawMap(event, seats);
+  $('map').dataset.seq = String(seq);
   showCounts();
   showSelection();
   subscribe();

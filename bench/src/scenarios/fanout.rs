@@ -94,7 +94,13 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> anyhow::Result<Report> {
             probe.message.unwrap_or_default()
         );
     }
-    let live = wait_for(&counters, &[probe_seat.clone()], connected, PROBE_WAIT).await;
+    let live = wait_for(
+        &counters,
+        std::slice::from_ref(probe_seat),
+        connected,
+        PROBE_WAIT,
+    )
+    .await;
 
     // The measured changes.
     let changes_started = Instant::now();

@@ -7,7 +7,7 @@ use crate::cli::HotSeatArgs;
 use crate::client::OK;
 use crate::ops::{self, HoldInfo, SeatStatuses};
 use crate::report::{Report, Section, Stats};
-use crate::scenarios::{Burst, Ctx, User, hold_burst, warm_connections};
+use crate::scenarios::{Burst, Ctx, User, examples, hold_burst, warm_connections};
 
 /// Refusals the contract allows a loser.
 const LOSER_CODES: [&str; 2] = ["SEAT_UNAVAILABLE", "RETRY_LATER"];
@@ -31,10 +31,20 @@ pub async fn run(ctx: &Ctx, args: &HotSeatArgs) -> anyhow::Result<Report> {
     report.section(Section::new("holdSeats", stats, burst.elapsed));
 
     let round = Round::of(&burst, &seat);
+    let winners: Vec<&str> = round
+        .winners
+        .iter()
+        .map(|(i, _)| users[*i].sub.as_str())
+        .collect();
     report.check(
         "exactly one winner",
-        round.winners.len() == 1,
-        format!("{} OK among {}", round.winners.len(), burst.answers.len()),
+        winners.len() == 1,
+        format!(
+            "{} OK among {}: {}",
+            winners.len(),
+            burst.answers.len(),
+            examples(&winners, 3)
+        ),
     );
     report.check(
         "every loser gets SEAT_UNAVAILABLE or RETRY_LATER",

@@ -1,0 +1,70 @@
+-- pgbench script: the statements onsale sends to PostgreSQL for one `holdSeats` of one seat
+-- (src/booking/holds.rs hold_seats / create_hold, src/booking/changes.rs append, and the
+-- hold view read after commit), without HTTP, GraphQL, the ORM or the seat gate.
+--
+-- Variables (pgbench -D): event_id, first_seat, clients (= -c), hot (1: every client asks
+-- for first_seat; 0: every transaction asks for a seat nobody else asks for), n (start at 0:
+-- a per-client counter; pgbench keeps a client's variables from one transaction to the next),
+-- ttl_ms (hold TTL), lock_ms (lock_timeout).
+\if :hot
+\set seat :first_seat
+\else
+\set seat :first_seat + :n * :clients + :client_id
+\set n :n + 1
+\endif
+\set hold_id random(1, 9000000000000000000)
+
+-- require_event
+SELECT id, name, venue, starts_at_ms, seq, created_at_ms FROM events WHERE id = :event_id LIMIT 1;
+-- the cheap check without locks: a taken seat ends the request here (SEAT_UNAVAILABLE)
+SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
+       CASE WHEN status = 'AVAILABLE'
+              OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint)
+            THEN 1 ELSE 0 END AS free
+FROM seats WHERE id IN (:seat) \gset c_
+\if :c_free
+BEGIN;
+SET LOCAL lock_timeout = '500ms';
+SET LOCAL statement_timeout = '2500ms';
+SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
+       CASE WHEN status = 'AVAILABLE'
+              OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint)
+            THEN 1 ELSE 0 END AS free,
+       CASE WHEN status = 'HELD' THEN 1 ELSE 0 END AS reclaim
+FROM seats WHERE id IN (:seat) ORDER BY id FOR UPDATE \gset l_
+\if :l_free
+INSERT INTO holds (id, event_id, user_id, status, expires_at_ms, total_cents, created_at_ms, updated_at_ms)
+VALUES (:hold_id::text, :event_id, 'pgbench-' || :client_id::text, 'ACTIVE',
+        (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms, 5000,
+        (extract(epoch from clock_timestamp()) * 1000)::bigint,
+        (extract(epoch from clock_timestamp()) * 1000)::bigint);
+\if :l_reclaim
+UPDATE hold_seats SET active = false WHERE seat_id IN (:seat) AND active = true;
+\endif
+INSERT INTO hold_seats (hold_id, seat_id, active) VALUES (:hold_id::text, :seat, true);
+UPDATE seats SET status = 'HELD', hold_id = :hold_id::text,
+                 hold_expires_at_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms,
+                 booking_id = NULL, version = version + 1
+WHERE id IN (:seat)
+  AND (status = 'AVAILABLE'
+       OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint));
+UPDATE events SET seq = seq + 1 WHERE id = :event_id
+RETURNING id, name, venue, starts_at_ms, seq, created_at_ms \gset e_
+INSERT INTO seat_changes (event_id, seq, seat_id, status, hold_expires_at_ms, created_at_ms)
+VALUES (:event_id, :e_seq, :seat, 'HELD',
+        (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms,
+        (extract(epoch from clock_timestamp()) * 1000)::bigint)
+RETURNING id;
+COMMIT;
+-- the hold view the mutation answers with
+SELECT id, event_id, user_id, status, expires_at_ms, total_cents, created_at_ms, updated_at_ms
+FROM holds WHERE id = :hold_id::text LIMIT 1;
+SELECT hold_id, seat_id, active FROM hold_seats WHERE hold_id IN (:hold_id::text) ORDER BY seat_id;
+SELECT id, event_id, section, row_label, number, price_cents, position, status, hold_id,
+       hold_expires_at_ms, booking_id, version
+FROM seats WHERE id IN (:seat);
+\else
+-- someone else got the seat between the cheap check and the lock (SEAT_UNAVAILABLE)
+ROLLBACK;
+\endif
+\endif

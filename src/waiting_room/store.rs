@@ -1,0 +1,713 @@
+//! Redis access for the waiting room: the key layout, the Lua scripts, and one wrapper that
+//! bounds every call and turns any failure into "the waiting room is unavailable".
+//!
+//! Every key of one event's room shares a hash tag (`{<queue key>}`), so each script touches
+//! one slot only. The queue key is random per event and kept in the database, so databases
+//! sharing one Redis never mix their queues.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, Script};
+
+use crate::error::AppError;
+
+/// Longest any waiting-room call to Redis may take.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long idle room state is kept in Redis after its last change.
+pub const KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
+/// The pub/sub channel announcing new work and answered requests to every instance.
+pub const NOTIFY_CHANNEL: &str = "onsale:wr:notify";
+/// The set of `<event id>:<queue key>` that may have queued requests.
+pub const QUEUES_KEY: &str = "onsale:wr:queues";
+/// The consumer group of the request streams.
+pub const GROUP: &str = "workers";
+
+/// The Redis keys of one event's room.
+#[derive(Clone, Debug)]
+pub struct RoomKeys {
+    prefix: String,
+}
+
+impl RoomKeys {
+    pub fn new(queue_key: &str) -> Self {
+        Self {
+            prefix: format!("onsale:wr:{{{queue_key}}}"),
+        }
+    }
+
+    /// Hash: `opened`, `opened_at`, `lobby_joined`, `tail`, `admitted`, `credit`, `last_ms`.
+    pub fn meta(&self) -> String {
+        format!("{}:meta", self.prefix)
+    }
+    /// Hash: user → current ticket (`L<n>` or `Q<n>`).
+    pub fn tickets(&self) -> String {
+        format!("{}:tickets", self.prefix)
+    }
+    /// Sorted set: early arrivals by the random number each drew when joining.
+    pub fn lobby(&self) -> String {
+        format!("{}:lobby", self.prefix)
+    }
+    /// Sorted set: admission steps, score = everyone up to this queue number is in, member =
+    /// when (Redis time, ms).
+    pub fn admits(&self) -> String {
+        format!("{}:admits", self.prefix)
+    }
+    /// Stream of queued seat requests (consumer group [`GROUP`]).
+    pub fn requests(&self) -> String {
+        format!("{}:requests", self.prefix)
+    }
+    /// The worker lease: which instance works this event's requests.
+    pub fn worker(&self) -> String {
+        format!("{}:worker", self.prefix)
+    }
+    /// Counter of requests ever queued (their arrival numbers).
+    pub fn request_seq(&self) -> String {
+        format!("{}:reqseq", self.prefix)
+    }
+    /// Counter of requests ever answered (their answer numbers).
+    pub fn answer_seq(&self) -> String {
+        format!("{}:ansseq", self.prefix)
+    }
+    /// Hash: one seat request and, once answered, its outcome.
+    pub fn request(&self, request_uuid: &str) -> String {
+        format!("{}:req:{request_uuid}", self.prefix)
+    }
+    /// String: a client's idempotency key → the request it created.
+    pub fn request_key(&self, user_id: &str, key: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(user_id.as_bytes());
+        hash.update([0]);
+        hash.update(key.as_bytes());
+        format!("{}:reqkey:{}", self.prefix, hex::encode(hash.finalize()))
+    }
+}
+
+const PRELUDE: &str = r"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function num(v) return tonumber(v) or 0 end
+-- Draws the lottery once the opening time has come: the lobby, ordered by the random number
+-- each early arrival drew, becomes the head of the queue and never changes again.
+local function open_if_due(meta, lobby, now, opens_at)
+  if redis.call('HGET', meta, 'opened') == '1' then return true end
+  if now < opens_at then return false end
+  local n = redis.call('ZCARD', lobby)
+  redis.call('HSET', meta, 'opened', '1', 'opened_at', now, 'last_ms', now, 'credit', '0',
+    'tail', n, 'lobby', n)
+  return true
+end
+local function queue_number(meta, lobby, user, tk)
+  local n = tonumber(string.sub(tk, 2)) or 0
+  if string.sub(tk, 1, 1) == 'Q' then return n end
+  if redis.call('HGET', meta, 'opened') ~= '1' then return 0 end
+  local r = redis.call('ZRANK', lobby, user)
+  if r then return r + 1 end
+  return 0
+end
+local function status(meta, lobby, admits, user, tk, now)
+  local q = queue_number(meta, lobby, user, tk)
+  local m = redis.call('HMGET', meta, 'opened', 'lobby_joined', 'tail', 'admitted')
+  local a = num(m[4])
+  local at = 0
+  if q > 0 and q <= a then
+    local r = redis.call('ZRANGEBYSCORE', admits, q, '+inf', 'LIMIT', 0, 1)
+    if r[1] then at = num(r[1]) end
+  end
+  return {tk, q, a, at, num(m[2]), num(m[1]), now, num(m[3])}
+end
+";
+
+/// KEYS: meta, tickets, lobby, admits. ARGV: user, random score, opens_at_ms, ttl_ms, keep_ms.
+/// Returns the user's (possibly new) ticket state, see [`TicketState`].
+static JOIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{PRELUDE}{}",
+        r"
+local meta, tickets, lobby, admits = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local user = ARGV[1]
+local now = now_ms()
+local opened = open_if_due(meta, lobby, now, tonumber(ARGV[3]))
+local tk = redis.call('HGET', tickets, user)
+if tk then
+  local st = status(meta, lobby, admits, user, tk, now)
+  -- Still waiting, or admitted and inside the window: the same ticket. Admitted and the
+  -- window has passed: the turn is lost, and a new ticket goes to the back.
+  if st[4] == 0 or now < st[4] + tonumber(ARGV[4]) then return st end
+end
+if opened then
+  tk = 'Q' .. redis.call('HINCRBY', meta, 'tail', 1)
+else
+  tk = 'L' .. redis.call('HINCRBY', meta, 'lobby_joined', 1)
+  redis.call('ZADD', lobby, ARGV[2], user)
+end
+redis.call('HSET', tickets, user, tk)
+for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[5]) end
+return status(meta, lobby, admits, user, tk, now)
+"
+    ))
+});
+
+/// KEYS: meta, lobby, admits. ARGV: user, ticket. Returns [`TicketState`].
+static STATUS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{PRELUDE}{}",
+        r"
+return status(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], now_ms())
+"
+    ))
+});
+
+/// One pacing step, shared by all instances: credit accrues at `rate` per second of Redis
+/// time since the last step (whoever ran it), and whole credits let people in. Credit is
+/// never saved up: at most `max_dt_ms` counts per step, and unused whole credits lapse.
+/// KEYS: meta, lobby, admits. ARGV: opens_at_ms, rate, max_dt_ms, keep_ms.
+/// Returns [`RoomSnapshot`] fields: opened, admitted, tail, lobby_joined, admitted now, now.
+static PACE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{PRELUDE}{}",
+        r"
+local meta, lobby, admits = KEYS[1], KEYS[2], KEYS[3]
+local now = now_ms()
+local let_in = 0
+if open_if_due(meta, lobby, now, tonumber(ARGV[1])) then
+  local m = redis.call('HMGET', meta, 'last_ms', 'credit', 'admitted', 'tail')
+  local last, credit, a, tail = num(m[1]), num(m[2]), num(m[3]), num(m[4])
+  local dt = math.min(now - last, tonumber(ARGV[3]))
+  if dt > 0 then
+    credit = credit + tonumber(ARGV[2]) * dt / 1000
+    local whole = math.floor(credit)
+    credit = credit - whole
+    let_in = math.min(whole, tail - a)
+    if let_in > 0 then
+      a = a + let_in
+      redis.call('ZADD', admits, a, now)
+      redis.call('HSET', meta, 'admitted', a)
+    end
+    redis.call('HSET', meta, 'last_ms', now, 'credit', credit)
+    for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[4]) end
+  end
+end
+local m = redis.call('HMGET', meta, 'opened', 'admitted', 'tail', 'lobby_joined')
+return {num(m[1]), num(m[2]), num(m[3]), num(m[4]), let_in, now}
+"
+    ))
+});
+
+/// Queues a seat request: its arrival number, the stream entry and the request record are
+/// written together. With a client key seen before, returns the earlier request instead.
+/// KEYS: stream, request hash, key map, arrival counter. ARGV: has key (0/1), request uuid,
+/// user, admin (0/1), seats (comma separated), now, keep_ms, event id, notify channel,
+/// `<event>:<queue key>`. Returns {1 = new | 0 = earlier, request uuid}.
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if ARGV[1] == '1' then
+  local earlier = redis.call('GET', KEYS[3])
+  if earlier then return {0, earlier} end
+end
+local n = redis.call('INCR', KEYS[4])
+local entry = redis.call('XADD', KEYS[1], '*', 'request', ARGV[2], 'user', ARGV[3],
+  'admin', ARGV[4], 'seats', ARGV[5])
+redis.call('HSET', KEYS[2], 'user', ARGV[3], 'event', ARGV[8], 'seats', ARGV[5],
+  'status', 'QUEUED', 'number', n, 'entry', entry, 'created_ms', ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+redis.call('PEXPIRE', KEYS[4], ARGV[7])
+if ARGV[1] == '1' then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[7]) end
+redis.call('PUBLISH', ARGV[9], 'work ' .. ARGV[10])
+return {1, ARGV[2]}
+",
+    )
+});
+
+/// Takes the worker lease of an event if it is free, makes sure the consumer group exists,
+/// and takes over every entry a previous worker left pending (delivered, never answered).
+/// KEYS: lease, stream. ARGV: owner, lease_ms, group. Returns 1 if taken, else 0.
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+redis.pcall('XGROUP', 'CREATE', KEYS[2], ARGV[3], '0', 'MKSTREAM')
+local cursor = '0-0'
+repeat
+  local r = redis.call('XAUTOCLAIM', KEYS[2], ARGV[3], ARGV[1], 0, cursor, 'COUNT', 1000, 'JUSTID')
+  cursor = r[1]
+until cursor == '0-0'
+return 1
+",
+    )
+});
+
+/// The lease holder's next request: the oldest entry pending with it (taken over or not yet
+/// answered), else the next new one. Renews the lease on the way.
+/// KEYS: lease, stream. ARGV: owner, lease_ms, group.
+/// Returns {'lost'}, {'empty'} or {'entry', id, field, value, ...}.
+static NEXT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'lost'} end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local function first(r)
+  if r and r[1] and r[1][2] and r[1][2][1] then return r[1][2][1] end
+  return nil
+end
+local e = first(redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[1], 'COUNT', 1,
+  'STREAMS', KEYS[2], '0'))
+if not e then
+  e = first(redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[1], 'COUNT', 1,
+    'STREAMS', KEYS[2], '>'))
+end
+if not e then return {'empty'} end
+local out = {'entry', e[1]}
+if e[2] then
+  for _, v in ipairs(e[2]) do table.insert(out, v) end
+end
+return out
+",
+    )
+});
+
+/// Records a request's answer, once, and only while holding the lease (a worker that lost
+/// it leaves the entry to the new holder). Acknowledges and drops the stream entry.
+/// KEYS: lease, stream, request hash, answer counter. ARGV: owner, group, entry id, status,
+/// hold id, error code, error message, now, keep_ms, notify channel, request id.
+/// Returns 1, or 0 if the lease was lost.
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[3], 'status') == 'QUEUED' then
+  local n = redis.call('INCR', KEYS[4])
+  redis.call('PEXPIRE', KEYS[4], ARGV[9])
+  redis.call('HSET', KEYS[3], 'status', ARGV[4], 'hold_id', ARGV[5], 'error_code', ARGV[6],
+    'error_message', ARGV[7], 'answered_ms', ARGV[8], 'answer', n)
+  redis.call('PEXPIRE', KEYS[3], ARGV[9])
+end
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[2], ARGV[3])
+redis.call('PUBLISH', ARGV[10], 'done ' .. ARGV[11])
+return 1
+",
+    )
+});
+
+/// KEYS: lease. ARGV: owner, lease_ms. Returns 1 if still held (and renewed).
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// KEYS: lease. ARGV: owner. Lets the lease go if it is still ours.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+return redis.call('DEL', KEYS[1])
+",
+    )
+});
+
+/// Where one ticket stands, as Redis sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketState {
+    /// `L<n>` (n-th arrival in the lobby) or `Q<n>` (queue number n).
+    pub tk: String,
+    /// The queue number; 0 while the lottery is not drawn yet.
+    pub queue_number: i64,
+    /// Everyone up to this queue number has been let in.
+    pub admitted_upto: i64,
+    /// When this ticket was let in (Redis time, ms); 0 if not yet.
+    pub admitted_at_ms: i64,
+    pub lobby_joined: i64,
+    pub opened: bool,
+    pub now_ms: i64,
+    /// The last queue number handed out.
+    pub tail: i64,
+}
+
+/// The room as one pacing step left it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoomSnapshot {
+    pub opened: bool,
+    pub admitted_upto: i64,
+    pub tail: i64,
+    pub lobby_joined: i64,
+    /// How many this step let in.
+    pub let_in: i64,
+    pub now_ms: i64,
+}
+
+/// What the worker got from [`Store::next_request`].
+#[derive(Debug)]
+pub enum Next {
+    Lost,
+    Empty,
+    Entry {
+        id: String,
+        fields: std::collections::HashMap<String, String>,
+    },
+}
+
+/// The waiting room's Redis, with bounded calls and a health flag.
+pub struct Store {
+    conn: ConnectionManager,
+    healthy: AtomicBool,
+}
+
+type Row8 = (String, i64, i64, i64, i64, i64, i64, i64);
+
+impl Store {
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// Whether the last call to Redis worked.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn unavailable() -> AppError {
+        AppError::retry_later(
+            1_000,
+            "the waiting room is unavailable right now (its queue store cannot be reached); \
+             nobody is let in meanwhile and places are kept: try again shortly",
+        )
+    }
+
+    fn outcome<T>(
+        &self,
+        result: Result<Result<T, redis::RedisError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, AppError> {
+        match result {
+            Ok(Ok(value)) => {
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("waiting room: Redis answers again");
+                }
+                Ok(value)
+            }
+            Ok(Err(err)) => {
+                if self.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %err, "waiting room: Redis failed; rooms fail closed until it is back");
+                }
+                Err(Self::unavailable())
+            }
+            Err(_) => {
+                if self.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "waiting room: Redis timed out; rooms fail closed until it is back"
+                    );
+                }
+                Err(Self::unavailable())
+            }
+        }
+    }
+
+    async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, AppError> {
+        let mut call = script.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        for arg in args {
+            call.arg(arg);
+        }
+        let mut conn = self.conn.clone();
+        let result = tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<T>(&mut conn)).await;
+        self.outcome(result)
+    }
+
+    pub async fn query<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, AppError> {
+        let mut conn = self.conn.clone();
+        let result = tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut conn)).await;
+        self.outcome(result)
+    }
+
+    pub async fn join(
+        &self,
+        keys: &RoomKeys,
+        user_id: &str,
+        opens_at_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<TicketState, AppError> {
+        // 53 random bits: exact as a Redis score, so draws never round into ties.
+        let draw = rand::random::<u64>() >> 11;
+        let row: Row8 = self
+            .eval(
+                &JOIN,
+                &[keys.meta(), keys.tickets(), keys.lobby(), keys.admits()],
+                &[
+                    user_id.to_owned(),
+                    draw.to_string(),
+                    opens_at_ms.to_string(),
+                    ttl_ms.to_string(),
+                    KEEP_MS.to_string(),
+                ],
+            )
+            .await?;
+        Ok(ticket_state(row))
+    }
+
+    pub async fn status(
+        &self,
+        keys: &RoomKeys,
+        user_id: &str,
+        tk: &str,
+    ) -> Result<TicketState, AppError> {
+        let row: Row8 = self
+            .eval(
+                &STATUS,
+                &[keys.meta(), keys.lobby(), keys.admits()],
+                &[user_id.to_owned(), tk.to_owned()],
+            )
+            .await?;
+        Ok(ticket_state(row))
+    }
+
+    pub async fn pace(
+        &self,
+        keys: &RoomKeys,
+        opens_at_ms: i64,
+        rate: u32,
+        max_dt_ms: i64,
+    ) -> Result<RoomSnapshot, AppError> {
+        let (opened, admitted_upto, tail, lobby_joined, let_in, now_ms): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = self
+            .eval(
+                &PACE,
+                &[keys.meta(), keys.lobby(), keys.admits()],
+                &[
+                    opens_at_ms.to_string(),
+                    rate.to_string(),
+                    max_dt_ms.to_string(),
+                    KEEP_MS.to_string(),
+                ],
+            )
+            .await?;
+        Ok(RoomSnapshot {
+            opened: opened == 1,
+            admitted_upto,
+            tail,
+            lobby_joined,
+            let_in,
+            now_ms,
+        })
+    }
+
+    /// Reads a room's counters without changing anything.
+    pub async fn snapshot(&self, keys: &RoomKeys) -> Result<RoomSnapshot, AppError> {
+        let (opened, admitted, tail, lobby_joined): (
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        ) = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(keys.meta())
+                    .arg("opened")
+                    .arg("admitted")
+                    .arg("tail")
+                    .arg("lobby_joined")
+                    .to_owned(),
+            )
+            .await?;
+        Ok(RoomSnapshot {
+            opened: opened == Some(1),
+            admitted_upto: admitted.unwrap_or(0),
+            tail: tail.unwrap_or(0),
+            lobby_joined: lobby_joined.unwrap_or(0),
+            let_in: 0,
+            now_ms: crate::booking::model::now_ms(),
+        })
+    }
+
+    /// Queues a request; returns whether it is new and its uuid.
+    #[expect(clippy::too_many_arguments, reason = "one script, one argument each")]
+    pub async fn enqueue(
+        &self,
+        keys: &RoomKeys,
+        event_id: i64,
+        queue_key: &str,
+        request_uuid: &str,
+        user: &crate::auth::User,
+        seats: &str,
+        client_key: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(bool, String), AppError> {
+        let key_map = match client_key {
+            Some(key) => keys.request_key(&user.id, key),
+            None => keys.request(request_uuid),
+        };
+        let (new, uuid): (i64, String) = self
+            .eval(
+                &ENQUEUE,
+                &[
+                    keys.requests(),
+                    keys.request(request_uuid),
+                    key_map,
+                    keys.request_seq(),
+                ],
+                &[
+                    if client_key.is_some() { "1" } else { "0" }.to_owned(),
+                    request_uuid.to_owned(),
+                    user.id.clone(),
+                    if user.admin { "1" } else { "0" }.to_owned(),
+                    seats.to_owned(),
+                    now_ms.to_string(),
+                    KEEP_MS.to_string(),
+                    event_id.to_string(),
+                    NOTIFY_CHANNEL.to_owned(),
+                    format!("{event_id}:{queue_key}"),
+                ],
+            )
+            .await?;
+        Ok((new == 1, uuid))
+    }
+
+    pub async fn acquire(
+        &self,
+        keys: &RoomKeys,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, AppError> {
+        let taken: i64 = self
+            .eval(
+                &ACQUIRE,
+                &[keys.worker(), keys.requests()],
+                &[owner.to_owned(), lease_ms.to_string(), GROUP.to_owned()],
+            )
+            .await?;
+        Ok(taken == 1)
+    }
+
+    pub async fn renew(
+        &self,
+        keys: &RoomKeys,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<bool, AppError> {
+        let held: i64 = self
+            .eval(
+                &RENEW,
+                &[keys.worker()],
+                &[owner.to_owned(), lease_ms.to_string()],
+            )
+            .await?;
+        Ok(held == 1)
+    }
+
+    pub async fn release(&self, keys: &RoomKeys, owner: &str) -> Result<(), AppError> {
+        let _: i64 = self
+            .eval(&RELEASE, &[keys.worker()], &[owner.to_owned()])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn next_request(
+        &self,
+        keys: &RoomKeys,
+        owner: &str,
+        lease_ms: i64,
+    ) -> Result<Next, AppError> {
+        let reply: Vec<Option<String>> = self
+            .eval(
+                &NEXT,
+                &[keys.worker(), keys.requests()],
+                &[owner.to_owned(), lease_ms.to_string(), GROUP.to_owned()],
+            )
+            .await?;
+        let mut items = reply.into_iter();
+        match items.next().flatten().as_deref() {
+            Some("entry") => {
+                let id = items.next().flatten().unwrap_or_default();
+                let mut fields = std::collections::HashMap::new();
+                while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                    if let (Some(k), Some(v)) = (k, v) {
+                        fields.insert(k, v);
+                    }
+                }
+                Ok(Next::Entry { id, fields })
+            }
+            Some("empty") => Ok(Next::Empty),
+            _ => Ok(Next::Lost),
+        }
+    }
+
+    /// Records an answer; `false` if the lease was lost meanwhile (nothing was written).
+    #[expect(clippy::too_many_arguments, reason = "one script, one argument each")]
+    pub async fn complete(
+        &self,
+        keys: &RoomKeys,
+        owner: &str,
+        entry_id: &str,
+        request_uuid: &str,
+        request_id: &str,
+        status: &str,
+        hold_id: &str,
+        error: Option<(&str, &str)>,
+    ) -> Result<bool, AppError> {
+        let (code, message) = error.unwrap_or(("", ""));
+        let done: i64 = self
+            .eval(
+                &COMPLETE,
+                &[
+                    keys.worker(),
+                    keys.requests(),
+                    keys.request(request_uuid),
+                    keys.answer_seq(),
+                ],
+                &[
+                    owner.to_owned(),
+                    GROUP.to_owned(),
+                    entry_id.to_owned(),
+                    status.to_owned(),
+                    hold_id.to_owned(),
+                    code.to_owned(),
+                    message.to_owned(),
+                    crate::booking::model::now_ms().to_string(),
+                    KEEP_MS.to_string(),
+                    NOTIFY_CHANNEL.to_owned(),
+                    request_id.to_owned(),
+                ],
+            )
+            .await?;
+        Ok(done == 1)
+    }
+}
+
+fn ticket_state(row: Row8) -> TicketState {
+    let (tk, queue_number, admitted_upto, admitted_at_ms, lobby_joined, opened, now_ms, tail) = row;
+    TicketState {
+        tk,
+        queue_number,
+        admitted_upto,
+        admitted_at_ms,
+        lobby_joined,
+        opened: opened == 1,
+        now_ms,
+        tail,
+    }
+}

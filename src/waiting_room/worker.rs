@@ -1,0 +1,315 @@
+//! The request workers. Each instance runs a dispatcher that looks for events with queued
+//! requests and tries to take their lease; whoever holds an event's lease works its stream
+//! alone, one request at a time, oldest first:
+//! 1. entries pending with it (taken over from a worker that died, or its own unanswered);
+//! 2. then new entries, in stream (arrival) order.
+//!
+//! Each request runs `hold_seats` with the request id as its idempotency key, so running it
+//! again after a crash returns the hold the first run made instead of making another. The
+//! answer is recorded and the entry acknowledged in one script that checks the lease first:
+//! a worker that lost its lease writes nothing, and the new holder answers instead.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use tokio::sync::watch;
+
+use super::WaitingRoomService;
+use super::config::RoomConfig;
+use super::requests::SeatRequestId;
+use super::store::{Next, QUEUES_KEY, RoomKeys};
+use crate::auth::User;
+use crate::booking::model::{HoldView, IdempotencyKey, SeatIds, SeatStatus, now_ms};
+use crate::error::AppError;
+use entity::seat;
+
+/// How long a worker lease lasts unless renewed (it is renewed before every request).
+const LEASE_MS: i64 = 3_000;
+/// How often the dispatcher looks for work when no notice arrives.
+const DISPATCH_EVERY: Duration = Duration::from_millis(250);
+/// How long an idle worker keeps its lease before letting the event go.
+const IDLE_FOR: Duration = Duration::from_secs(2);
+/// How long a request may keep getting "try again" answers before that is its answer.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+
+impl WaitingRoomService {
+    pub(super) async fn run_dispatcher(self, mut shutdown: watch::Receiver<bool>) {
+        let mut notices = self.inner.notices.subscribe();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(DISPATCH_EVERY) => {}
+                notice = notices.recv() => {
+                    if matches!(&notice, Ok(n) if !n.starts_with("work ")) {
+                        continue;
+                    }
+                }
+                changed = shutdown.changed() => if changed.is_err() { break },
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            if let Err(err) = self.dispatch(&shutdown).await {
+                tracing::debug!(error = %err, "request dispatcher cannot reach Redis");
+            }
+        }
+        tracing::debug!("request dispatcher stopped");
+    }
+
+    /// Takes the lease of every event with queued requests that nobody works.
+    async fn dispatch(&self, shutdown: &watch::Receiver<bool>) -> Result<(), AppError> {
+        let store = self.store()?;
+        let members: Vec<String> = store
+            .query(redis::cmd("SMEMBERS").arg(QUEUES_KEY).to_owned())
+            .await?;
+        for member in members {
+            let Some((event, queue_key)) = member.split_once(':') else {
+                continue;
+            };
+            let Ok(event_id) = event.parse::<i64>() else {
+                continue;
+            };
+            if self.is_working(event_id) {
+                continue;
+            }
+            // The set is shared by every database using this Redis: only our own queues.
+            let Ok(Some(room)) = self.inner.rooms.get(event_id).await else {
+                continue;
+            };
+            if room.queue_key != queue_key {
+                continue;
+            }
+            let keys = RoomKeys::new(&room.queue_key);
+            if store.acquire(&keys, self.instance(), LEASE_MS).await? {
+                self.set_working(event_id, true);
+                tracing::info!(
+                    event.id = event_id,
+                    worker = self.instance(),
+                    "took the request queue of the event"
+                );
+                let this = self.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    this.work(room, shutdown).await;
+                    this.set_working(event_id, false);
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn is_working(&self, event_id: i64) -> bool {
+        self.inner
+            .working
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&event_id)
+    }
+
+    fn set_working(&self, event_id: i64, on: bool) {
+        let mut working = self
+            .inner
+            .working
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if on {
+            working.insert(event_id);
+        } else {
+            working.remove(&event_id);
+        }
+    }
+
+    /// Works one event's requests while this instance holds its lease.
+    #[tracing::instrument(skip_all, fields(event.id = room.event_id))]
+    async fn work(&self, room: RoomConfig, shutdown: watch::Receiver<bool>) {
+        let keys = RoomKeys::new(&room.queue_key);
+        let mut notices = self.inner.notices.subscribe();
+        let work_notice = format!("work {}:{}", room.event_id, room.queue_key);
+        let mut idle_since = Instant::now();
+        loop {
+            let Ok(store) = self.store() else { return };
+            if *shutdown.borrow() {
+                let _ = store.release(&keys, self.instance()).await;
+                tracing::info!("stopping: let the request queue go");
+                return;
+            }
+            match store.next_request(&keys, self.instance(), LEASE_MS).await {
+                Ok(Next::Lost) => {
+                    tracing::warn!(
+                        "lost the lease of the request queue; another instance takes over"
+                    );
+                    return;
+                }
+                Ok(Next::Empty) => {
+                    if idle_since.elapsed() >= IDLE_FOR {
+                        self.let_go(&room, &keys).await;
+                        return;
+                    }
+                    // Until new work is announced (or a little while passes).
+                    let _ = tokio::time::timeout(Duration::from_millis(100), async {
+                        loop {
+                            match notices.recv().await {
+                                Ok(n) if *n == *work_notice => return,
+                                Ok(_) => {}
+                                Err(_) => return,
+                            }
+                        }
+                    })
+                    .await;
+                }
+                Ok(Next::Entry { id, fields }) => {
+                    idle_since = Instant::now();
+                    match self.answer(&room, &keys, &id, &fields, &shutdown).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(entry = %id, "lost the lease while answering; the next holder answers it");
+                            return;
+                        }
+                        Err(err) => {
+                            // Redis failed: the entry stays pending and is answered again.
+                            tracing::debug!(error = %err, "cannot record an answer; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// Lets an idle event go: off the set of queues (back on if entries remain), lease freed.
+    async fn let_go(&self, room: &RoomConfig, keys: &RoomKeys) {
+        let Ok(store) = self.store() else { return };
+        let member = format!("{}:{}", room.event_id, room.queue_key);
+        let _ = store
+            .query::<i64>(redis::cmd("SREM").arg(QUEUES_KEY).arg(&member).to_owned())
+            .await;
+        let left: Result<i64, _> = store
+            .query(redis::cmd("XLEN").arg(keys.requests()).to_owned())
+            .await;
+        if !matches!(left, Ok(0)) {
+            let _ = store
+                .query::<i64>(redis::cmd("SADD").arg(QUEUES_KEY).arg(&member).to_owned())
+                .await;
+        }
+        let _ = store.release(keys, self.instance()).await;
+        tracing::debug!("request queue idle; lease released");
+    }
+
+    /// Answers one stream entry; `Ok(false)` if the lease was lost before the answer was
+    /// recorded.
+    async fn answer(
+        &self,
+        room: &RoomConfig,
+        keys: &RoomKeys,
+        entry_id: &str,
+        fields: &HashMap<String, String>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<bool, AppError> {
+        let store = self.store()?;
+        let uuid = fields.get("request").cloned().unwrap_or_default();
+        let request_id = SeatRequestId {
+            event_id: room.event_id,
+            uuid: uuid.clone(),
+        }
+        .id();
+        let user = User {
+            id: fields.get("user").cloned().unwrap_or_default(),
+            admin: fields.get("admin").is_some_and(|a| a == "1"),
+        };
+        let seats: Vec<String> = fields
+            .get("seats")
+            .map(|s| s.split(',').map(str::to_owned).collect())
+            .unwrap_or_default();
+        let outcome = if uuid.is_empty() || user.id.is_empty() {
+            Err(AppError::Internal(format!(
+                "malformed queue entry {entry_id}"
+            )))
+        } else {
+            self.hold_for(room, keys, &user, &uuid, &seats, shutdown)
+                .await
+        };
+        let (status, hold_id, error) = match &outcome {
+            Ok(hold) => ("DONE", hold.id.clone(), None),
+            Err(err) => {
+                if let AppError::Internal(cause) = err {
+                    tracing::error!(%cause, request.id = %request_id, "a queued seat request failed");
+                }
+                ("FAILED", String::new(), Some((err.code(), err.to_string())))
+            }
+        };
+        let recorded = store
+            .complete(
+                keys,
+                self.instance(),
+                entry_id,
+                &uuid,
+                &request_id,
+                status,
+                &hold_id,
+                error.as_ref().map(|(c, m)| (*c, m.as_str())),
+            )
+            .await?;
+        if recorded {
+            metrics::counter!("onsale_seat_requests_total", "status" => status).increment(1);
+            tracing::info!(request.id = %request_id, status, code = error.as_ref().map_or("", |e| e.0), "seat request answered");
+        }
+        Ok(recorded)
+    }
+
+    /// What `holdSeats` answers for this request, made as if it came from the requester.
+    /// "Try again" answers are retried for a while rather than passed on, and so is a seat
+    /// refused only because another request was still deciding about it (a gate claim).
+    async fn hold_for(
+        &self,
+        room: &RoomConfig,
+        keys: &RoomKeys,
+        user: &User,
+        uuid: &str,
+        seats: &[String],
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<HoldView, AppError> {
+        let booking = &self.inner.booking;
+        let seat_ids = SeatIds::parse(seats, booking.settings().max_seats_per_hold)?;
+        let key = IdempotencyKey::parse(Some(format!("seat-request:{uuid}")))?
+            .ok_or_else(|| AppError::Internal("no idempotency key".into()))?;
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let outcome = booking
+                .hold_seats(user, room.event_id, seat_ids.clone(), Some(key.clone()))
+                .await;
+            let again = match &outcome {
+                Err(err) if err.is_transient() => true,
+                Err(AppError::SeatUnavailable {
+                    seat_ids: taken, ..
+                }) if !taken.is_empty() => !self.any_taken(taken).await,
+                _ => false,
+            };
+            if !again || started.elapsed() >= RETRY_FOR || *shutdown.borrow() {
+                return outcome;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+            let store = self.store()?;
+            if !store.renew(keys, self.instance(), LEASE_MS).await? {
+                return outcome;
+            }
+        }
+    }
+
+    /// Whether the database shows any of these seats held or booked right now.
+    async fn any_taken(&self, seat_ids: &[i64]) -> bool {
+        let now = now_ms();
+        match seat::Entity::find()
+            .filter(seat::Column::Id.is_in(seat_ids.to_vec()))
+            .all(&self.inner.booking.db().conn)
+            .await
+        {
+            Ok(seats) => seats
+                .iter()
+                .any(|s| SeatStatus::of(s, now) != SeatStatus::Available),
+            Err(_) => true,
+        }
+    }
+}
