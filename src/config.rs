@@ -74,6 +74,12 @@ pub struct Config {
     /// Expected `iss` and `aud` claims, if set.
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    /// How far `startCheckout` extends a hold, once.
+    pub checkout_grace: Duration,
+    /// How long a checkout may wait before the worker asks Stripe about it itself.
+    pub checkout_reconcile_after: Duration,
+    /// How often the checkout worker runs.
+    pub checkout_worker_interval: Duration,
 }
 
 impl Config {
@@ -213,6 +219,17 @@ impl Config {
                 .unwrap_or_default(),
             jwt_issuer: lookup("JWT_ISSUER"),
             jwt_audience: lookup("JWT_AUDIENCE"),
+            checkout_grace: Duration::from_secs(parse(&lookup, "CHECKOUT_GRACE_SECS", Some(300))?),
+            checkout_reconcile_after: Duration::from_secs(parse(
+                &lookup,
+                "CHECKOUT_RECONCILE_AFTER_SECS",
+                Some(120),
+            )?),
+            checkout_worker_interval: Duration::from_millis(parse(
+                &lookup,
+                "CHECKOUT_WORKER_INTERVAL_MS",
+                Some(1000),
+            )?),
         })
     }
 

@@ -69,8 +69,18 @@ impl Application {
                 seat_map_cache: config.seat_map_cache,
                 change_retention: config.change_retention,
                 max_holds_per_user: config.max_holds_per_user,
+                checkout_grace: config.checkout_grace,
+                checkout_reconcile_after: config.checkout_reconcile_after,
             },
         );
+        let service = match &config.stripe {
+            Some(stripe) => {
+                service.with_stripe(crate::payment::StripeClient::new(stripe).map_err(|e| {
+                    anyhow::anyhow!("STRIPE_SECRET_KEY: cannot set up the Stripe client: {e}")
+                })?)
+            }
+            None => service,
+        };
         if config.seed_demo {
             service
                 .seed_demo_if_empty()
@@ -82,12 +92,10 @@ impl Application {
             Jwt::new(&config.jwt_secret, config.jwt_leeway_secs)
                 .with_issuer_audience(config.jwt_issuer.clone(), config.jwt_audience.clone()),
         );
-        let waiting_room = WaitingRoomService::new(
-            service.clone(),
-            redis.clone(),
-            config.redis_url.clone(),
-            &config.jwt_secret,
-        );
+        let waiting_room =
+            WaitingRoomService::connect(service.clone(), config.redis_url.clone(), &config.jwt_secret)
+                .await
+                .context("REDIS_URL: cannot connect to Redis for the waiting room")?;
         let state = AppState {
             schema: crate::graphql::build_schema(
                 Some(service.clone()),
@@ -105,6 +113,10 @@ impl Application {
             dev_signin: config.dev_signin,
             redis,
             trust_forwarded_for: config.trust_forwarded_for,
+            stripe_webhook_secret: config
+                .stripe
+                .as_ref()
+                .and_then(|s| s.webhook_secret.clone()),
         };
         let listener = TcpListener::bind(config.bind_addr)
             .await
@@ -115,6 +127,11 @@ impl Application {
             service
                 .clone()
                 .run_sweeper(config.sweep_interval, shutdown_rx.clone()),
+        );
+        tokio::spawn(
+            service
+                .clone()
+                .run_checkout_worker(config.checkout_worker_interval, shutdown_rx.clone()),
         );
         waiting_room.start(addr, shutdown_rx);
 

@@ -3,10 +3,12 @@
 
 pub mod booking;
 pub mod booking_seat;
+pub mod checkout;
 pub mod event;
 pub mod hold;
 pub mod hold_seat;
 pub mod idempotency_key;
 pub mod seat;
 pub mod seat_change;
+pub mod stripe_event;
 pub mod waiting_room;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_core;
 mod m20261121_000002_seat_change_retention;
 mod m20261121_000003_waiting_room;
+mod m20261121_000004_checkouts;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_core::Migration),
             Box::new(m20261121_000002_seat_change_retention::Migration),
             Box::new(m20261121_000003_waiting_room::Migration),
+            Box::new(m20261121_000004_checkouts::Migration),
         ]
     }
 }

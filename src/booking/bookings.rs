@@ -172,13 +172,17 @@ impl BookingService {
             return views::booking(&self.db.conn, booking_id).await;
         }
         let _slot = self.admit_mutation()?;
+        let paid = stored.payment_intent_id.is_some();
         let published = self
             .db
             .retry(|| async {
                 let tx = self.db.begin_write().await?;
-                let published = self
-                    .cancel_in(&tx.txn, booking_id, BookingStatus::Cancelled)
-                    .await?;
+                let published = if paid {
+                    self.cancel_paid_in(&tx.txn, &stored).await?
+                } else {
+                    self.cancel_in(&tx.txn, booking_id, BookingStatus::Cancelled)
+                        .await?
+                };
                 tx.commit().await?;
                 Ok(published)
             })
@@ -186,6 +190,10 @@ impl BookingService {
         metrics::counter!("onsale_bookings_cancelled_total").increment(1);
         self.bus.publish(published).await;
         tracing::info!(booking.id = %booking_id, "booking cancelled");
+        if paid {
+            // Refund (or cancel the authorisation) now; the worker retries if Stripe fails.
+            self.run_outbox_step(&stored.hold_id).await;
+        }
         views::booking(&self.db.conn, booking_id).await
     }
 

@@ -3,6 +3,7 @@
 
 pub mod bookings;
 pub mod changes;
+pub mod checkout;
 pub mod db;
 pub mod events;
 pub mod gate;
@@ -39,6 +40,10 @@ pub struct BookingSettings {
     pub change_retention: Duration,
     /// Active holds one user may have per event.
     pub max_holds_per_user: usize,
+    /// How far `startCheckout` extends a hold (once), so a buyer typing card details keeps it.
+    pub checkout_grace: Duration,
+    /// How long a checkout may wait before the worker asks Stripe about it itself.
+    pub checkout_reconcile_after: Duration,
 }
 
 /// The service layer: every rule about seats lives behind this type.
@@ -50,6 +55,8 @@ pub struct BookingService {
     pub(crate) gate: SeatGate,
     /// `None` serves every seat map straight from the database (`SEATMAP_CACHE=off`).
     pub(crate) seat_maps: Option<seat_map_cache::SeatMapCache>,
+    /// `None`: payments off.
+    pub(crate) stripe: Option<crate::payment::StripeClient>,
     inflight: Arc<Semaphore>,
 }
 
@@ -70,8 +77,15 @@ impl BookingService {
             settings,
             gate,
             seat_maps,
+            stripe: None,
             inflight,
         }
+    }
+
+    /// Turns payments on.
+    pub fn with_stripe(mut self, stripe: crate::payment::StripeClient) -> Self {
+        self.stripe = Some(stripe);
+        self
     }
 
     /// Load shedding: a slot for one mutation, or `RETRY_LATER` at once when all are taken.

@@ -1,6 +1,7 @@
 //! The GraphQL schema: one query/mutation/subscription object per domain, merged.
 
 pub mod booking;
+pub mod checkout;
 pub mod event;
 pub mod extensions;
 pub mod hold;
@@ -27,6 +28,7 @@ pub struct Query(
 pub struct Mutation(
     event::EventMutation,
     hold::HoldMutation,
+    checkout::CheckoutMutation,
     booking::BookingMutation,
     queue::QueueMutation,
 );

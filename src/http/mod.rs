@@ -3,6 +3,7 @@
 mod demo;
 mod graphql;
 mod health;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub redis: Option<redis::aio::ConnectionManager>,
     /// Take the client address from `X-Forwarded-For` (behind a trusted proxy only).
     pub trust_forwarded_for: bool,
+    /// `whsec_…` for `POST /webhooks/stripe`; `None`: the route answers 404.
+    pub stripe_webhook_secret: Option<String>,
 }
 
 /// Cross-origin access: none unless origins are configured (`*` allows any; tokens travel
@@ -61,6 +64,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/", get(graphql::graphiql))
         .route("/graphql", post(graphql::graphql).get(graphql::graphiql))
         .route("/graphql/ws", get(graphql::websocket))
+        .route("/webhooks/stripe", post(webhooks::stripe))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
