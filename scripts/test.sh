@@ -33,4 +33,7 @@ else
     cargo test --workspace
 fi
 
+section "browser test (scripts/browser-test.sh)"
+scripts/browser-test.sh
+
 section "all checks passed"
