@@ -92,10 +92,14 @@ impl Application {
             Jwt::new(&config.jwt_secret, config.jwt_leeway_secs)
                 .with_issuer_audience(config.jwt_issuer.clone(), config.jwt_audience.clone()),
         );
-        let waiting_room =
-            WaitingRoomService::connect(service.clone(), config.redis_url.clone(), &config.jwt_secret)
-                .await
-                .context("REDIS_URL: cannot connect to Redis for the waiting room")?;
+        let waiting_room = WaitingRoomService::connect(
+            service.clone(),
+            config.redis_url.clone(),
+            &config.jwt_secret,
+        )
+        .await
+        .context("REDIS_URL: cannot connect to Redis for the waiting room")?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let state = AppState {
             schema: crate::graphql::build_schema(
                 Some(service.clone()),
@@ -117,12 +121,12 @@ impl Application {
                 .stripe
                 .as_ref()
                 .and_then(|s| s.webhook_secret.clone()),
+            shutdown: shutdown_rx.clone(),
         };
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
         let addr = listener.local_addr()?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(
             service
                 .clone()
@@ -184,12 +188,21 @@ impl Application {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let shutdown = self.shutdown;
+        // Tell subscriptions and workers first, so the drain below is not held up by
+        // WebSocket connections that would otherwise stay open for ever.
+        let stop_and_tell = {
+            let shutdown = shutdown.clone();
+            async move {
+                stop.await;
+                let _ = shutdown.send(true);
+            }
+        };
         let result = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(stop)
+        .with_graceful_shutdown(stop_and_tell)
         .await;
         let _ = shutdown.send(true);
         result

@@ -148,12 +148,13 @@ pub async fn websocket(
 ) -> Response {
     let schema = state.schema.clone();
     let jwt = state.jwt.clone();
+    let mut shutdown = state.shutdown.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(64 * 1024)
         .on_upgrade(move |stream| async move {
             metrics::gauge!("onsale_websocket_connections").increment(1.0);
-            GraphQLWebSocket::new(stream, schema, protocol)
+            let serve = GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let header = payload
                         .get("Authorization")
@@ -164,12 +165,17 @@ pub async fn websocket(
                     data.insert(jwt.caller_from_header(header.as_deref()));
                     Ok(data)
                 })
-                .serve()
-                .await;
+                .serve();
+            // On shutdown the connection is dropped; clients resubscribe with `afterSeq`.
+            if !*shutdown.borrow() {
+                tokio::select! {
+                    () = serve => {}
+                    _ = shutdown.wait_for(|stopping| *stopping) => {}
+                }
+            }
             metrics::gauge!("onsale_websocket_connections").decrement(1.0);
         })
 }
-
 /// The `x-admission-token` header (a waiting-room admission), attached next to the caller.
 fn admission_token(headers: &HeaderMap) -> crate::waiting_room::AdmissionToken {
     crate::waiting_room::AdmissionToken(

@@ -39,6 +39,8 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     /// `whsec_…` for `POST /webhooks/stripe`; `None`: the route answers 404.
     pub stripe_webhook_secret: Option<String>,
+    /// Turns true when the server is shutting down (subscriptions then close).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Cross-origin access: none unless origins are configured (`*` allows any; tokens travel

@@ -329,3 +329,29 @@ both_backends!(
         app.stop().await;
     }
 );
+
+/// Graceful shutdown closes open subscriptions instead of waiting on them for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_closes_subscriptions_promptly() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (event_id, _) = app.create_event(1, 2).await;
+    let mut transport =
+        Subscription::seat_changes(&app.base, Protocol::TransportWs, &event_id, None).await;
+    let mut legacy =
+        Subscription::seat_changes(&app.base, Protocol::LegacyWs, &event_id, None).await;
+    let started = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        transport.next(SECOND).await.is_none(),
+        "the subscription ended"
+    );
+    assert!(
+        legacy.next(SECOND).await.is_none(),
+        "the subscription ended"
+    );
+}
