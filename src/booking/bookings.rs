@@ -8,7 +8,7 @@ use tracing::instrument;
 
 use super::BookingService;
 use super::changes::{self, PendingChange};
-use super::holds::{ensure_active, hold_seat_ids};
+use super::holds::ensure_active;
 use super::idempotency::{self, Operation};
 use super::model::{BookingStatus, BookingView, HoldStatus, IdempotencyKey, SeatStatus, now_ms};
 use super::views;
@@ -74,15 +74,11 @@ impl BookingService {
         hold_id: &str,
         payment_intent_id: Option<&str>,
     ) -> Result<(String, Vec<SeatChange>), AppError> {
-        let seat_ids = hold_seat_ids(txn, hold_id).await?;
-        let locked = self.lock_seats(txn, &seat_ids, false).await?;
-        let current = hold::Entity::find_by_id(hold_id.to_owned())
-            .one(txn)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("hold {hold_id} does not exist")))?;
+        let (current, locked) = self.lock_hold(txn, hold_id).await?;
+        let seat_ids: Vec<i64> = locked.iter().map(|s| s.id).collect();
         let now = now_ms();
         ensure_active(&current, now)?;
-        if locked.len() != seat_ids.len()
+        if locked.is_empty()
             || locked
                 .iter()
                 .any(|s| s.status != "HELD" || s.hold_id.as_deref() != Some(hold_id))

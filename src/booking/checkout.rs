@@ -25,7 +25,7 @@ use tracing::instrument;
 
 use super::BookingService;
 use super::changes::{self, PendingChange};
-use super::holds::{ensure_active, hold_seat_ids};
+use super::holds::ensure_active;
 use super::idempotency::{self, Operation};
 use super::model::{BookingStatus, BookingView, HoldStatus, IdempotencyKey, SeatStatus, now_ms};
 use super::views;
@@ -195,18 +195,13 @@ impl BookingService {
             .db
             .retry(|| async {
                 let tx = self.db.begin_write().await?;
-                let seat_ids = hold_seat_ids(&tx.txn, hold_id).await?;
-                let locked = self.lock_seats(&tx.txn, &seat_ids, false).await?;
+                let (current, locked) = self.lock_hold(&tx.txn, hold_id).await?;
                 if let Some(existing) = checkout::Entity::find_by_id(hold_id.to_owned())
                     .one(&tx.txn)
                     .await?
                 {
                     return Ok((existing, Vec::new()));
                 }
-                let current = hold::Entity::find_by_id(hold_id.to_owned())
-                    .one(&tx.txn)
-                    .await?
-                    .ok_or_else(|| AppError::NotFound(format!("hold {hold_id} does not exist")))?;
                 let now = now_ms();
                 ensure_active(&current, now)?;
                 // Extended once (a checkout exists from now on), by a bounded grace period.
@@ -545,9 +540,7 @@ impl BookingService {
                     return Ok(Vec::new());
                 }
                 let now = now_ms();
-                let published = self
-                    .release_in(&tx.txn, hold_id, stored.event_id, HoldStatus::Released)
-                    .await?;
+                let published = self.release_in(&tx.txn, hold_id).await?;
                 set_state(&tx.txn, hold_id, final_state, None, now).await?;
                 tx.commit().await?;
                 Ok(published)
@@ -565,23 +558,12 @@ impl BookingService {
         &self,
         txn: &C,
         hold_id: &str,
-        event_id: i64,
-        status: HoldStatus,
     ) -> Result<Vec<SeatChange>, AppError> {
-        let seat_ids = hold_seat_ids(txn, hold_id).await?;
-        let locked = self.lock_seats(txn, &seat_ids, false).await?;
-        let updated = hold::Entity::update_many()
-            .col_expr(hold::Column::Status, Expr::value(status.as_str()))
-            .col_expr(hold::Column::UpdatedAtMs, Expr::value(now_ms()))
-            .filter(hold::Column::Id.eq(hold_id))
-            .filter(hold::Column::Status.eq("ACTIVE"))
-            .exec(txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Ok(Vec::new());
-        }
-        let pending = self.free_seats_of_hold(txn, hold_id, &locked).await?;
-        changes::append(txn, event_id, pending).await
+        let (current, locked) = self.lock_hold(txn, hold_id).await?;
+        Ok(self
+            .end_hold_in(txn, &current, &locked, HoldStatus::Released)
+            .await?
+            .unwrap_or_default())
     }
 
     /// Cancels a paid booking inside `txn` and queues the money's return: a refund if it was

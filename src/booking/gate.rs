@@ -36,12 +36,13 @@ const COOL_DOWN_MS: i64 = 5_000;
 
 const ACQUIRE_LUA: &str = r"
 for i, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then return i end
+  local owner = redis.call('GET', key)
+  if owner then return {i, owner} end
 end
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
 end
-return 0
+return {0, ''}
 ";
 
 const RELEASE_LUA: &str = r"
@@ -137,8 +138,16 @@ impl SeatGate {
         self.inner.is_some()
     }
 
-    /// Refuses seats known taken, then claims the rest all-or-nothing.
-    pub async fn admit(&self, event_id: i64, seat_ids: &[i64]) -> Result<Claim, AppError> {
+    /// Refuses seats known taken, then claims the rest all-or-nothing. `twin` identifies a
+    /// retryable request (user, operation and idempotency key): a twin of a request still in
+    /// flight is let through unclaimed, so the database serialises the two and the retry gets
+    /// the first one's result instead of a "taken".
+    pub async fn admit(
+        &self,
+        event_id: i64,
+        seat_ids: &[i64],
+        twin: Option<&str>,
+    ) -> Result<Claim, AppError> {
         let bypass = Claim {
             event_id,
             seat_ids: Vec::new(),
@@ -154,7 +163,7 @@ impl SeatGate {
             metrics::counter!("onsale_seat_gate_rejections_total", "why" => "known").increment(1);
             return Err(AppError::seat_unavailable(taken));
         }
-        let token = uuid::Uuid::new_v4().to_string();
+        let token = format!("{}|{}", twin.unwrap_or("-"), uuid::Uuid::new_v4());
         let claimed = match &inner.store {
             ClaimStore::Local(claims) => Ok(local_acquire(claims, event_id, seat_ids, &token, now)),
             ClaimStore::Redis(conn) => {
@@ -174,7 +183,12 @@ impl SeatGate {
                     held: true,
                 })
             }
-            Ok(Some(busy_seat)) => {
+            Ok(Some((_, owner)))
+                if twin.is_some_and(|t| owner.rsplit_once('|').map(|(f, _)| f) == Some(t)) =>
+            {
+                Ok(bypass)
+            }
+            Ok(Some((busy_seat, _))) => {
                 metrics::counter!("onsale_seat_gate_rejections_total", "why" => "claimed")
                     .increment(1);
                 Err(AppError::SeatUnavailable {
@@ -296,26 +310,26 @@ fn keys(event_id: i64, seat_ids: &[i64]) -> Vec<String> {
         .collect()
 }
 
-/// `Ok(None)`: claimed; `Ok(Some(seat))`: that seat is claimed by someone else.
+/// `Ok(None)`: claimed; `Ok(Some((seat, owner)))`: that seat is claimed by `owner`'s token.
 async fn redis_acquire(
     mut conn: ConnectionManager,
     event_id: i64,
     seat_ids: &[i64],
     token: &str,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<(i64, String)>, String> {
     let script = redis::Script::new(ACQUIRE_LUA);
     let mut call = script.prepare_invoke();
     for key in keys(event_id, seat_ids) {
         call.key(key);
     }
     call.arg(token).arg(CLAIM_TTL_MS);
-    match tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<i64>(&mut conn)).await {
-        Ok(Ok(0)) => Ok(None),
-        Ok(Ok(index)) => Ok(usize::try_from(index - 1)
+    match tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<(i64, String)>(&mut conn)).await {
+        Ok(Ok((0, _))) => Ok(None),
+        Ok(Ok((index, owner))) => Ok(usize::try_from(index - 1)
             .ok()
             .and_then(|i| seat_ids.get(i))
-            .copied()
-            .or(seat_ids.first().copied())),
+            .or(seat_ids.first())
+            .map(|seat| (*seat, owner))),
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err("timed out".into()),
     }
@@ -327,17 +341,19 @@ fn local_acquire(
     seat_ids: &[i64],
     token: &str,
     now: i64,
-) -> Option<i64> {
+) -> Option<(i64, String)> {
     let mut claims = claims.lock().unwrap_or_else(PoisonError::into_inner);
     if claims.len() > 100_000 {
         claims.retain(|_, (_, until)| *until > now);
     }
-    if let Some(busy) = seat_ids.iter().find(|seat| {
+    let busy = seat_ids.iter().find_map(|seat| {
         claims
-            .get(&(event_id, **seat))
-            .is_some_and(|(_, until)| *until > now)
-    }) {
-        return Some(*busy);
+            .get(&(event_id, *seat))
+            .filter(|(_, until)| *until > now)
+            .map(|(owner, _)| (*seat, owner.clone()))
+    });
+    if busy.is_some() {
+        return busy;
     }
     for seat in seat_ids {
         claims.insert((event_id, *seat), (token.to_owned(), now + CLAIM_TTL_MS));

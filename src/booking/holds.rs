@@ -52,7 +52,10 @@ impl BookingService {
         let outcome = async {
             let _slot = self.admit_mutation()?;
             // The gate first: of many simultaneous requests for a seat only one goes on.
-            let claim = self.gate.admit(event_id, ids).await?;
+            let twin = key
+                .as_ref()
+                .map(|k| format!("{}\u{1f}{}\u{1f}{}", user.id, op.as_str(), k.as_str()));
+            let claim = self.gate.admit(event_id, ids, twin.as_deref()).await?;
             let decided = self
                 .hold_chosen_seats(user, event_id, ids, key.as_ref(), op)
                 .await;
@@ -192,35 +195,18 @@ impl BookingService {
     /// Gives the hold's seats back. Only the holder (or an admin) may release.
     #[instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id), err(level = "debug"))]
     pub async fn release_hold(&self, user: &User, hold_id: &str) -> Result<HoldView, AppError> {
-        let stored = self.owned_hold(user, hold_id).await?;
+        self.owned_hold(user, hold_id).await?;
         let _slot = self.admit_mutation()?;
         let published = self
             .db
             .retry(|| async {
                 let tx = self.db.begin_write().await?;
-                let seat_ids = hold_seat_ids(&tx.txn, hold_id).await?;
-                let locked = self.lock_seats(&tx.txn, &seat_ids, false).await?;
-                let current = hold::Entity::find_by_id(hold_id.to_owned())
-                    .one(&tx.txn)
+                let (current, locked) = self.lock_hold(&tx.txn, hold_id).await?;
+                ensure_active(&current, now_ms())?;
+                let published = self
+                    .end_hold_in(&tx.txn, &current, &locked, HoldStatus::Released)
                     .await?
-                    .ok_or_else(|| AppError::NotFound(format!("hold {hold_id} does not exist")))?;
-                let now = now_ms();
-                ensure_active(&current, now)?;
-                let updated = hold::Entity::update_many()
-                    .col_expr(
-                        hold::Column::Status,
-                        Expr::value(HoldStatus::Released.as_str()),
-                    )
-                    .col_expr(hold::Column::UpdatedAtMs, Expr::value(now))
-                    .filter(hold::Column::Id.eq(hold_id))
-                    .filter(hold::Column::Status.eq("ACTIVE"))
-                    .exec(&tx.txn)
-                    .await?;
-                if updated.rows_affected != 1 {
-                    return Err(AppError::HoldNotActive("no longer active"));
-                }
-                let pending = self.free_seats_of_hold(&tx.txn, hold_id, &locked).await?;
-                let published = changes::append(&tx.txn, stored.event_id, pending).await?;
+                    .ok_or(AppError::HoldNotActive("no longer active"))?;
                 tx.commit().await?;
                 Ok(published)
             })
@@ -285,6 +271,45 @@ impl BookingService {
             ));
         }
         Ok(stored)
+    }
+
+    /// Locks the hold's seats (ascending ids), then reads the hold as it is now: the first
+    /// step of every transaction that changes a hold.
+    pub(crate) async fn lock_hold<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        hold_id: &str,
+    ) -> Result<(hold::Model, Vec<seat::Model>), AppError> {
+        let seat_ids = hold_seat_ids(txn, hold_id).await?;
+        let locked = self.lock_seats(txn, &seat_ids, false).await?;
+        let current = hold::Entity::find_by_id(hold_id.to_owned())
+            .one(txn)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("hold {hold_id} does not exist")))?;
+        Ok((current, locked))
+    }
+
+    /// Ends a hold that is still `ACTIVE` as `status` and frees the seats it still has (after
+    /// [`Self::lock_hold`]). Returns the logged changes, or `None` if it was not active.
+    pub(crate) async fn end_hold_in<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        current: &hold::Model,
+        locked: &[seat::Model],
+        status: HoldStatus,
+    ) -> Result<Option<Vec<SeatChange>>, AppError> {
+        let updated = hold::Entity::update_many()
+            .col_expr(hold::Column::Status, Expr::value(status.as_str()))
+            .col_expr(hold::Column::UpdatedAtMs, Expr::value(now_ms()))
+            .filter(hold::Column::Id.eq(current.id.as_str()))
+            .filter(hold::Column::Status.eq("ACTIVE"))
+            .exec(txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Ok(None);
+        }
+        let pending = self.free_seats_of_hold(txn, &current.id, locked).await?;
+        Ok(Some(changes::append(txn, current.event_id, pending).await?))
     }
 
     /// Locks seat rows in ascending id order (PostgreSQL `FOR UPDATE`, bounded by the

@@ -4,12 +4,9 @@
 
 use std::time::Duration;
 
-use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::BookingService;
-use super::changes;
-use super::holds::hold_seat_ids;
 use super::model::{HoldStatus, now_ms};
 use crate::error::AppError;
 use entity::{hold, seat_change};
@@ -34,27 +31,16 @@ impl BookingService {
                 .db
                 .retry(|| async {
                     let tx = self.db.begin_write().await?;
-                    let ids = hold_seat_ids(&tx.txn, &stored.id).await?;
-                    let locked = self.lock_seats(&tx.txn, &ids, false).await?;
-                    let now = now_ms();
-                    let updated = hold::Entity::update_many()
-                        .col_expr(
-                            hold::Column::Status,
-                            Expr::value(HoldStatus::Expired.as_str()),
-                        )
-                        .col_expr(hold::Column::UpdatedAtMs, Expr::value(now))
-                        .filter(hold::Column::Id.eq(stored.id.as_str()))
-                        .filter(hold::Column::Status.eq("ACTIVE"))
-                        .filter(hold::Column::ExpiresAtMs.lte(now))
-                        .exec(&tx.txn)
-                        .await?;
-                    if updated.rows_affected != 1 {
+                    let (current, locked) = self.lock_hold(&tx.txn, &stored.id).await?;
+                    if current.status != "ACTIVE"
+                        || HoldStatus::of(&current, now_ms()) != HoldStatus::Expired
+                    {
                         return Ok(Vec::new());
                     }
-                    let pending = self
-                        .free_seats_of_hold(&tx.txn, &stored.id, &locked)
-                        .await?;
-                    let published = changes::append(&tx.txn, stored.event_id, pending).await?;
+                    let published = self
+                        .end_hold_in(&tx.txn, &current, &locked, HoldStatus::Expired)
+                        .await?
+                        .unwrap_or_default();
                     tx.commit().await?;
                     Ok(published)
                 })
