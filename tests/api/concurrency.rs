@@ -10,17 +10,6 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::helpers::*;
 
-/// Counts answers by code ("OK" for success); panics on a non-200 answer.
-fn tally(results: &[(u16, Value)]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for (status, body) in results {
-        assert_eq!(*status, 200, "every answer is HTTP 200: {body}");
-        let code = error_code(body).unwrap_or_else(|| "OK".into());
-        *counts.entry(code).or_default() += 1;
-    }
-    counts
-}
-
 both_backends!(hot_seat_500_users_one_winner, |backend| async move {
     let app = TestApp::spawn(backend).await;
     let (event_id, seats) = app.create_event(1, 10).await;

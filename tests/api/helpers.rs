@@ -358,3 +358,15 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Counts answers by `extensions.code` ("OK" for success); panics on a non-200 answer.
+pub fn tally(results: &[(u16, Value)]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for (status, body) in results {
+        assert_eq!(*status, 200, "every answer is HTTP 200: {body}");
+        *counts
+            .entry(error_code(body).unwrap_or_else(|| "OK".into()))
+            .or_default() += 1;
+    }
+    counts
+}

@@ -9,17 +9,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn tally(results: &[(u16, Value)]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for (status, body) in results {
-        assert_eq!(*status, 200, "every answer is HTTP 200: {body}");
-        *counts
-            .entry(error_code(body).unwrap_or_else(|| "OK".into()))
-            .or_default() += 1;
-    }
-    counts
-}
-
 async fn storm(app: &TestApp, event_id: &str, seat: &str, users: usize) -> HashMap<String, usize> {
     let body = json!({"query": HOLD_SEATS, "variables": {"e": event_id, "s": [seat]}});
     let tokens: Vec<String> = (0..users).map(|i| app.token(&format!("fan-{i}"))).collect();
