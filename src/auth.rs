@@ -11,8 +11,9 @@ pub struct Claims {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// A string or a list of strings, as RFC 7519 allows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<serde_json::Value>,
 }
 
 /// Who is making a request.
@@ -71,6 +72,7 @@ impl Jwt {
     pub fn new(secret: &str, leeway_secs: u64) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = leeway_secs;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
@@ -117,7 +119,7 @@ impl Jwt {
             exp: chrono::Utc::now().timestamp() + ttl_secs,
             role: admin.then(|| "admin".to_owned()),
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: self.audience.clone().map(serde_json::Value::String),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }

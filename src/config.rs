@@ -80,6 +80,8 @@ pub struct Config {
     pub checkout_reconcile_after: Duration,
     /// How often the checkout worker runs.
     pub checkout_worker_interval: Duration,
+    /// Longest a GraphQL request may run before it is answered `RETRY_LATER`.
+    pub request_timeout: Duration,
 }
 
 impl Config {
@@ -229,6 +231,11 @@ impl Config {
                 &lookup,
                 "CHECKOUT_WORKER_INTERVAL_MS",
                 Some(1000),
+            )?),
+            request_timeout: Duration::from_millis(parse(
+                &lookup,
+                "REQUEST_TIMEOUT_MS",
+                Some(10_000),
             )?),
         })
     }

@@ -81,6 +81,9 @@ impl From<DbErr> for AppError {
                 Self::retry_later(50, "the database is busy; try again shortly")
             }
             crate::booking::db::DbFailure::SeatTaken => Self::seat_unavailable(Vec::new()),
+            crate::booking::db::DbFailure::BadValue => {
+                Self::BadInput("a value could not be stored (check for control characters or out-of-range numbers)".into())
+            }
             crate::booking::db::DbFailure::Other => Self::Internal(err.to_string()),
         }
     }

@@ -122,6 +122,7 @@ impl Application {
                 .as_ref()
                 .and_then(|s| s.webhook_secret.clone()),
             shutdown: shutdown_rx.clone(),
+            request_timeout: config.request_timeout,
         };
         let listener = TcpListener::bind(config.bind_addr)
             .await

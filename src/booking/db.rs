@@ -23,6 +23,8 @@ pub enum DbFailure {
     Transient,
     /// A unique index on active seat claims refused the write: the seat is taken.
     SeatTaken,
+    /// The database cannot store a value the client sent (e.g. NUL in text).
+    BadValue,
     Other,
 }
 
@@ -65,6 +67,8 @@ fn classify_sqlx(err: &sqlx::Error) -> DbFailure {
                 // too many connections.
                 "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "53300"
                 | "08000" | "08003" | "08006" | "08001" | "08004" => DbFailure::Transient,
+                // PostgreSQL: a character it cannot store, a bad value for a type.
+                "22021" | "22P05" | "22003" | "22007" | "22008" => DbFailure::BadValue,
                 // SQLite: BUSY, LOCKED and their extended codes.
                 "5" | "6" | "261" | "517" | "262" => DbFailure::Transient,
                 _ => DbFailure::Other,

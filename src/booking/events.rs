@@ -52,6 +52,13 @@ struct ValidEvent {
 }
 
 fn validate(input: NewEvent) -> Result<ValidEvent, AppError> {
+    // RFC 3339 has four-digit years; keep to what every client can read back.
+    const LATEST_MS: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    if !(0..=LATEST_MS).contains(&input.starts_at_ms) {
+        return Err(AppError::BadInput(
+            "startsAt must be between 1970 and 9999".into(),
+        ));
+    }
     let name = parse_label(&input.name, "name", 200)?;
     let venue = parse_label(&input.venue, "venue", 200)?;
     if input.sections.is_empty() {

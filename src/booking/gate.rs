@@ -56,14 +56,27 @@ end
 return n
 ";
 
-/// A claim on some seats, to be released once the database has decided.
-#[must_use = "release the claim once the database has decided"]
+/// A claim on some seats. It is let go when dropped — once the database has decided, or when
+/// the request is cut short (a timeout, a client gone) — so it never outlives its request.
+#[must_use = "keep the claim until the database has decided"]
 pub struct Claim {
     event_id: i64,
     seat_ids: Vec<i64>,
     token: String,
-    /// False when the gate was bypassed (off, or the breaker open): nothing to release.
-    held: bool,
+    /// `None` when the gate was bypassed (off, or the breaker open): nothing to release.
+    gate: Option<Arc<GateInner>>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(inner) = self.gate.take() {
+            inner.release(
+                self.event_id,
+                std::mem::take(&mut self.seat_ids),
+                std::mem::take(&mut self.token),
+            );
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -152,7 +165,7 @@ impl SeatGate {
             event_id,
             seat_ids: Vec::new(),
             token: String::new(),
-            held: false,
+            gate: None,
         };
         let Some(inner) = &self.inner else {
             return Ok(bypass);
@@ -180,7 +193,7 @@ impl SeatGate {
                     event_id,
                     seat_ids: seat_ids.to_vec(),
                     token,
-                    held: true,
+                    gate: Some(inner.clone()),
                 })
             }
             Ok(Some((_, owner)))
@@ -203,42 +216,6 @@ impl SeatGate {
         }
     }
 
-    /// Lets the seats go (only this claim's own keys).
-    pub async fn release(&self, claim: Claim) {
-        let (Some(inner), true) = (&self.inner, claim.held) else {
-            return;
-        };
-        match &inner.store {
-            ClaimStore::Local(claims) => {
-                let mut claims = claims.lock().unwrap_or_else(PoisonError::into_inner);
-                for seat in &claim.seat_ids {
-                    if claims
-                        .get(&(claim.event_id, *seat))
-                        .is_some_and(|(owner, _)| *owner == claim.token)
-                    {
-                        claims.remove(&(claim.event_id, *seat));
-                    }
-                }
-            }
-            ClaimStore::Redis(conn) => {
-                let mut conn = conn.clone();
-                let keys = keys(claim.event_id, &claim.seat_ids);
-                // Never wait on Redis after the answer is known: the TTL covers a failure.
-                tokio::spawn(async move {
-                    let script = redis::Script::new(RELEASE_LUA);
-                    let mut call = script.prepare_invoke();
-                    for key in &keys {
-                        call.key(key);
-                    }
-                    call.arg(&claim.token);
-                    let _ =
-                        tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<i64>(&mut conn))
-                            .await;
-                });
-            }
-        }
-    }
-
     /// Whether the Redis claim is currently bypassed.
     pub fn breaker_open(&self) -> bool {
         self.inner
@@ -248,6 +225,42 @@ impl SeatGate {
 }
 
 impl GateInner {
+    /// Lets a claim's seats go (only its own keys). Never waits on Redis: the claim's TTL
+    /// covers a release that fails.
+    fn release(&self, event_id: i64, seat_ids: Vec<i64>, token: String) {
+        match &self.store {
+            ClaimStore::Local(claims) => {
+                let mut claims = claims.lock().unwrap_or_else(PoisonError::into_inner);
+                for seat in &seat_ids {
+                    if claims
+                        .get(&(event_id, *seat))
+                        .is_some_and(|(owner, _)| *owner == token)
+                    {
+                        claims.remove(&(event_id, *seat));
+                    }
+                }
+            }
+            ClaimStore::Redis(conn) => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
+                let mut conn = conn.clone();
+                let keys = keys(event_id, &seat_ids);
+                runtime.spawn(async move {
+                    let script = redis::Script::new(RELEASE_LUA);
+                    let mut call = script.prepare_invoke();
+                    for key in &keys {
+                        call.key(key);
+                    }
+                    call.arg(&token);
+                    let _ =
+                        tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<i64>(&mut conn))
+                            .await;
+                });
+            }
+        }
+    }
+
     fn lock_known(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, i64), Known>> {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -59,7 +59,7 @@ impl BookingService {
             let decided = self
                 .hold_chosen_seats(user, event_id, ids, key.as_ref(), op)
                 .await;
-            self.gate.release(claim).await;
+            drop(claim);
             decided
         }
         .await;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::types::{Event, SeatMap};
 use super::{caller, service};
 use crate::booking::events::{NewEvent, NewRow, NewSection};
-use crate::booking::model::parse_numeric_id;
+use crate::booking::model::{parse_label, parse_numeric_id};
 use crate::error::GqlResultExt;
 
 /// One row of seats, numbered 1 to `seats`.
@@ -53,6 +53,7 @@ impl EventQuery {
     }
 
     /// The seats of an event (optionally one section) with the `seq` the map reflects.
+    #[graphql(complexity = "super::SEAT_MAP_COMPLEXITY + child_complexity")]
     async fn seat_map(
         &self,
         ctx: &Context<'_>,
@@ -60,6 +61,10 @@ impl EventQuery {
         section: Option<String>,
     ) -> Result<SeatMap> {
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        let section = section
+            .map(|s| parse_label(&s, "section", 100))
+            .transpose()
+            .gql()?;
         let map = service(ctx)
             .seat_map(event_id, section.as_deref())
             .await

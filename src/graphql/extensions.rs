@@ -6,11 +6,15 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
+use async_graphql::Response;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextResolve, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve,
+    NextSubscribe, ResolveInfo,
 };
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{ServerError, ServerResult, Value, Variables};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
@@ -19,6 +23,50 @@ use crate::auth::Caller;
 /// The client address of an HTTP request, attached as request data.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub IpAddr);
+
+/// Errors the engine raises itself (parse, validation, depth and complexity limits) carry no
+/// code; they are the client's to fix, so they get `BAD_USER_INPUT` — over HTTP and WebSocket.
+pub fn with_codes(mut resp: Response) -> Response {
+    for err in &mut resp.errors {
+        let has_code = err
+            .extensions
+            .as_ref()
+            .is_some_and(|ext| ext.get("code").is_some());
+        if !has_code {
+            err.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "BAD_USER_INPUT");
+        }
+    }
+    resp
+}
+
+/// Applies [`with_codes`] to every response, queries and subscriptions alike.
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExtension)
+    }
+}
+
+struct ErrorCodesExtension;
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        with_codes(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream).map(with_codes).boxed()
+    }
+}
 
 /// Records count and latency of every root field by outcome code.
 pub struct Metrics;

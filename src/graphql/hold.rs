@@ -4,7 +4,9 @@ use async_graphql::{Context, ID, Object, Result};
 
 use super::types::{Hold, HoldStatus};
 use super::{service, user};
-use crate::booking::model::{IdempotencyKey, SeatCount, SeatIds, parse_numeric_id, parse_uuid_id};
+use crate::booking::model::{
+    IdempotencyKey, SeatCount, SeatIds, parse_label, parse_numeric_id, parse_uuid_id,
+};
 use crate::error::GqlResultExt;
 
 #[derive(Default)]
@@ -73,6 +75,10 @@ impl HoldMutation {
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
         super::queue::require_admission(ctx, user, event_id).await?;
         let count = SeatCount::parse(count, svc.settings().max_seats_per_hold).gql()?;
+        let section = section
+            .map(|s| parse_label(&s, "section", 100))
+            .transpose()
+            .gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
         Ok(svc
             .hold_best_available(user, event_id, count, section, key)

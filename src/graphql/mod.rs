@@ -44,6 +44,11 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 /// Limits that keep hostile queries cheap.
 pub const MAX_DEPTH: usize = 12;
 pub const MAX_COMPLEXITY: usize = 5_000;
+/// What one seat map costs against [`MAX_COMPLEXITY`]: it may hold tens of thousands of
+/// seats, so only a few fit in one request.
+pub const SEAT_MAP_COMPLEXITY: usize = 1_000;
+/// Most operations in one batched request.
+pub const MAX_BATCH: usize = 10;
 
 /// Schema-wide settings.
 #[derive(Clone, Debug)]
@@ -80,6 +85,7 @@ pub fn build_schema(
     .limit_complexity(MAX_COMPLEXITY)
     .limit_recursive_depth(64)
     .limit_directives(20)
+    .extension(extensions::ErrorCodes)
     .extension(extensions::Metrics);
     if settings.rate_limit_user_per_sec > 0 || settings.rate_limit_ip_per_sec > 0 {
         builder = builder.extension(extensions::MutationRateLimit::new(

@@ -237,8 +237,9 @@ impl QueueMutation {
             .into())
     }
 
-    /// Joins the event's waiting room, or returns the ticket you already have. Watch it with
-    /// `queueStatus`; once admitted, send the admission token with your holds.
+    /// Joins the event's waiting room, or returns the ticket you already have (a new one at
+    /// the back if your admission ran out unused). Watch it with `queueStatus`; once
+    /// admitted, send the admission token with your holds.
     async fn join_queue(&self, ctx: &Context<'_>, event_id: ID) -> Result<QueueTicket> {
         let user = user(ctx).gql()?;
         let event_id = parse_numeric_id(&event_id, "event").gql()?;

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql::{BatchRequest, BatchResponse, Data, Response as GqlResponse};
+use async_graphql::{BatchRequest, BatchResponse, Data};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Json;
 use axum::body::Bytes;
@@ -14,7 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
-use crate::graphql::extensions::ClientIp;
+use crate::graphql::extensions::{ClientIp, with_codes};
 
 /// GraphiQL, wired to the HTTP and WebSocket endpoints.
 pub async fn graphiql(State(state): State<AppState>) -> Response {
@@ -56,22 +56,41 @@ pub async fn graphql(
                 .into_response();
         }
     };
+    if let BatchRequest::Batch(ops) = &request
+        && ops.len() > crate::graphql::MAX_BATCH
+    {
+        metrics::counter!("onsale_graphql_requests_total", "code" => "BAD_USER_INPUT").increment(1);
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errors": [{
+                "message": format!("at most {} operations in one batch", crate::graphql::MAX_BATCH),
+                "extensions": {"code": "BAD_USER_INPUT"}
+            }]})),
+        )
+            .into_response();
+    }
     let caller = state.jwt.caller_from_header(
         headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok()),
     );
     let client_ip = client_ip(&headers, peer, state.trust_forwarded_for);
-    let response = match state
-        .schema
-        .execute_batch(
-            request
-                .data(caller)
-                .data(ClientIp(client_ip))
-                .data(admission_token(&headers)),
-        )
-        .await
-    {
+    let execution = state.schema.execute_batch(
+        request
+            .data(caller)
+            .data(ClientIp(client_ip))
+            .data(admission_token(&headers)),
+    );
+    // Every request answers within a bound; a request cut short rolls back.
+    let Ok(response) = tokio::time::timeout(state.request_timeout, execution).await else {
+        metrics::counter!("onsale_graphql_requests_total", "code" => "RETRY_LATER").increment(1);
+        return Json(json!({"data": null, "errors": [{
+            "message": "the request took too long; try again shortly",
+            "extensions": {"code": "RETRY_LATER", "retryAfterMs": 1000}
+        }]}))
+        .into_response();
+    };
+    let response = match response {
         BatchResponse::Single(resp) => BatchResponse::Single(with_codes(resp)),
         BatchResponse::Batch(resps) => {
             BatchResponse::Batch(resps.into_iter().map(with_codes).collect())
@@ -96,21 +115,6 @@ fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -
         return ip;
     }
     peer.ip()
-}
-
-fn with_codes(mut resp: GqlResponse) -> GqlResponse {
-    for err in &mut resp.errors {
-        let has_code = err
-            .extensions
-            .as_ref()
-            .is_some_and(|ext| ext.get("code").is_some());
-        if !has_code {
-            err.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "BAD_USER_INPUT");
-        }
-    }
-    resp
 }
 
 fn first_code(resp: &BatchResponse) -> &'static str {

@@ -41,6 +41,8 @@ pub struct AppState {
     pub stripe_webhook_secret: Option<String>,
     /// Turns true when the server is shutting down (subscriptions then close).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Longest a GraphQL request may run before it is answered `RETRY_LATER`.
+    pub request_timeout: Duration,
 }
 
 /// Cross-origin access: none unless origins are configured (`*` allows any; tokens travel
@@ -76,6 +78,14 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(

@@ -248,7 +248,7 @@ impl RoomCache {
         Ok(room)
     }
 
-    async fn require_event(&self, event_id: i64) -> Result<(), AppError> {
+    pub async fn require_event(&self, event_id: i64) -> Result<(), AppError> {
         event::Entity::find_by_id(event_id)
             .one(&self.db.conn)
             .await?

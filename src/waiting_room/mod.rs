@@ -118,7 +118,22 @@ struct Inner {
 }
 
 impl WaitingRoomService {
-    /// The service; `redis` (and its URL) absent means rooms cannot be switched on.
+    /// The service, with its own Redis connection when `redis_url` is set; without it,
+    /// rooms cannot be switched on.
+    pub async fn connect(
+        booking: BookingService,
+        redis_url: Option<String>,
+        jwt_secret: &str,
+    ) -> Result<Self, redis::RedisError> {
+        let redis = match &redis_url {
+            Some(url) => Some(store::connect(url).await?),
+            None => None,
+        };
+        Ok(Self::new(booking, redis, redis_url, jwt_secret))
+    }
+
+    /// The service on a given connection; `redis` (and its URL) absent means rooms cannot be
+    /// switched on.
     pub fn new(
         booking: BookingService,
         redis: Option<ConnectionManager>,
@@ -238,9 +253,15 @@ impl WaitingRoomService {
     async fn open_room(&self, event_id: i64) -> Result<RoomConfig, AppError> {
         match self.inner.rooms.get(event_id).await? {
             Some(room) if room.enabled => Ok(room),
-            _ => Err(AppError::BadInput(format!(
+            Some(_) => Err(AppError::BadInput(format!(
                 "event {event_id} has no waiting room switched on: hold seats directly"
             ))),
+            None => {
+                self.inner.rooms.require_event(event_id).await?;
+                Err(AppError::BadInput(format!(
+                    "event {event_id} has no waiting room: hold seats directly"
+                )))
+            }
         }
     }
 
@@ -285,6 +306,7 @@ impl WaitingRoomService {
 
     /// The rule in front of every hold: while the event's room is on, the caller must bring
     /// a valid admission for this event. `FORBIDDEN` otherwise, saying why.
+    #[instrument(skip_all, fields(event.id = event_id, user.id = %user.id), err(level = "debug"))]
     pub async fn require_admission(
         &self,
         user: &User,

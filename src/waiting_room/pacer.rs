@@ -14,9 +14,10 @@ use crate::error::AppError;
 
 /// How often each instance runs a pacing step for every open room.
 pub const TICK: Duration = Duration::from_millis(100);
-/// Most Redis time one step may turn into credit, so a pause (a lost Redis, every instance
-/// down) never ends in a burst.
-const MAX_STEP_MS: i64 = 500;
+/// Most Redis time one step may turn into credit: a late step (a busy instance) still lets
+/// in what was due, but a long pause (a lost Redis, every instance down) never ends in a
+/// burst of more than a second's worth.
+const MAX_STEP_MS: i64 = 1_000;
 /// How often a follower asks Redis itself when the room does not seem to move.
 const RECHECK: Duration = Duration::from_secs(1);
 

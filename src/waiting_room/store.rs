@@ -14,8 +14,9 @@ use redis::{FromRedisValue, Script};
 
 use crate::error::AppError;
 
-/// Longest any waiting-room call to Redis may take.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest any waiting-room call to Redis may take. Generous: a slow answer under a burst
+/// must not close the room; a Redis that is gone fails at once anyway (connection refused).
+const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long idle room state is kept in Redis after its last change.
 pub const KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
 /// The pub/sub channel announcing new work and answered requests to every instance.
@@ -24,6 +25,18 @@ pub const NOTIFY_CHANNEL: &str = "onsale:wr:notify";
 pub const QUEUES_KEY: &str = "onsale:wr:queues";
 /// The consumer group of the request streams.
 pub const GROUP: &str = "workers";
+
+/// The waiting room's own Redis connection (reconnecting by itself), so that its bursts and
+/// its longer timeout are independent of the seat gate's.
+pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(REDIS_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_with_config(client, config).await
+}
 
 /// The Redis keys of one event's room.
 #[derive(Clone, Debug)]
@@ -243,44 +256,54 @@ return 1
     )
 });
 
-/// The lease holder's next request: the oldest entry pending with it (taken over or not yet
-/// answered), else the next new one. Renews the lease on the way.
+/// The lease holder's next request: the oldest entry pending with it (taken over, or not
+/// answered yet), else the next new one, in stream (arrival) order.
+const NEXT_ENTRY: &str = r"
+local function next_entry(stream, group, consumer)
+  local function first(r)
+    if r and r[1] and r[1][2] and r[1][2][1] then return r[1][2][1] end
+    return nil
+  end
+  local e = first(redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1,
+    'STREAMS', stream, '0'))
+  if not e then
+    e = first(redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1,
+      'STREAMS', stream, '>'))
+  end
+  if not e then return {'empty'} end
+  local out = {'entry', e[1]}
+  if e[2] then
+    for _, v in ipairs(e[2]) do table.insert(out, v) end
+  end
+  return out
+end
+";
+
+/// Renews the lease and returns the next request.
 /// KEYS: lease, stream. ARGV: owner, lease_ms, group.
 /// Returns {'lost'}, {'empty'} or {'entry', id, field, value, ...}.
 static NEXT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{NEXT_ENTRY}{}",
         r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'lost'} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local function first(r)
-  if r and r[1] and r[1][2] and r[1][2][1] then return r[1][2][1] end
-  return nil
-end
-local e = first(redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[1], 'COUNT', 1,
-  'STREAMS', KEYS[2], '0'))
-if not e then
-  e = first(redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[1], 'COUNT', 1,
-    'STREAMS', KEYS[2], '>'))
-end
-if not e then return {'empty'} end
-local out = {'entry', e[1]}
-if e[2] then
-  for _, v in ipairs(e[2]) do table.insert(out, v) end
-end
-return out
-",
-    )
+return next_entry(KEYS[2], ARGV[3], ARGV[1])
+"
+    ))
 });
 
 /// Records a request's answer, once, and only while holding the lease (a worker that lost
-/// it leaves the entry to the new holder). Acknowledges and drops the stream entry.
+/// it leaves the entry to the new holder); acknowledges and drops the stream entry; renews
+/// the lease and returns the next request, as [`NEXT`] does.
 /// KEYS: lease, stream, request hash, answer counter. ARGV: owner, group, entry id, status,
-/// hold id, error code, error message, now, keep_ms, notify channel, request id.
-/// Returns 1, or 0 if the lease was lost.
+/// hold id, error code, error message, now, keep_ms, notify channel, request id, lease_ms.
+/// Returns {'lost'} (nothing was written), {'empty'} or {'entry', ...}.
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{NEXT_ENTRY}{}",
         r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'lost'} end
 if redis.call('HGET', KEYS[3], 'status') == 'QUEUED' then
   local n = redis.call('INCR', KEYS[4])
   redis.call('PEXPIRE', KEYS[4], ARGV[9])
@@ -291,9 +314,10 @@ end
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 redis.call('XDEL', KEYS[2], ARGV[3])
 redis.call('PUBLISH', ARGV[10], 'done ' .. ARGV[11])
-return 1
-",
-    )
+redis.call('PEXPIRE', KEYS[1], ARGV[12])
+return next_entry(KEYS[2], ARGV[2], ARGV[1])
+"
+    ))
 });
 
 /// KEYS: lease. ARGV: owner, lease_ms. Returns 1 if still held (and renewed).
@@ -429,13 +453,21 @@ impl Store {
             call.arg(arg);
         }
         let mut conn = self.conn.clone();
-        let result = tokio::time::timeout(REDIS_TIMEOUT, call.invoke_async::<T>(&mut conn)).await;
+        let result = tokio::time::timeout(
+            REDIS_TIMEOUT + Duration::from_millis(500),
+            call.invoke_async::<T>(&mut conn),
+        )
+        .await;
         self.outcome(result)
     }
 
     pub async fn query<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, AppError> {
         let mut conn = self.conn.clone();
-        let result = tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut conn)).await;
+        let result = tokio::time::timeout(
+            REDIS_TIMEOUT + Duration::from_millis(500),
+            cmd.query_async::<T>(&mut conn),
+        )
+        .await;
         self.outcome(result)
     }
 
@@ -639,38 +671,26 @@ impl Store {
                 &[owner.to_owned(), lease_ms.to_string(), GROUP.to_owned()],
             )
             .await?;
-        let mut items = reply.into_iter();
-        match items.next().flatten().as_deref() {
-            Some("entry") => {
-                let id = items.next().flatten().unwrap_or_default();
-                let mut fields = std::collections::HashMap::new();
-                while let (Some(k), Some(v)) = (items.next(), items.next()) {
-                    if let (Some(k), Some(v)) = (k, v) {
-                        fields.insert(k, v);
-                    }
-                }
-                Ok(Next::Entry { id, fields })
-            }
-            Some("empty") => Ok(Next::Empty),
-            _ => Ok(Next::Lost),
-        }
+        Ok(parse_next(reply))
     }
 
-    /// Records an answer; `false` if the lease was lost meanwhile (nothing was written).
+    /// Records an answer and returns the next request; [`Next::Lost`] if the lease was lost
+    /// meanwhile (then nothing was written).
     #[expect(clippy::too_many_arguments, reason = "one script, one argument each")]
     pub async fn complete(
         &self,
         keys: &RoomKeys,
         owner: &str,
+        lease_ms: i64,
         entry_id: &str,
         request_uuid: &str,
         request_id: &str,
         status: &str,
         hold_id: &str,
         error: Option<(&str, &str)>,
-    ) -> Result<bool, AppError> {
+    ) -> Result<Next, AppError> {
         let (code, message) = error.unwrap_or(("", ""));
-        let done: i64 = self
+        let reply: Vec<Option<String>> = self
             .eval(
                 &COMPLETE,
                 &[
@@ -691,10 +711,29 @@ impl Store {
                     KEEP_MS.to_string(),
                     NOTIFY_CHANNEL.to_owned(),
                     request_id.to_owned(),
+                    lease_ms.to_string(),
                 ],
             )
             .await?;
-        Ok(done == 1)
+        Ok(parse_next(reply))
+    }
+}
+
+fn parse_next(reply: Vec<Option<String>>) -> Next {
+    let mut items = reply.into_iter();
+    match items.next().flatten().as_deref() {
+        Some("entry") => {
+            let id = items.next().flatten().unwrap_or_default();
+            let mut fields = std::collections::HashMap::new();
+            while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                if let (Some(k), Some(v)) = (k, v) {
+                    fields.insert(k, v);
+                }
+            }
+            Next::Entry { id, fields }
+        }
+        Some("empty") => Next::Empty,
+        _ => Next::Lost,
     }
 }
 

@@ -126,6 +126,8 @@ impl WaitingRoomService {
         let mut notices = self.inner.notices.subscribe();
         let work_notice = format!("work {}:{}", room.event_id, room.queue_key);
         let mut idle_since = Instant::now();
+        // What recording the last answer handed back: the next request, saving a round trip.
+        let mut handed: Option<Next> = None;
         loop {
             let Ok(store) = self.store() else { return };
             if *shutdown.borrow() {
@@ -133,7 +135,11 @@ impl WaitingRoomService {
                 tracing::info!("stopping: let the request queue go");
                 return;
             }
-            match store.next_request(&keys, self.instance(), LEASE_MS).await {
+            let next = match handed.take() {
+                Some(next) => Ok(next),
+                None => store.next_request(&keys, self.instance(), LEASE_MS).await,
+            };
+            match next {
                 Ok(Next::Lost) => {
                     tracing::warn!(
                         "lost the lease of the request queue; another instance takes over"
@@ -160,11 +166,7 @@ impl WaitingRoomService {
                 Ok(Next::Entry { id, fields }) => {
                     idle_since = Instant::now();
                     match self.answer(&room, &keys, &id, &fields, &shutdown).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(entry = %id, "lost the lease while answering; the next holder answers it");
-                            return;
-                        }
+                        Ok(next) => handed = Some(next),
                         Err(err) => {
                             // Redis failed: the entry stays pending and is answered again.
                             tracing::debug!(error = %err, "cannot record an answer; retrying");
@@ -196,8 +198,8 @@ impl WaitingRoomService {
         tracing::debug!("request queue idle; lease released");
     }
 
-    /// Answers one stream entry; `Ok(false)` if the lease was lost before the answer was
-    /// recorded.
+    /// Answers one stream entry and returns the next; [`Next::Lost`] if the lease was lost
+    /// before the answer was recorded.
     async fn answer(
         &self,
         room: &RoomConfig,
@@ -205,7 +207,7 @@ impl WaitingRoomService {
         entry_id: &str,
         fields: &HashMap<String, String>,
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<bool, AppError> {
+    ) -> Result<Next, AppError> {
         let store = self.store()?;
         let uuid = fields.get("request").cloned().unwrap_or_default();
         let request_id = SeatRequestId {
@@ -226,8 +228,14 @@ impl WaitingRoomService {
                 "malformed queue entry {entry_id}"
             )))
         } else {
-            self.hold_for(room, keys, &user, &uuid, &seats, shutdown)
+            match self
+                .hold_for(room, keys, &user, &uuid, &seats, shutdown)
                 .await
+            {
+                Some(outcome) => outcome,
+                // Stopping, or the lease is gone: the entry stays pending for the next holder.
+                None => return Ok(Next::Empty),
+            }
         };
         let (status, hold_id, error) = match &outcome {
             Ok(hold) => ("DONE", hold.id.clone(), None),
@@ -238,10 +246,11 @@ impl WaitingRoomService {
                 ("FAILED", String::new(), Some((err.code(), err.to_string())))
             }
         };
-        let recorded = store
+        let next = store
             .complete(
                 keys,
                 self.instance(),
+                LEASE_MS,
                 entry_id,
                 &uuid,
                 &request_id,
@@ -250,16 +259,20 @@ impl WaitingRoomService {
                 error.as_ref().map(|(c, m)| (*c, m.as_str())),
             )
             .await?;
-        if recorded {
+        if matches!(next, Next::Lost) {
+            tracing::warn!(entry = %entry_id, "lost the lease while answering; the next holder answers it");
+        } else {
             metrics::counter!("onsale_seat_requests_total", "status" => status).increment(1);
             tracing::info!(request.id = %request_id, status, code = error.as_ref().map_or("", |e| e.0), "seat request answered");
         }
-        Ok(recorded)
+        Ok(next)
     }
 
     /// What `holdSeats` answers for this request, made as if it came from the requester.
     /// "Try again" answers are retried for a while rather than passed on, and so is a seat
     /// refused only because another request was still deciding about it (a gate claim).
+    /// `None`: gave up without an answer (stopping, or the lease was lost), to be run again by
+    /// the next lease holder.
     async fn hold_for(
         &self,
         room: &RoomConfig,
@@ -268,11 +281,17 @@ impl WaitingRoomService {
         uuid: &str,
         seats: &[String],
         shutdown: &watch::Receiver<bool>,
-    ) -> Result<HoldView, AppError> {
+    ) -> Option<Result<HoldView, AppError>> {
         let booking = &self.inner.booking;
-        let seat_ids = SeatIds::parse(seats, booking.settings().max_seats_per_hold)?;
-        let key = IdempotencyKey::parse(Some(format!("seat-request:{uuid}")))?
-            .ok_or_else(|| AppError::Internal("no idempotency key".into()))?;
+        let seat_ids = match SeatIds::parse(seats, booking.settings().max_seats_per_hold) {
+            Ok(ids) => ids,
+            Err(err) => return Some(Err(err)),
+        };
+        let key = match IdempotencyKey::parse(Some(format!("seat-request:{uuid}"))) {
+            Ok(Some(key)) => key,
+            Ok(None) => return Some(Err(AppError::Internal("no idempotency key".into()))),
+            Err(err) => return Some(Err(err)),
+        };
         let started = Instant::now();
         let mut backoff = Duration::from_millis(20);
         loop {
@@ -286,14 +305,17 @@ impl WaitingRoomService {
                 }) if !taken.is_empty() => !self.any_taken(taken).await,
                 _ => false,
             };
-            if !again || started.elapsed() >= RETRY_FOR || *shutdown.borrow() {
-                return outcome;
+            if !again || started.elapsed() >= RETRY_FOR {
+                return Some(outcome);
+            }
+            if *shutdown.borrow() {
+                return None;
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
-            let store = self.store()?;
-            if !store.renew(keys, self.instance(), LEASE_MS).await? {
-                return outcome;
+            let store = self.store().ok()?;
+            if !matches!(store.renew(keys, self.instance(), LEASE_MS).await, Ok(true)) {
+                return None;
             }
         }
     }

@@ -125,3 +125,50 @@ async fn lock_wait_is_bounded_and_answers_retry_later() {
     assert_eq!(data(&body, "holdSeats")["status"], "ACTIVE");
     app.stop().await;
 }
+
+/// A request stuck longer than REQUEST_TIMEOUT_MS (here: behind a row lock with a long lock
+/// timeout) is answered RETRY_LATER at the bound, and its transaction rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_timeout_answers_retry_later() {
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        Options::default()
+            .set("LOCK_TIMEOUT_MS", 5000)
+            .set("REQUEST_TIMEOUT_MS", 300),
+    )
+    .await;
+    let (event_id, seats) = app.create_event(1, 2).await;
+    let conn = Database::connect(app.database_url.as_str())
+        .await
+        .expect("connect");
+    let blocker = conn.begin().await.expect("begin");
+    blocker
+        .execute_unprepared(&format!(
+            "SELECT id FROM seats WHERE id = {} FOR UPDATE",
+            seats[0]
+        ))
+        .await
+        .expect("lock the row");
+    let started = Instant::now();
+    let body = app
+        .hold_seats(&app.token("bob"), &event_id, &[&seats[0]])
+        .await;
+    assert_eq!(expect_error(&body), "RETRY_LATER", "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at the bound: {:?}",
+        started.elapsed()
+    );
+    blocker.rollback().await.expect("rollback");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        app.seat_map(&event_id).await["event"]["held"],
+        0,
+        "the cut-short hold left nothing"
+    );
+    let body = app
+        .hold_seats(&app.token("bob"), &event_id, &[&seats[0]])
+        .await;
+    assert_eq!(data(&body, "holdSeats")["status"], "ACTIVE");
+    app.stop().await;
+}

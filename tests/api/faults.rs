@@ -116,8 +116,8 @@ async fn storm_worker(
                 usize::from(rng.random_bool(0.25)),
                 rng.random_range(1..=2),
                 rng.random_range(0..hot.len()),
-                rng.random_range(0..10),
-                rng.random_bool(0.3),
+                rng.random_range(0..20),
+                rng.random_bool(0.8),
             )
         };
         let base = &bases[instance];
@@ -151,8 +151,8 @@ async fn storm_worker(
         lock(&ledger).holds.insert(hold_id.clone());
         match fate {
             // Keep it: it must still be ACTIVE at the end.
-            0..=1 => {}
-            2..=6 => {
+            0 => {}
+            1..=9 => {
                 lock(&ledger).touched_holds.insert(hold_id.clone());
                 let answer = post(&client, base, &token, CONFIRM_HOLD, json!({"h": hold_id})).await;
                 note("confirmHold", instance, &answer);
@@ -239,18 +239,23 @@ async fn served_statuses(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_storm_then_restart_loses_nothing() {
     let redis = redis_url();
-    let other = TestApp::spawn_with(
-        Backend::Postgres,
-        Options::default().set("REDIS_URL", &redis),
-    )
-    .await;
+    // No per-user throttles: the storm is meant to hit the seats, not the rate limiter.
+    let unthrottled = [
+        ("RATE_LIMIT_USER_PER_SEC", "0"),
+        ("MAX_HOLDS_PER_USER", "1000"),
+    ];
+    let mut options = Options::default().set("REDIS_URL", &redis);
+    for (key, value) in unthrottled {
+        options = options.set(key, value);
+    }
+    let other = TestApp::spawn_with(Backend::Postgres, options).await;
     let database_url = other.database_url.clone();
-    let (event_id, seats) = other.create_event(1, 12).await;
-    let hot: Vec<String> = seats[..10].to_vec();
-    let spare = seats[11].clone();
+    let (event_id, seats) = other.create_event(1, 22).await;
+    let hot: Vec<String> = seats[..20].to_vec();
+    let spare = seats[21].clone();
 
     let port = free_port();
-    let mut child = OnsaleProcess::start(&database_url, Some(&redis), port).await;
+    let mut child = OnsaleProcess::start(&database_url, Some(&redis), port, &unthrottled).await;
     let bases = [child.base.clone(), other.base.clone()];
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -283,7 +288,7 @@ async fn kill_9_mid_storm_then_restart_loses_nothing() {
     child.kill();
     let down_at = Instant::now();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let restarted = OnsaleProcess::start(&database_url, Some(&redis), port).await;
+    let restarted = OnsaleProcess::start(&database_url, Some(&redis), port, &unthrottled).await;
     let down_for = down_at.elapsed();
     phase.store(PHASE_BACK, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(2000)).await;
@@ -459,14 +464,20 @@ struct Sent {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restart_answers_retry_later_then_recovers() {
     let pg = OwnPostgres::start().await;
-    let app = TestApp::spawn_on(&pg.url(), Options::default()).await;
-    let (event_id, seats) = app.create_event(10, 50).await;
+    let app = TestApp::spawn_on(
+        &pg.url(),
+        Options::default()
+            .set("RATE_LIMIT_USER_PER_SEC", 0)
+            .set("MAX_HOLDS_PER_USER", 1000),
+    )
+    .await;
+    let (event_id, seats) = app.create_event(20, 50).await;
     let next_seat = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let log: Arc<Mutex<Vec<Sent>>> = Arc::default();
     // Seats a worker got SEAT_UNAVAILABLE for on a retry: fine only if its own earlier attempt
     // committed although the answer was lost with the connection.
-    let own_retries: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let own_retries: Arc<Mutex<Vec<(String, String, u32)>>> = Arc::default();
     let app = Arc::new(app);
 
     let record = |log: &Mutex<Vec<Sent>>, op, sent_at: Instant, status, body| {
@@ -493,7 +504,9 @@ async fn postgres_restart_answers_retry_later_then_recovers() {
             let user = format!("steady-{w}");
             let token = app.token(&user);
             while !stop.load(Ordering::SeqCst) {
-                let seat = seats[next_seat.fetch_add(1, Ordering::SeqCst) % seats.len()].clone();
+                let Some(seat) = seats.get(next_seat.fetch_add(1, Ordering::SeqCst)).cloned() else {
+                    break;
+                };
                 let mut attempt = 0;
                 while !stop.load(Ordering::SeqCst) {
                     attempt += 1;
@@ -508,8 +521,8 @@ async fn postgres_restart_answers_retry_later_then_recovers() {
                         Some("RETRY_LATER") => {
                             tokio::time::sleep(Duration::from_millis(wait.clamp(20, 200))).await;
                         }
-                        Some("SEAT_UNAVAILABLE") if attempt > 1 => {
-                            lock(&own_retries).push((seat.clone(), user.clone()));
+                        Some("SEAT_UNAVAILABLE") => {
+                            lock(&own_retries).push((seat.clone(), user.clone(), attempt));
                             break;
                         }
                         _ => break,
@@ -645,9 +658,16 @@ async fn postgres_restart_answers_retry_later_then_recovers() {
         "holds succeed within 5 s after PostgreSQL is back"
     );
 
-    // A SEAT_UNAVAILABLE on a retry is only right if the seat is held by that same client.
+    // A SEAT_UNAVAILABLE on a retry is only right if the seat is held by that same client:
+    // its earlier attempt committed, but the connection was cut before the answer came back,
+    // so it was told RETRY_LATER (an idempotencyKey makes such a retry return the hold).
     let conn = Database::connect(pg.url().as_str()).await.expect("connect");
-    for (seat, user) in lock(&own_retries).iter() {
+    let own_retries = std::mem::take(&mut *lock(&own_retries));
+    for (seat, user, attempt) in &own_retries {
+        assert!(
+            *attempt > 1,
+            "seat {seat} refused to {user} on the first try"
+        );
         let holder = texts(
             &conn,
             &format!(
@@ -708,7 +728,7 @@ async fn redis_outage_under_two_instances_gate_and_feed_recover() {
     let tokens: Vec<String> = (0..300).map(|i| a.token(&format!("fan-{i}"))).collect();
     let (results, ()) = tokio::join!(
         join_all(tokens.iter().enumerate().map(|(i, t)| {
-            let app = if i % 2 == 0 { &a } else { &b };
+            let app = if i.is_multiple_of(2) { &a } else { &b };
             app.post(Some(t), &body)
         })),
         async {
@@ -754,7 +774,8 @@ async fn redis_outage_under_two_instances_gate_and_feed_recover() {
     let mut probe = 3;
     let resumed_after = Instant::now();
     'resume: while resumed_after.elapsed() < Duration::from_secs(15) {
-        b.hold_seats(&alice, &event_id, &[&seats[probe]]).await;
+        let resumer = b.token(&format!("resume-{probe}"));
+        b.hold_seats(&resumer, &event_id, &[&seats[probe]]).await;
         probe += 1;
         let latest = b.seat_map(&event_id).await["seq"].as_i64().expect("seq");
         while let Some(payload) = sub.next(Duration::from_millis(700)).await {
@@ -802,7 +823,7 @@ async fn redis_outage_under_two_instances_gate_and_feed_recover() {
                 .await
                 .expect("set");
             let body = app
-                .hold_seats(&a.token("prober"), &event_id, &[&seat])
+                .hold_seats(&a.token(&format!("prober-{probe}")), &event_id, &[&seat])
                 .await;
             if error_code(&body).as_deref() == Some("SEAT_UNAVAILABLE") {
                 assert_eq!(body["errors"][0]["extensions"]["seatIds"], json!([seat]));

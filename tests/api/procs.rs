@@ -17,10 +17,19 @@ pub struct OnsaleProcess {
 }
 
 impl OnsaleProcess {
-    /// Starts `onsale` on `127.0.0.1:port` and waits until `/healthz` answers.
-    pub async fn start(database_url: &str, redis_url: Option<&str>, port: u16) -> Self {
+    /// Starts `onsale` on `127.0.0.1:port` with `extra` settings and waits until `/healthz`
+    /// answers.
+    pub async fn start(
+        database_url: &str,
+        redis_url: Option<&str>,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let dir = std::env::temp_dir();
-        let log = dir.join(format!("onsale-child-{port}.log"));
+        let log = dir.join(format!(
+            "onsale-child-{port}-{}.log",
+            uuid::Uuid::new_v4().simple()
+        ));
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -42,6 +51,7 @@ impl OnsaleProcess {
         if let Some(url) = redis_url {
             cmd.env("REDIS_URL", url);
         }
+        cmd.envs(extra.iter().copied());
         let child = cmd.spawn().expect("the onsale binary starts");
         let mut process = Self {
             child: Some(child),
@@ -96,6 +106,10 @@ impl OnsaleProcess {
 impl Drop for OnsaleProcess {
     fn drop(&mut self) {
         self.kill();
+        // Keep the log of a failed test for a look; drop it otherwise.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
