@@ -33,6 +33,10 @@ SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
        CASE WHEN status = 'HELD' THEN 1 ELSE 0 END AS reclaim
 FROM seats WHERE id IN (:seat) ORDER BY id FOR UPDATE \gset l_
 \if :l_free
+-- the per-user limit (MAX_HOLDS_PER_USER): every pgbench client is its own user
+SELECT count(*) AS num_items FROM holds
+WHERE user_id = 'pgbench-' || :client_id::text AND event_id = :event_id AND status = 'ACTIVE'
+  AND expires_at_ms > (extract(epoch from clock_timestamp()) * 1000)::bigint;
 INSERT INTO holds (id, event_id, user_id, status, expires_at_ms, total_cents, created_at_ms, updated_at_ms)
 VALUES (:hold_id::text, :event_id, 'pgbench-' || :client_id::text, 'ACTIVE',
         (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms, 5000,

@@ -81,6 +81,9 @@ impl Api {
     /// A client that keeps one connection per concurrent request, so N concurrent requests
     /// are N real parallel connections.
     pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        // Needed when cargo unified reqwest's features with the server's TLS setup; an
+        // already installed provider is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let base = base.trim_end_matches('/').to_owned();
         let http = reqwest::Client::builder()
             .timeout(timeout)

@@ -180,6 +180,11 @@ impl Report {
         self.sections.push(section);
     }
 
+    /// Adds a section that sums up others (their failures are checked there already).
+    pub fn total(&mut self, section: Section) {
+        self.sections.push(section);
+    }
+
     pub fn metric(&mut self, name: &str, value: f64, unit: &'static str) {
         self.metrics.push((name.to_owned(), value, unit));
     }

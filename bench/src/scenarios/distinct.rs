@@ -14,8 +14,9 @@ use crate::report::{Report, Section, Stats};
 use crate::scenarios::{Ctx, User, hold};
 use crate::verify::{self, Tracked};
 
-/// A worker switches to a new user after this many holds (`myHolds` lists at most 500).
-pub const HOLDS_PER_USER: usize = 200;
+/// A worker switches to a new user after this many holds: the server refuses more active
+/// holds per user and event than `MAX_HOLDS_PER_USER` (default 10).
+pub const HOLDS_PER_USER: usize = 10;
 /// Attempts per seat when the server answers `RETRY_LATER`.
 const ATTEMPTS: usize = 5;
 

@@ -34,7 +34,8 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> anyhow::Result<Report> {
     // Seat 0 is the probe that proves every subscription is live; the rest are the changes.
     let event = ctx.create_event("fanout", args.changes + 1).await?;
     report.param("event", event.id.as_str());
-    let user = ctx.user("fanout")?;
+    // One user per change: a user may hold only a few seats per event.
+    let users = ctx.users("fanout", event.seat_ids.len())?;
     let counters: Arc<HashMap<String, AtomicUsize>> = Arc::new(
         event
             .seat_ids
@@ -86,7 +87,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> anyhow::Result<Report> {
 
     // Probe: one change every live subscription must see before measuring starts.
     let probe_seat = &event.seat_ids[0];
-    let probe = hold(&ctx.api, &user, &event.id, &[probe_seat]).await;
+    let probe = hold(&ctx.api, &users[0], &event.id, &[probe_seat]).await;
     if !probe.is_ok() {
         bail!(
             "the probe hold failed with {}: {}",
@@ -106,10 +107,12 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> anyhow::Result<Report> {
     let changes_started = Instant::now();
     let mut hold_stats = Stats::new();
     let mut made: Vec<(String, Instant, Answer)> = Vec::new();
-    for step in event.seat_ids[1..].chunks(args.burst.max(1)) {
+    let burst = args.burst.max(1);
+    for (n, step) in event.seat_ids[1..].chunks(burst).enumerate() {
         let answers = futures::future::join_all(
             step.iter()
-                .map(|seat| change(&ctx.api, &user, &event.id, seat)),
+                .enumerate()
+                .map(|(i, seat)| change(&ctx.api, &users[1 + n * burst + i], &event.id, seat)),
         )
         .await;
         for (seat, (sent, answer)) in step.iter().zip(answers) {

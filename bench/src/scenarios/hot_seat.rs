@@ -30,12 +30,8 @@ pub async fn run(ctx: &Ctx, args: &HotSeatArgs) -> anyhow::Result<Report> {
     }
     report.section(Section::new("holdSeats", stats, burst.elapsed));
 
-    let round = Round::of(&burst, &seat);
-    let winners: Vec<&str> = round
-        .winners
-        .iter()
-        .map(|(i, _)| users[*i].sub.as_str())
-        .collect();
+    let round = Round::of(&burst, &users, &seat);
+    let winners: Vec<&str> = round.winners.iter().map(|(u, _)| u.sub.as_str()).collect();
     report.check(
         "exactly one winner",
         winners.len() == 1,
@@ -52,7 +48,7 @@ pub async fn run(ctx: &Ctx, args: &HotSeatArgs) -> anyhow::Result<Report> {
         describe(&round.unexpected),
     );
     let map = ops::seat_statuses(&ctx.api, &event.id).await?;
-    let problems = round.verify(ctx, &event.id, &users, &map).await?;
+    let problems = round.verify(ctx, &event.id, &map).await?;
     report.check(
         "the seat shows HELD and the winner's active holds contain it",
         problems.is_empty(),
@@ -64,20 +60,21 @@ pub async fn run(ctx: &Ctx, args: &HotSeatArgs) -> anyhow::Result<Report> {
 /// What one burst on one seat produced.
 pub struct Round {
     pub seat: String,
-    /// (user index, hold) of every `OK` answer.
-    pub winners: Vec<(usize, HoldInfo)>,
+    /// The user and hold of every `OK` answer.
+    pub winners: Vec<(User, HoldInfo)>,
     /// Answers that are neither a win nor an allowed refusal, by code.
     pub unexpected: BTreeMap<String, u64>,
 }
 
 impl Round {
-    pub fn of(burst: &Burst, seat: &str) -> Self {
+    /// Classifies the answers of a burst by `users` for `seat`.
+    pub fn of(burst: &Burst, users: &[User], seat: &str) -> Self {
         let mut winners = Vec::new();
         let mut unexpected = BTreeMap::new();
         for (user, answer) in &burst.answers {
             if answer.code == OK {
                 match HoldInfo::from_json(&answer.data["holdSeats"]) {
-                    Ok(hold) => winners.push((*user, hold)),
+                    Ok(hold) => winners.push((users[*user].clone(), hold)),
                     Err(_) => {
                         *unexpected
                             .entry("OK without a hold".to_owned())
@@ -101,7 +98,6 @@ impl Round {
         &self,
         ctx: &Ctx,
         event_id: &str,
-        users: &[User],
         map: &SeatStatuses,
     ) -> anyhow::Result<Vec<String>> {
         let mut problems = Vec::new();
@@ -115,7 +111,7 @@ impl Round {
         if hold.seats != [self.seat.clone()] {
             problems.push(format!("hold {} answered seats {:?}", hold.id, hold.seats));
         }
-        let active = ops::active_holds(&ctx.api, &users[*user].token, event_id).await?;
+        let active = ops::active_holds(&ctx.api, &user.token, event_id).await?;
         if !active
             .iter()
             .any(|h| h.id == hold.id && h.seats.contains(&self.seat))

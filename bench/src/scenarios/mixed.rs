@@ -87,7 +87,7 @@ pub async fn run(ctx: &Ctx, args: &MixedArgs) -> anyhow::Result<Report> {
     report.metric("requests/s", all.count() as f64 / secs, "req/s");
     report.metric("holds OK/s", per_op[1].code(OK) as f64 / secs, "holds/s");
     report.metric("bookings", tracked.confirmed.len() as f64, "bookings");
-    report.section(Section::new("all", all, elapsed));
+    report.total(Section::new("all", all, elapsed));
     for ((_, name), stats) in OPS.iter().zip(per_op) {
         report.section(Section::new(*name, stats, elapsed));
     }
@@ -95,7 +95,7 @@ pub async fn run(ctx: &Ctx, args: &MixedArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// One simulated customer (switching to a fresh user id every few hundred holds).
+/// One simulated customer (switching to a fresh user id every `HOLDS_PER_USER` holds).
 struct Worker {
     ctx: Ctx,
     name: String,

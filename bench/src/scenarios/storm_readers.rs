@@ -22,9 +22,10 @@ pub async fn run(ctx: &Ctx, args: &StormReadersArgs) -> anyhow::Result<Report> {
     report.param("seats", args.seats);
     let event = ctx.create_event("storm-readers", args.seats.max(1)).await?;
     report.param("event", event.id.as_str());
-    let users = ctx.users("storm", args.users)?;
     let phase = Duration::from_secs(args.phase_secs.max(1));
 
+    // Every round has its own users: a user may hold only a few seats per event.
+    let first_users = ctx.users("storm-r0", args.users)?;
     warm_connections(&ctx.api, args.users + args.readers).await;
     let (baseline, baseline_elapsed) =
         run_readers(&ctx.api, &event.id, args.readers, phase).await?;
@@ -32,21 +33,26 @@ pub async fn run(ctx: &Ctx, args: &StormReadersArgs) -> anyhow::Result<Report> {
     // The storm runs rounds until the readers' second phase is over.
     let stop = Arc::new(AtomicBool::new(false));
     let storm = {
-        let (api, users, stop) = (ctx.api.clone(), users.clone(), stop.clone());
+        let (ctx, stop) = (ctx.clone(), stop.clone());
+        let n = args.users;
         let (event_id, seats) = (event.id.clone(), event.seat_ids.clone());
         tokio::spawn(async move {
             let started = Instant::now();
             let mut stats = Stats::new();
             let mut rounds = Vec::new();
-            for seat in &seats {
+            let mut users = first_users;
+            for (i, seat) in seats.iter().enumerate() {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let burst = hold_burst(&api, &users, &event_id, seat).await?;
+                if i > 0 {
+                    users = ctx.users(&format!("storm-r{i}"), n)?;
+                }
+                let burst = hold_burst(&ctx.api, &users, &event_id, seat).await?;
                 for (_, answer) in &burst.answers {
                     stats.record_answer(answer);
                 }
-                rounds.push(Round::of(&burst, seat));
+                rounds.push(Round::of(&burst, &users, seat));
             }
             anyhow::Ok((stats, rounds, started.elapsed()))
         })
@@ -108,7 +114,7 @@ pub async fn run(ctx: &Ctx, args: &StormReadersArgs) -> anyhow::Result<Report> {
     let map = ops::seat_statuses(&ctx.api, &event.id).await?;
     let mut problems = Vec::new();
     for round in &rounds {
-        problems.extend(round.verify(ctx, &event.id, &users, &map).await?);
+        problems.extend(round.verify(ctx, &event.id, &map).await?);
     }
     report.check(
         "each round's seat shows HELD and is in its winner's active holds",

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# Every benchmark on this machine, in one command: builds the release binaries, starts
+# throwaway PostgreSQL and Redis (scripts/with-services.sh), runs the onsale-bench
+# scenarios against onsale in each configuration, runs the raw-SQL ceiling, and prints a
+# summary. Raw outputs go to target/bench/ (one directory per configuration, the JSON
+# summary lines in results.jsonl, the Markdown summary in summary.md).
+#
+# usage: scripts/bench.sh
+#
+# Configurations (BENCH_CONFIGS, space-separated, default "gate nogate"):
+#   gate    PostgreSQL + Redis, SEAT_GATE=on (the Redis seat gate in front of the database)
+#   nogate  PostgreSQL + Redis, SEAT_GATE=off (plain database path; same Redis fan-out)
+#   local   PostgreSQL, no Redis (in-process bus and gate)
+#   sqlite  SQLite, no Redis
+# Scenarios (BENCH_SCENARIOS, default all): hot-seat distinct mixed storm-readers fanout
+# seatmap-read.
+# Sizes (environment, defaults keep the whole run near five minutes on two cores):
+#   HOT_USERS=1000  DISTINCT_SEATS=2000 DISTINCT_CONCURRENCY=50 DISTINCT_SECS=10
+#   MIXED_SECS=10 MIXED_CONCURRENCY=50 MIXED_SEATS=2000
+#   STORM_USERS=1000 STORM_READERS=20 STORM_PHASE_SECS=3
+#   FANOUT_SUBSCRIBERS=1000 FANOUT_CHANGES=50
+#   SEATMAP_SEATS=10000 SEATMAP_READERS=200 SEATMAP_SECS=10
+#   RAW_SQL=1 (0 skips the pgbench ceiling; its own settings: see scripts/raw-sql-ceiling.sh)
+# Exit code: 0 when every check passed, 1 when any scenario reported a violation or failed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+log() { echo "[bench] $*" >&2; }
+
+if [ "${1:-}" != --with-services ]; then
+    log "building release binaries"
+    cargo build --release -p onsale -p onsale-bench
+    exec scripts/with-services.sh scripts/bench.sh --with-services
+fi
+
+BENCH_CONFIGS=${BENCH_CONFIGS:-gate nogate}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-hot-seat distinct mixed storm-readers fanout seatmap-read}
+HOT_USERS=${HOT_USERS:-1000}
+DISTINCT_SEATS=${DISTINCT_SEATS:-2000}
+DISTINCT_CONCURRENCY=${DISTINCT_CONCURRENCY:-50}
+DISTINCT_SECS=${DISTINCT_SECS:-10}
+MIXED_SECS=${MIXED_SECS:-10}
+MIXED_CONCURRENCY=${MIXED_CONCURRENCY:-50}
+MIXED_SEATS=${MIXED_SEATS:-2000}
+STORM_USERS=${STORM_USERS:-1000}
+STORM_READERS=${STORM_READERS:-20}
+STORM_PHASE_SECS=${STORM_PHASE_SECS:-3}
+FANOUT_SUBSCRIBERS=${FANOUT_SUBSCRIBERS:-1000}
+FANOUT_CHANGES=${FANOUT_CHANGES:-50}
+SEATMAP_SEATS=${SEATMAP_SEATS:-10000}
+SEATMAP_READERS=${SEATMAP_READERS:-200}
+SEATMAP_SECS=${SEATMAP_SECS:-10}
+RAW_SQL=${RAW_SQL:-1}
+
+SERVER_BIN=$ROOT/target/release/onsale
+BENCH_BIN=$ROOT/target/release/onsale-bench
+OUT=$ROOT/target/bench
+RESULTS=$OUT/results.jsonl
+JWT_SECRET=bench-$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+export JWT_SECRET
+STAMP=$(date +%s)
+
+mkdir -p "$OUT"
+: >"$RESULTS"
+
+# ------------------------------------------------------------- servers ---
+
+SERVER_PID=""
+
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+trap stop_server EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A TCP port on 127.0.0.1 nothing listens on (below the ephemeral range).
+free_port() {
+    local port
+    for _ in $(seq 1 200); do
+        port=$((16000 + RANDOM % 16000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# A fresh PostgreSQL database on the throwaway server; prints its URL.
+fresh_pg_database() {
+    local name="onsale_bench_$1_$STAMP"
+    psql "$TEST_DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $name" >/dev/null
+    echo "${TEST_DATABASE_URL%/*}/$name"
+}
+
+# start_server CONFIG: starts onsale for CONFIG on a free port and waits until it answers.
+start_server() {
+    local config=$1 dir=$OUT/$1 port db redis="" gate=on
+    case $config in
+        gate) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL ;;
+        nogate) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL gate=off ;;
+        local) db=$(fresh_pg_database "$config") ;;
+        sqlite) db="sqlite://$dir/onsale.db?mode=rwc" ;;
+        *)
+            log "unknown configuration $config"
+            return 1
+            ;;
+    esac
+    rm -f "$dir"/onsale.db*
+    port=$(free_port)
+    BASE_URL=http://127.0.0.1:$port
+    # Run from the output directory so that no .env file adds settings; STRIPE_* unset keeps
+    # payments off (confirmHold books directly).
+    (
+        cd "$dir"
+        exec env -u STRIPE_SECRET_KEY -u STRIPE_API_BASE -u STRIPE_WEBHOOK_SECRET \
+            DATABASE_URL="$db" REDIS_URL="$redis" SEAT_GATE="$gate" \
+            BIND_ADDR="127.0.0.1:$port" JWT_SECRET="$JWT_SECRET" SEED_DEMO=false \
+            LOG_FORMAT=json RUST_LOG=warn "$SERVER_BIN"
+    ) >"$dir/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do
+        if curl -fsS -o /dev/null "$BASE_URL/readyz" 2>/dev/null; then
+            log "$config: onsale (pid $SERVER_PID) ready at $BASE_URL (SEAT_GATE=$gate${redis:+, Redis})"
+            return 0
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            tail -n 20 "$dir/server.log" >&2
+            log "$config: onsale exited during start"
+            SERVER_PID=""
+            return 1
+        fi
+        sleep 0.1
+    done
+    log "$config: onsale did not become ready"
+    return 1
+}
+
+# ----------------------------------------------------------- scenarios ---
+
+FAILED=()
+
+# scenario CONFIG NAME ARGS...: runs one onsale-bench scenario (if selected), keeps its output.
+scenario() {
+    local config=$1 name=$2 rc=0
+    shift 2
+    case " $BENCH_SCENARIOS " in *" $name "*) ;; *) return 0 ;; esac
+    log "$config: $name $*"
+    "$BENCH_BIN" --url "$BASE_URL" --label "$config" --json "$name" "$@" \
+        >"$OUT/$config/$name.txt" 2>&1 || rc=$?
+    grep '^{.*"scenario"' "$OUT/$config/$name.txt" >>"$RESULTS" || true
+    sed -n '/^result/p' "$OUT/$config/$name.txt" | sed "s/^/[bench] $config $name: /" >&2
+    if [ "$rc" -ne 0 ]; then
+        FAILED+=("$config/$name (exit $rc)")
+        [ "$rc" -eq 1 ] || tail -n 5 "$OUT/$config/$name.txt" >&2
+    fi
+}
+
+started=$(date +%s)
+for config in $BENCH_CONFIGS; do
+    mkdir -p "$OUT/$config"
+    rm -f "$OUT/$config"/*.txt
+    if ! start_server "$config"; then
+        FAILED+=("$config (server did not start)")
+        continue
+    fi
+    scenario "$config" hot-seat --users "$HOT_USERS"
+    scenario "$config" distinct --seats "$DISTINCT_SEATS" \
+        --concurrency "$DISTINCT_CONCURRENCY" --duration-secs "$DISTINCT_SECS"
+    scenario "$config" mixed --seats "$MIXED_SEATS" --concurrency "$MIXED_CONCURRENCY" \
+        --duration-secs "$MIXED_SECS"
+    scenario "$config" storm-readers --users "$STORM_USERS" --readers "$STORM_READERS" \
+        --phase-secs "$STORM_PHASE_SECS"
+    scenario "$config" fanout --subscribers "$FANOUT_SUBSCRIBERS" --changes "$FANOUT_CHANGES"
+    scenario "$config" seatmap-read --seats "$SEATMAP_SEATS" --readers "$SEATMAP_READERS" \
+        --duration-secs "$SEATMAP_SECS"
+    stop_server
+done
+
+if [ "$RAW_SQL" = 1 ]; then
+    log "raw-SQL ceiling (pgbench)"
+    mkdir -p "$OUT/raw-sql"
+    if JSON=1 OUT_DIR=$OUT/raw-sql ONSALE_BIN=$SERVER_BIN \
+        scripts/raw-sql-ceiling.sh "$(fresh_pg_database rawsql)" >"$OUT/raw-sql/result.txt"; then
+        grep '^{' "$OUT/raw-sql/result.txt" >>"$RESULTS" || true
+        grep '^raw-sql' "$OUT/raw-sql/result.txt" | sed 's/^/[bench] /' >&2
+    else
+        FAILED+=("raw-sql ceiling")
+    fi
+fi
+
+"$BENCH_BIN" summary "$RESULTS" >"$OUT/summary.md"
+printf '\n==== summary (%s s; raw outputs in %s) ====\n\n' "$(($(date +%s) - started))" "$OUT"
+cat "$OUT/summary.md"
+if [ "${#FAILED[@]}" -gt 0 ]; then
+    printf '\nFAILED: %s\n' "${FAILED[*]}"
+    exit 1
+fi
+printf '\nall checks passed\n'
