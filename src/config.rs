@@ -41,6 +41,8 @@ pub struct Config {
     pub seed_demo: bool,
     pub stripe: Option<StripeConfig>,
     pub db_pool_max: Option<u32>,
+    /// Write transactions in flight at once per instance on PostgreSQL (SQLite: always 1).
+    pub db_write_concurrency: usize,
     pub log_format: LogFormat,
     /// Longest a transaction waits for a seat row lock before the request is retried.
     pub lock_timeout: Duration,
@@ -193,6 +195,7 @@ impl Config {
             seed_demo: parse_bool(&lookup, "SEED_DEMO", true)?,
             stripe,
             db_pool_max,
+            db_write_concurrency: parse(&lookup, "DB_WRITE_CONCURRENCY", Some(8))?,
             log_format,
             lock_timeout: Duration::from_millis(parse(&lookup, "LOCK_TIMEOUT_MS", Some(500))?),
             max_seats_per_hold,

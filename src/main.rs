@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
                 &config.database_url,
                 config.db_pool_max,
                 config.lock_timeout,
+                config.db_write_concurrency,
             )
             .await?;
             onsale::startup::migrate(&db).await?;

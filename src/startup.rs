@@ -37,10 +37,15 @@ impl Application {
             &config.database_url,
             config.db_pool_max,
             config.lock_timeout,
+            config.db_write_concurrency,
         )
         .await
         .context("cannot connect to DATABASE_URL")?;
         migrate(&db).await.context("database migrations failed")?;
+        let namespace = db
+            .redis_namespace()
+            .await
+            .context("cannot read the deployment's Redis namespace")?;
 
         let redis = match &config.redis_url {
             None => None,
@@ -48,12 +53,12 @@ impl Application {
         };
         let bus: Arc<dyn SeatChangeBus> = match &config.redis_url {
             None => Arc::new(LocalBus::default()),
-            Some(url) => {
-                Arc::new(crate::realtime::redis_bus::RedisBus::start(url, redis.clone()).await?)
-            }
+            Some(url) => Arc::new(
+                crate::realtime::redis_bus::RedisBus::start(url, &namespace, redis.clone()).await?,
+            ),
         };
         let gate = if config.seat_gate {
-            SeatGate::new(redis.clone(), &bus)
+            SeatGate::new(redis.clone().map(|c| (c, namespace.clone())), &bus)
         } else {
             SeatGate::off()
         };

@@ -4,6 +4,7 @@
 pub mod booking;
 pub mod booking_seat;
 pub mod checkout;
+pub mod deployment;
 pub mod event;
 pub mod hold;
 pub mod hold_seat;

@@ -6,6 +6,7 @@ mod m20261121_000001_create_core;
 mod m20261121_000002_seat_change_retention;
 mod m20261121_000003_waiting_room;
 mod m20261121_000004_checkouts;
+mod m20261121_000005_deployment;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000002_seat_change_retention::Migration),
             Box::new(m20261121_000003_waiting_room::Migration),
             Box::new(m20261121_000004_checkouts::Migration),
+            Box::new(m20261121_000005_deployment::Migration),
         ]
     }
 }

@@ -11,7 +11,7 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     DbErr, RuntimeErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::AppError;
 
@@ -82,16 +82,18 @@ fn classify_sqlx(err: &sqlx::Error) -> DbFailure {
 #[derive(Clone)]
 pub struct Db {
     pub conn: DatabaseConnection,
-    /// SQLite allows one writer: writers queue here (fairly, bounded) instead of spinning
-    /// on `SQLITE_BUSY`.
-    write_lock: Option<Arc<Mutex<()>>>,
+    /// Write transactions queue here, fairly and for a bounded time, before they start: one
+    /// at a time on SQLite (it has one writer; no spinning on `SQLITE_BUSY`), a few at a time
+    /// on PostgreSQL, where the writes of one event serialise on its change counter and more
+    /// concurrent writers only lengthen PostgreSQL's lock queue (see BENCHMARKS.md).
+    writers: Arc<Semaphore>,
     lock_timeout: Duration,
 }
 
-/// A write transaction; on SQLite it also holds the process's writer slot.
+/// A write transaction and the writer slot it holds.
 pub struct WriteTx {
     pub txn: DatabaseTransaction,
-    _slot: Option<OwnedMutexGuard<()>>,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl WriteTx {
@@ -106,6 +108,7 @@ impl Db {
         url: &str,
         pool_max: Option<u32>,
         lock_timeout: Duration,
+        write_concurrency: usize,
     ) -> Result<Self, DbErr> {
         let sqlite = url.starts_with("sqlite:");
         let mut opts = ConnectOptions::new(url.to_owned());
@@ -128,7 +131,11 @@ impl Db {
         let conn = Database::connect(opts).await?;
         Ok(Self {
             conn,
-            write_lock: sqlite.then(|| Arc::new(Mutex::new(()))),
+            writers: Arc::new(Semaphore::new(if sqlite {
+                1
+            } else {
+                write_concurrency.max(1)
+            })),
             lock_timeout,
         })
     }
@@ -145,16 +152,11 @@ impl Db {
     /// bounded, so nobody queues long behind a lock; on SQLite the transaction takes the write
     /// lock at `BEGIN` (no upgrade deadlocks).
     pub async fn begin_write(&self) -> Result<WriteTx, AppError> {
-        let slot = match &self.write_lock {
-            Some(lock) => Some(
-                tokio::time::timeout(self.lock_timeout * 3, lock.clone().lock_owned())
-                    .await
-                    .map_err(|_| {
-                        AppError::retry_later(100, "too many writers; try again shortly")
-                    })?,
-            ),
-            None => None,
-        };
+        let slot =
+            tokio::time::timeout(self.lock_timeout * 3, self.writers.clone().acquire_owned())
+                .await
+                .map_err(|_| AppError::retry_later(100, "too many writers; try again shortly"))?
+                .map_err(|_| AppError::Internal("the writer queue is closed".into()))?;
         let txn = if self.is_postgres() {
             let txn = self.conn.begin().await?;
             let lock_ms = self.lock_timeout.as_millis().max(1);
@@ -202,5 +204,26 @@ impl Db {
             }
         }
         unreachable!("the last attempt always returns")
+    }
+}
+
+impl Db {
+    /// This deployment's Redis namespace: made once, at random, by whichever instance starts
+    /// first, then read by all.
+    pub async fn redis_namespace(&self) -> Result<String, DbErr> {
+        use sea_orm::{EntityTrait, Set};
+        let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let _ = entity::deployment::Entity::insert(entity::deployment::ActiveModel {
+            id: Set(1),
+            namespace: Set(fresh),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&self.conn)
+        .await?;
+        entity::deployment::Entity::find_by_id(1)
+            .one(&self.conn)
+            .await?
+            .map(|row| row.namespace)
+            .ok_or_else(|| DbErr::RecordNotFound("deployment row".into()))
     }
 }

@@ -90,7 +90,8 @@ struct Known {
 type LocalClaims = Mutex<HashMap<(i64, i64), (String, i64)>>;
 
 enum ClaimStore {
-    Redis(ConnectionManager),
+    /// A connection and the deployment's key namespace.
+    Redis(ConnectionManager, String),
     Local(LocalClaims),
 }
 
@@ -114,9 +115,9 @@ impl SeatGate {
     }
 
     /// A gate claiming in Redis (if given) or in-process, learning from `bus`.
-    pub fn new(redis: Option<ConnectionManager>, bus: &Arc<dyn SeatChangeBus>) -> Self {
+    pub fn new(redis: Option<(ConnectionManager, String)>, bus: &Arc<dyn SeatChangeBus>) -> Self {
         let store = match redis {
-            Some(conn) => ClaimStore::Redis(conn),
+            Some((conn, namespace)) => ClaimStore::Redis(conn, namespace),
             None => ClaimStore::Local(Mutex::default()),
         };
         let inner = Arc::new(GateInner {
@@ -179,11 +180,17 @@ impl SeatGate {
         let token = format!("{}|{}", twin.unwrap_or("-"), uuid::Uuid::new_v4());
         let claimed = match &inner.store {
             ClaimStore::Local(claims) => Ok(local_acquire(claims, event_id, seat_ids, &token, now)),
-            ClaimStore::Redis(conn) => {
+            ClaimStore::Redis(conn, namespace) => {
                 if inner.breaker_open_until.load(Ordering::Relaxed) > now {
                     return Ok(bypass);
                 }
-                redis_acquire(conn.clone(), event_id, seat_ids, &token).await
+                redis_acquire(
+                    conn.clone(),
+                    &keys(namespace, event_id, seat_ids),
+                    seat_ids,
+                    &token,
+                )
+                .await
             }
         };
         match claimed {
@@ -240,12 +247,12 @@ impl GateInner {
                     }
                 }
             }
-            ClaimStore::Redis(conn) => {
+            ClaimStore::Redis(conn, namespace) => {
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                     return;
                 };
                 let mut conn = conn.clone();
-                let keys = keys(event_id, &seat_ids);
+                let keys = keys(namespace, event_id, &seat_ids);
                 runtime.spawn(async move {
                     let script = redis::Script::new(RELEASE_LUA);
                     let mut call = script.prepare_invoke();
@@ -315,24 +322,25 @@ impl GateInner {
     }
 }
 
-/// Keys of one event share a hash tag, so a multi-seat claim works on Redis Cluster too.
-fn keys(event_id: i64, seat_ids: &[i64]) -> Vec<String> {
+/// The claim keys of seats: `onsale:<namespace>:gate:{e<event>}:s<seat>`. Keys of one event
+/// share a hash tag, so a multi-seat claim works on Redis Cluster too.
+pub fn keys(namespace: &str, event_id: i64, seat_ids: &[i64]) -> Vec<String> {
     seat_ids
         .iter()
-        .map(|seat| format!("onsale:gate:{{e{event_id}}}:s{seat}"))
+        .map(|seat| format!("onsale:{namespace}:gate:{{e{event_id}}}:s{seat}"))
         .collect()
 }
 
 /// `Ok(None)`: claimed; `Ok(Some((seat, owner)))`: that seat is claimed by `owner`'s token.
 async fn redis_acquire(
     mut conn: ConnectionManager,
-    event_id: i64,
+    keys: &[String],
     seat_ids: &[i64],
     token: &str,
 ) -> Result<Option<(i64, String)>, String> {
     let script = redis::Script::new(ACQUIRE_LUA);
     let mut call = script.prepare_invoke();
-    for key in keys(event_id, seat_ids) {
+    for key in keys {
         call.key(key);
     }
     call.arg(token).arg(CLAIM_TTL_MS);

@@ -50,12 +50,13 @@ impl BookingService {
         }
         let ids = seat_ids.as_slice();
         let outcome = async {
-            let _slot = self.admit_mutation()?;
-            // The gate first: of many simultaneous requests for a seat only one goes on.
+            // The gate first (it costs no database work): of many simultaneous requests for a
+            // seat only one goes on; then load shedding.
             let twin = key
                 .as_ref()
                 .map(|k| format!("{}\u{1f}{}\u{1f}{}", user.id, op.as_str(), k.as_str()));
             let claim = self.gate.admit(event_id, ids, twin.as_deref()).await?;
+            let _slot = self.admit_mutation()?;
             let decided = self
                 .hold_chosen_seats(user, event_id, ids, key.as_ref(), op)
                 .await;

@@ -18,7 +18,6 @@ use tokio::sync::broadcast;
 use super::local::LocalBus;
 use super::{SeatChange, SeatChangeBus};
 
-const CHANNEL_PREFIX: &str = "onsale:seat-changes:";
 /// Longest a publish may take before it is given up (the log still has the change).
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
 
@@ -40,6 +39,8 @@ pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
 }
 
 pub struct RedisBus {
+    /// `onsale:<namespace>:seat-changes:`; the event id follows.
+    channel_prefix: String,
     local: Arc<LocalBus>,
     publisher: ConnectionManager,
     connected: Arc<AtomicBool>,
@@ -47,7 +48,11 @@ pub struct RedisBus {
 
 impl RedisBus {
     /// Starts the subscriber loop and returns the bus.
-    pub async fn start(url: &str, publisher: Option<ConnectionManager>) -> anyhow::Result<Self> {
+    pub async fn start(
+        url: &str,
+        namespace: &str,
+        publisher: Option<ConnectionManager>,
+    ) -> anyhow::Result<Self> {
         let publisher = match publisher {
             Some(conn) => conn,
             None => connect(url).await?,
@@ -55,8 +60,15 @@ impl RedisBus {
         let client = redis::Client::open(url).context("REDIS_URL: invalid URL")?;
         let local = Arc::new(LocalBus::default());
         let connected = Arc::new(AtomicBool::new(false));
-        tokio::spawn(subscribe_loop(client, local.clone(), connected.clone()));
+        let channel_prefix = format!("onsale:{namespace}:seat-changes:");
+        tokio::spawn(subscribe_loop(
+            client,
+            format!("{channel_prefix}*"),
+            local.clone(),
+            connected.clone(),
+        ));
         Ok(Self {
+            channel_prefix,
             local,
             publisher,
             connected,
@@ -64,11 +76,16 @@ impl RedisBus {
     }
 }
 
-async fn subscribe_loop(client: redis::Client, local: Arc<LocalBus>, connected: Arc<AtomicBool>) {
+async fn subscribe_loop(
+    client: redis::Client,
+    pattern: String,
+    local: Arc<LocalBus>,
+    connected: Arc<AtomicBool>,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.psubscribe(format!("{CHANNEL_PREFIX}*")).await {
+            Ok(mut pubsub) => match pubsub.psubscribe(&pattern).await {
                 Ok(()) => {
                     connected.store(true, Ordering::Relaxed);
                     metrics::gauge!("onsale_redis_pubsub_connected").set(1.0);
@@ -103,7 +120,7 @@ async fn subscribe_loop(client: redis::Client, local: Arc<LocalBus>, connected: 
 impl SeatChangeBus for RedisBus {
     async fn publish(&self, changes: Vec<SeatChange>) {
         let Some(first) = changes.first() else { return };
-        let channel = format!("{CHANNEL_PREFIX}{}", first.event_id);
+        let channel = format!("{}{}", self.channel_prefix, first.event_id);
         let payload = match serde_json::to_vec(&changes) {
             Ok(p) => p,
             Err(err) => {

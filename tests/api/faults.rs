@@ -804,6 +804,7 @@ async fn redis_outage_under_two_instances_gate_and_feed_recover() {
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
+    let namespace = redis_namespace(&a).await;
     let gate_back = Instant::now();
     for app in [&a, &b] {
         loop {
@@ -813,7 +814,12 @@ async fn redis_outage_under_two_instances_gate_and_feed_recover() {
             );
             let seat = seats[probe].clone();
             probe += 1;
-            let key = format!("onsale:gate:{{e{event_id}}}:s{seat}");
+            let key = onsale::booking::gate::keys(
+                &namespace,
+                event_id.parse().expect("id"),
+                &[seat.parse().expect("id")],
+            )
+            .remove(0);
             let _: () = redis::cmd("SET")
                 .arg(&key)
                 .arg("someone-else")

@@ -86,7 +86,12 @@ async fn claim_of_a_crashed_instance_expires() {
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
-    let key = format!("onsale:gate:{{e{event_id}}}:s{}", seats[0]);
+    let key = onsale::booking::gate::keys(
+        &redis_namespace(&app).await,
+        event_id.parse().expect("id"),
+        &[seats[0].parse().expect("id")],
+    )
+    .remove(0);
     let _: () = redis::cmd("SET")
         .arg(&key)
         .arg("token-of-a-dead-instance")
