@@ -10,6 +10,8 @@
 # Configurations (BENCH_CONFIGS, space-separated, default "gate nogate"):
 #   gate    PostgreSQL + Redis, SEAT_GATE=on (the Redis seat gate in front of the database)
 #   nogate  PostgreSQL + Redis, SEAT_GATE=off (plain database path; same Redis fan-out)
+#   nocache PostgreSQL + Redis, SEAT_GATE=on, SEATMAP_CACHE=off (every seat map read from
+#           the database; the comparison for seatmap-read and storm-readers)
 #   local   PostgreSQL, no Redis (in-process bus and gate)
 #   sqlite  SQLite, no Redis
 # Scenarios (BENCH_SCENARIOS, default all): hot-seat distinct mixed storm-readers fanout
@@ -108,10 +110,11 @@ fresh_pg_database() {
 
 # start_server CONFIG: starts onsale for CONFIG on a free port and waits until it answers.
 start_server() {
-    local config=$1 dir=$OUT/$1 port db redis="" gate=on
+    local config=$1 dir=$OUT/$1 port db redis="" gate=on cache=on
     case $config in
         gate) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL ;;
         nogate) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL gate=off ;;
+        nocache) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL cache=off ;;
         local) db=$(fresh_pg_database "$config") ;;
         sqlite) db="sqlite://$dir/onsale.db?mode=rwc" ;;
         *)
@@ -127,7 +130,7 @@ start_server() {
     (
         cd "$dir"
         exec env -u STRIPE_SECRET_KEY -u STRIPE_API_BASE -u STRIPE_WEBHOOK_SECRET \
-            DATABASE_URL="$db" REDIS_URL="$redis" SEAT_GATE="$gate" \
+            DATABASE_URL="$db" REDIS_URL="$redis" SEAT_GATE="$gate" SEATMAP_CACHE="$cache" \
             BIND_ADDR="127.0.0.1:$port" JWT_SECRET="$JWT_SECRET" SEED_DEMO=false \
             LOG_FORMAT=json RUST_LOG=warn "$SERVER_BIN"
     ) >"$dir/server.log" 2>&1 &

@@ -365,12 +365,31 @@ async fn deployments_sharing_a_redis_stay_apart() {
     let production = TestApp::spawn_with(Backend::Postgres, options).await;
     let (event_s, seats_s) = staging.create_event(1, 2).await;
     let (event_p, seats_p) = production.create_event(1, 2).await;
-    assert_eq!((&event_s, &seats_s[0]), (&event_p, &seats_p[0]), "same ids in both databases");
-    let mut prod_feed = Subscription::seat_changes(&production.base, Protocol::TransportWs, &event_p, None).await;
-    data(&staging.hold_seats(&staging.token("a"), &event_s, &[&seats_s[0]]).await, "holdSeats");
-    assert!(prod_feed.next(Duration::from_millis(700)).await.is_none(), "no change leaks across");
-    let body = production.hold_seats(&production.token("b"), &event_p, &[&seats_p[0]]).await;
-    assert_eq!(data(&body, "holdSeats")["status"], "ACTIVE", "the gate is not fooled either");
+    assert_eq!(
+        (&event_s, &seats_s[0]),
+        (&event_p, &seats_p[0]),
+        "same ids in both databases"
+    );
+    let mut prod_feed =
+        Subscription::seat_changes(&production.base, Protocol::TransportWs, &event_p, None).await;
+    data(
+        &staging
+            .hold_seats(&staging.token("a"), &event_s, &[&seats_s[0]])
+            .await,
+        "holdSeats",
+    );
+    assert!(
+        prod_feed.next(Duration::from_millis(700)).await.is_none(),
+        "no change leaks across"
+    );
+    let body = production
+        .hold_seats(&production.token("b"), &event_p, &[&seats_p[0]])
+        .await;
+    assert_eq!(
+        data(&body, "holdSeats")["status"],
+        "ACTIVE",
+        "the gate is not fooled either"
+    );
     assert_eq!(prod_feed.next_change(SECOND).await["seq"], 1);
     staging.stop().await;
     production.stop().await;
