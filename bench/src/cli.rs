@@ -49,6 +49,9 @@ pub enum Scenario {
     Fanout(FanoutArgs),
     /// Many concurrent readers of one large seat map.
     SeatmapRead(SeatmapReadArgs),
+    /// A waiting room's admissions and holds, then queued (`requestSeats`) against direct
+    /// (`holdSeats`) throughput. Needs the server to run with `REDIS_URL`.
+    WaitingRoom(WaitingRoomArgs),
     /// Prints a Markdown table from the `--json` lines in the given files (no server needed).
     Summary(SummaryArgs),
 }
@@ -138,6 +141,28 @@ pub struct SeatmapReadArgs {
     /// How long the readers run.
     #[arg(long, default_value_t = 10)]
     pub duration_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitingRoomArgs {
+    /// Distinct users who join the queue before the opening, then hold one seat each.
+    #[arg(long, default_value_t = 500)]
+    pub users: usize,
+    /// The room's `admitPerSecond`.
+    #[arg(long, default_value_t = 100)]
+    pub rate: u32,
+    /// Seats in the waiting-room event (default: one per user).
+    #[arg(long)]
+    pub seats: Option<usize>,
+    /// Seconds from configuring the room to its opening (everyone joins in between).
+    #[arg(long, default_value_t = 2)]
+    pub opens_in_secs: u64,
+    /// Concurrent requests in the queued-against-direct comparison.
+    #[arg(long, default_value_t = 20)]
+    pub concurrency: usize,
+    /// Requests in the queued-against-direct comparison (default: min(users, 300)).
+    #[arg(long)]
+    pub requests: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -137,6 +137,19 @@ impl Api {
         variables: Value,
         parse: Parse,
     ) -> Answer {
+        self.call_with_headers(token, &[], query, variables, parse)
+            .await
+    }
+
+    /// [`Api::call`] with extra HTTP headers (e.g. `x-admission-token`).
+    pub async fn call_with_headers(
+        &self,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        query: &str,
+        variables: Value,
+        parse: Parse,
+    ) -> Answer {
         let started = Instant::now();
         let mut req = self
             .http
@@ -144,6 +157,9 @@ impl Api {
             .json(&json!({"query": query, "variables": variables}));
         if let Some(token) = token {
             req = req.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let resp = match req.send().await {
             Ok(resp) => resp,

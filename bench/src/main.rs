@@ -57,6 +57,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Scenario::SeatmapRead(args) => {
             scenarios::seatmap_read::run(&connect(&cli).await?, args).await?
         }
+        Scenario::WaitingRoom(args) => {
+            scenarios::waiting_room::run(&connect(&cli).await?, args).await?
+        }
     };
     report.label = cli.label;
     print!("{}", report.render());

@@ -20,6 +20,12 @@ const SEAT_STATUSES: &str = "query($e: ID!) { seatMap(eventId: $e) { seats { id 
 const MY_ACTIVE_HOLDS: &str =
     "query { myHolds(status: ACTIVE) { id eventId status seats { id } } }";
 const MY_BOOKINGS: &str = "query { myBookings { id holdId eventId status seats { id } } }";
+pub const CONFIGURE_WAITING_ROOM: &str = "mutation($e: ID!, $i: WaitingRoomInput!) { configureWaitingRoom(eventId: $e, input: $i) { eventId enabled opensAt admitPerSecond admissionTtlSecs } }";
+pub const WAITING_ROOM: &str =
+    "query($e: ID!) { waitingRoom(eventId: $e) { enabled open joined admitted } }";
+pub const JOIN_QUEUE: &str = "mutation($e: ID!) { joinQueue(eventId: $e) { id position admitted admissionToken waitingForOpening estimatedWaitSecs admissionExpiresAt } }";
+pub const REQUEST_SEATS: &str = "mutation($e: ID!, $s: [ID!]!, $k: String) { requestSeats(eventId: $e, seatIds: $s, idempotencyKey: $k) { id status queueNumber } }";
+pub const SEAT_REQUEST: &str = "query($id: ID!) { seatRequest(id: $id) { id status errorCode errorMessage hold { id status seats { id } } } }";
 pub const SEAT_CHANGES: &str = "subscription($e: ID!) { seatChanges(eventId: $e) { eventId seatId status holdExpiresAt seq } }";
 
 /// Most seats per row of a generated event.

@@ -7,6 +7,7 @@ pub mod hot_seat;
 pub mod mixed;
 pub mod seatmap_read;
 pub mod storm_readers;
+pub mod waiting_room;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
