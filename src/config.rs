@@ -210,10 +210,10 @@ impl Config {
                 Some(86_400),
             )?),
             max_inflight_mutations,
-            rate_limit_user_per_sec: parse(&lookup, "RATE_LIMIT_USER_PER_SEC", Some(20))?,
+            rate_limit_user_per_sec: parse(&lookup, "RATE_LIMIT_USER_PER_SEC", Some(50))?,
             rate_limit_ip_per_sec: parse(&lookup, "RATE_LIMIT_IP_PER_SEC", Some(0))?,
             trust_forwarded_for: parse_bool(&lookup, "TRUST_FORWARDED_FOR", false)?,
-            max_holds_per_user: parse(&lookup, "MAX_HOLDS_PER_USER", Some(10))?,
+            max_holds_per_user: parse(&lookup, "MAX_HOLDS_PER_USER", Some(20))?,
             cors_allowed_origins: lookup("CORS_ALLOWED_ORIGINS")
                 .map(|v| {
                     v.split(',')
