@@ -30,7 +30,9 @@ pub const CLAIM_TTL_MS: i64 = 5_000;
 /// How long knowledge from the change stream is trusted.
 pub const KNOWN_TTL_MS: i64 = 30_000;
 /// Longest a Redis gate call may take before the breaker opens.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+/// Generous enough for a burst of a thousand claims on a saturated machine, which is not a
+/// failing Redis; a dead Redis costs this once before the breaker opens.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
 /// How long the breaker stays open before Redis is tried again.
 const COOL_DOWN_MS: i64 = 5_000;
 

@@ -16,7 +16,9 @@ use tracing::instrument;
 use super::BookingService;
 use super::changes::{self, PendingChange};
 use super::idempotency::{self, Operation};
-use super::model::{HoldStatus, HoldView, IdempotencyKey, SeatCount, SeatIds, SeatStatus, now_ms};
+use super::model::{
+    HoldStatus, HoldView, IdempotencyKey, SeatCount, SeatIds, SeatStatus, SeatView, now_ms,
+};
 use super::views;
 use crate::auth::User;
 use crate::error::AppError;
@@ -68,7 +70,8 @@ impl BookingService {
     }
 
     /// The database part of `hold_seats`: a cheap check without locks (most requests for a
-    /// taken seat end there), then the locking transaction.
+    /// taken seat end there), then the locking transaction. The answer is built from what the
+    /// transaction wrote, without reading it back.
     async fn hold_chosen_seats(
         &self,
         user: &User,
@@ -76,12 +79,15 @@ impl BookingService {
         ids: &[i64],
         key: Option<&IdempotencyKey>,
         op: Operation,
-    ) -> Result<(String, Vec<SeatChange>), AppError> {
-        self.require_event(event_id).await?;
+    ) -> Result<(HoldView, Vec<SeatChange>), AppError> {
         let seats = seat::Entity::find()
             .filter(seat::Column::Id.is_in(ids.to_vec()))
             .all(&self.db.conn)
             .await?;
+        if seats.len() != ids.len() || seats.iter().any(|s| s.event_id != event_id) {
+            // Only then can the event itself be unknown: each of its seats proves it exists.
+            self.require_event(event_id).await?;
+        }
         check_requested(&seats, ids, event_id, now_ms())?;
         self.db
             .retry(|| async {
@@ -89,15 +95,15 @@ impl BookingService {
                 let locked = self.lock_seats(&tx.txn, ids, false).await?;
                 let now = now_ms();
                 check_requested(&locked, ids, event_id, now)?;
-                let (hold_id, pending) = self
+                let (view, pending) = self
                     .create_hold(&tx.txn, user, event_id, &locked, now)
                     .await?;
                 let published = changes::append(&tx.txn, event_id, pending).await?;
                 if let Some(key) = key {
-                    idempotency::record(&tx.txn, &user.id, op, key, &hold_id).await?;
+                    idempotency::record(&tx.txn, &user.id, op, key, &view.id).await?;
                 }
                 tx.commit().await?;
-                Ok((hold_id, published))
+                Ok((view, published))
             })
             .await
     }
@@ -179,15 +185,15 @@ impl BookingService {
                     }
                 };
                 let now = now_ms();
-                let (hold_id, pending) = self
+                let (view, pending) = self
                     .create_hold(&tx.txn, user, event_id, &locked, now)
                     .await?;
                 let published = changes::append(&tx.txn, event_id, pending).await?;
                 if let Some(key) = &key {
-                    idempotency::record(&tx.txn, &user.id, op, key, &hold_id).await?;
+                    idempotency::record(&tx.txn, &user.id, op, key, &view.id).await?;
                 }
                 tx.commit().await?;
-                Ok((hold_id, published))
+                Ok((view, published))
             })
             .await;
         self.finish_hold(user, op, key.as_ref(), outcome).await
@@ -378,7 +384,7 @@ impl BookingService {
         event_id: i64,
         locked: &[seat::Model],
         now: i64,
-    ) -> Result<(String, Vec<PendingChange>), AppError> {
+    ) -> Result<(HoldView, Vec<PendingChange>), AppError> {
         let active = hold::Entity::find()
             .filter(hold::Column::UserId.eq(user.id.as_str()))
             .filter(hold::Column::EventId.eq(event_id))
@@ -457,7 +463,28 @@ impl BookingService {
             status: SeatStatus::Held,
             hold_expires_at_ms: Some(expires),
         }));
-        Ok((hold_id, pending))
+        // The hold as it now stands, from what this transaction wrote: no read-back needed.
+        let view = HoldView {
+            id: hold_id,
+            event_id,
+            user_id: user.id.clone(),
+            seats: locked
+                .iter()
+                .map(|s| SeatView {
+                    id: s.id,
+                    section: s.section.clone(),
+                    row: s.row_label.clone(),
+                    number: s.number,
+                    price_cents: s.price_cents,
+                    status: SeatStatus::Held,
+                    hold_expires_at_ms: Some(expires),
+                })
+                .collect(),
+            status: HoldStatus::Active,
+            expires_at_ms: expires,
+            total_cents: locked.iter().map(|s| s.price_cents).sum(),
+        };
+        Ok((view, pending))
     }
 
     /// Returns the seats `hold_id` still holds (among `locked`) to AVAILABLE.
@@ -530,14 +557,14 @@ impl BookingService {
         user: &User,
         op: Operation,
         key: Option<&IdempotencyKey>,
-        outcome: Result<(String, Vec<SeatChange>), AppError>,
+        outcome: Result<(HoldView, Vec<SeatChange>), AppError>,
     ) -> Result<HoldView, AppError> {
         match outcome {
-            Ok((hold_id, published)) => {
+            Ok((view, published)) => {
                 metrics::counter!("onsale_holds_created_total").increment(1);
                 self.bus.publish(published).await;
-                tracing::info!(hold.id = %hold_id, "seats held");
-                views::hold(&self.db.conn, &hold_id).await
+                tracing::info!(hold.id = %view.id, "seats held");
+                Ok(view)
             }
             Err(err) => match self.replay_hold(user, op, key).await {
                 Ok(Some(view)) => Ok(view),
