@@ -24,9 +24,18 @@ use crate::auth::Caller;
 #[derive(Clone, Copy, Debug)]
 pub struct ClientIp(pub IpAddr);
 
+/// The contract code of an error; errors without one are the engine's own (parse, validation,
+/// limits) and count as `BAD_USER_INPUT`.
+pub fn error_code(err: &ServerError) -> &str {
+    match err.extensions.as_ref().and_then(|e| e.get("code")) {
+        Some(Value::String(code)) => code,
+        _ => "BAD_USER_INPUT",
+    }
+}
+
 /// Errors the engine raises itself (parse, validation, depth and complexity limits) carry no
 /// code; they are the client's to fix, so they get `BAD_USER_INPUT` — over HTTP and WebSocket.
-pub fn with_codes(mut resp: Response) -> Response {
+fn with_codes(mut resp: Response) -> Response {
     for err in &mut resp.errors {
         let has_code = err
             .extensions
@@ -96,12 +105,7 @@ impl Extension for MetricsExtension {
         let result = next.run(ctx, info).await;
         let code = match &result {
             Ok(_) => "OK".to_owned(),
-            Err(err) => err
-                .extensions
-                .as_ref()
-                .and_then(|e| e.get("code"))
-                .map(|v| v.to_string().trim_matches('"').to_owned())
-                .unwrap_or_else(|| "BAD_USER_INPUT".to_owned()),
+            Err(err) => error_code(err).to_owned(),
         };
         metrics::counter!("onsale_graphql_operations_total", "field" => field.clone(), "code" => code.clone())
             .increment(1);

@@ -14,7 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
-use crate::graphql::extensions::{ClientIp, with_codes};
+use crate::graphql::extensions::{ClientIp, error_code};
 
 /// GraphiQL, wired to the HTTP and WebSocket endpoints.
 pub async fn graphiql(State(state): State<AppState>) -> Response {
@@ -90,14 +90,9 @@ pub async fn graphql(
         }]}))
         .into_response();
     };
-    let response = match response {
-        BatchResponse::Single(resp) => BatchResponse::Single(with_codes(resp)),
-        BatchResponse::Batch(resps) => {
-            BatchResponse::Batch(resps.into_iter().map(with_codes).collect())
-        }
-    };
+    // Codes are already on every error (the schema's `ErrorCodes` extension).
     let code = first_code(&response);
-    metrics::counter!("onsale_graphql_requests_total", "code" => code).increment(1);
+    metrics::counter!("onsale_graphql_requests_total", "code" => code.clone()).increment(1);
     metrics::histogram!("onsale_graphql_request_seconds", "code" => code)
         .record(started.elapsed().as_secs_f64());
     Json(response).into_response()
@@ -117,30 +112,14 @@ fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -
     peer.ip()
 }
 
-fn first_code(resp: &BatchResponse) -> &'static str {
-    let errors: Vec<&async_graphql::ServerError> = match resp {
-        BatchResponse::Single(r) => r.errors.iter().collect(),
-        BatchResponse::Batch(rs) => rs.iter().flat_map(|r| r.errors.iter()).collect(),
+/// The code of the first error ("OK" if none), as a metrics label; codes come from the
+/// contract's fixed set, so the label stays bounded.
+fn first_code(resp: &BatchResponse) -> String {
+    let first = match resp {
+        BatchResponse::Single(r) => r.errors.first(),
+        BatchResponse::Batch(rs) => rs.iter().find_map(|r| r.errors.first()),
     };
-    let Some(first) = errors.first() else {
-        return "OK";
-    };
-    let code = first
-        .extensions
-        .as_ref()
-        .and_then(|ext| ext.get("code"))
-        .map(|v| v.to_string());
-    match code.as_deref().map(|c| c.trim_matches('"')) {
-        Some("UNAUTHENTICATED") => "UNAUTHENTICATED",
-        Some("FORBIDDEN") => "FORBIDDEN",
-        Some("NOT_FOUND") => "NOT_FOUND",
-        Some("SEAT_UNAVAILABLE") => "SEAT_UNAVAILABLE",
-        Some("HOLD_EXPIRED") => "HOLD_EXPIRED",
-        Some("HOLD_NOT_ACTIVE") => "HOLD_NOT_ACTIVE",
-        Some("RETRY_LATER") => "RETRY_LATER",
-        Some("INTERNAL") => "INTERNAL",
-        _ => "BAD_USER_INPUT",
-    }
+    first.map_or_else(|| "OK".to_owned(), |e| error_code(e).to_owned())
 }
 
 /// Subscriptions over `graphql-transport-ws` or the legacy `graphql-ws`. The token, if any,
