@@ -242,11 +242,6 @@ impl Config {
             )?),
         })
     }
-
-    /// True when the database is SQLite (the embedded default).
-    pub fn is_sqlite(&self) -> bool {
-        self.database_url.starts_with("sqlite:")
-    }
 }
 
 fn parse<T: std::str::FromStr>(

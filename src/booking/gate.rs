@@ -149,11 +149,6 @@ impl SeatGate {
         Self { inner: Some(inner) }
     }
 
-    /// Whether the gate is on.
-    pub fn enabled(&self) -> bool {
-        self.inner.is_some()
-    }
-
     /// Refuses seats known taken, then claims the rest all-or-nothing. `twin` identifies a
     /// retryable request (user, operation and idempotency key): a twin of a request still in
     /// flight is let through unclaimed, so the database serialises the two and the retry gets
