@@ -83,8 +83,12 @@ where
     panic!("timed out waiting for: {what}");
 }
 
-/// Holds one seat and starts its checkout; returns (event, seats, hold id, checkout).
-async fn held_and_started(app: &TestApp, token: &str) -> (String, Vec<String>, String, Value) {
+/// Holds one seat and starts its checkout; returns (event, seats, hold id, checkout,
+/// payment intent id).
+async fn held_and_started(
+    app: &TestApp,
+    token: &str,
+) -> (String, Vec<String>, String, Value, String) {
     let (event_id, seats) = app.create_event(1, 4).await;
     let body = app.hold_seats(token, &event_id, &[&seats[0]]).await;
     let hold_id = data(&body, "holdSeats")["id"]
@@ -95,7 +99,11 @@ async fn held_and_started(app: &TestApp, token: &str) -> (String, Vec<String>, S
         .gql(Some(token), START, json!({"h": hold_id, "k": "pay-1"}))
         .await;
     let checkout = data(&body, "startCheckout").clone();
-    (event_id, seats, hold_id, checkout)
+    let intent = checkout["paymentIntentId"]
+        .as_str()
+        .expect("intent")
+        .to_owned();
+    (event_id, seats, hold_id, checkout, intent)
 }
 
 async fn bookings(app: &TestApp, token: &str) -> Vec<Value> {
@@ -168,7 +176,7 @@ both_backends!(checkout_happy_path, |backend| async move {
     let app = TestApp::spawn_with(backend, payments(&stripe_base())).await;
     register_webhook(&app).await;
     let alice = app.token("alice");
-    let (event_id, seats, hold_id, checkout) = held_and_started(&app, &alice).await;
+    let (event_id, seats, hold_id, checkout, intent) = held_and_started(&app, &alice).await;
     assert_eq!(checkout["holdId"], hold_id.as_str());
     assert_eq!(checkout["amountCents"], 1000);
     assert_eq!(checkout["currency"], "usd");
@@ -177,10 +185,6 @@ both_backends!(checkout_happy_path, |backend| async move {
             .as_str()
             .is_some_and(|s| !s.is_empty())
     );
-    let intent = checkout["paymentIntentId"]
-        .as_str()
-        .expect("intent")
-        .to_owned();
     // Retried with the same key, or without one: the same PaymentIntent.
     let again = app
         .gql(Some(&alice), START, json!({"h": hold_id, "k": "pay-1"}))
@@ -263,11 +267,7 @@ fn event_for(id: &str, kind: &str, intent: &str, hold_id: &str) -> String {
 async fn replayed_webhook_books_once_and_forgeries_change_nothing() {
     let app = TestApp::spawn_with(Backend::Postgres, payments(&stripe_base())).await;
     let alice = app.token("alice");
-    let (event_id, seats, hold_id, checkout) = held_and_started(&app, &alice).await;
-    let intent = checkout["paymentIntentId"]
-        .as_str()
-        .expect("intent")
-        .to_owned();
+    let (event_id, seats, hold_id, _, intent) = held_and_started(&app, &alice).await;
     assert_eq!(pay(&app.client, &intent, "pm_card_visa").await, 200);
     let payload = event_for(
         &format!("evt_{}", uuid::Uuid::new_v4().simple()),
@@ -336,11 +336,7 @@ async fn worker_books_a_checkout_nobody_completed() {
     )
     .await;
     let alice = app.token("alice");
-    let (event_id, seats, _hold_id, checkout) = held_and_started(&app, &alice).await;
-    let intent = checkout["paymentIntentId"]
-        .as_str()
-        .expect("intent")
-        .to_owned();
+    let (event_id, seats, _hold_id, _, intent) = held_and_started(&app, &alice).await;
     assert_eq!(pay(&app.client, &intent, "pm_card_visa").await, 200);
     eventually("the worker books it", || async {
         bookings(&app, &alice).await.len() == 1
@@ -359,11 +355,7 @@ async fn worker_books_a_checkout_nobody_completed() {
 async fn declined_card_releases_the_hold() {
     let app = TestApp::spawn_with(Backend::Postgres, payments(&stripe_base())).await;
     let alice = app.token("alice");
-    let (event_id, seats, hold_id, checkout) = held_and_started(&app, &alice).await;
-    let intent = checkout["paymentIntentId"]
-        .as_str()
-        .expect("intent")
-        .to_owned();
+    let (event_id, seats, hold_id, _, intent) = held_and_started(&app, &alice).await;
     assert_eq!(
         pay(&app.client, &intent, "pm_card_chargeCustomerFail").await,
         402
@@ -409,11 +401,7 @@ async fn late_payment_is_cancelled_not_charged() {
     )
     .await;
     let alice = app.token("alice");
-    let (event_id, seats, hold_id, checkout) = held_and_started(&app, &alice).await;
-    let intent = checkout["paymentIntentId"]
-        .as_str()
-        .expect("intent")
-        .to_owned();
+    let (event_id, seats, hold_id, _, intent) = held_and_started(&app, &alice).await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let bob = app.token("bob");
     let body = app.hold_seats(&bob, &event_id, &[&seats[0]]).await;
@@ -451,11 +439,7 @@ async fn capture_interrupted_by_a_crash_is_finished_after_restart() {
     let proxy = FailingCaptureProxy::start(stripe_base()).await;
     let app = TestApp::spawn_with(Backend::Postgres, payments(&proxy.base)).await;
     let alice = app.token("alice");
-    let (event_id, seats, hold_id, checkout) = held_and_started(&app, &alice).await;
-    let intent = checkout["paymentIntentId"]
-        .as_str()
-        .expect("intent")
-        .to_owned();
+    let (event_id, seats, hold_id, _, intent) = held_and_started(&app, &alice).await;
     assert_eq!(pay(&app.client, &intent, "pm_card_visa").await, 200);
     let body = app.gql(Some(&alice), COMPLETE, json!({"h": hold_id})).await;
     assert_eq!(data(&body, "completeCheckout")["status"], "CONFIRMED");
@@ -488,11 +472,7 @@ async fn capture_interrupted_by_a_crash_is_finished_after_restart() {
 async fn cancelling_a_paid_booking_refunds_it() {
     let app = TestApp::spawn_with(Backend::Postgres, payments(&stripe_base())).await;
     let alice = app.token("alice");
-    let (event_id, seats, hold_id, checkout) = held_and_started(&app, &alice).await;
-    let intent = checkout["paymentIntentId"]
-        .as_str()
-        .expect("intent")
-        .to_owned();
+    let (event_id, seats, hold_id, _, intent) = held_and_started(&app, &alice).await;
     assert_eq!(pay(&app.client, &intent, "pm_card_visa").await, 200);
     let body = app.gql(Some(&alice), COMPLETE, json!({"h": hold_id})).await;
     let booking_id = data(&body, "completeCheckout")["id"]
