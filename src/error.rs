@@ -1,8 +1,6 @@
-//! The one error type of the service layer and its one mapping to the contract's
-//! `extensions.code` values.
-
-use async_graphql::ErrorExtensions;
-use sea_orm::DbErr;
+//! The one error type of the service layer, with the contract's `extensions.code` of each
+//! variant. It knows neither GraphQL nor the database: `graphql::errors` turns it into a
+//! GraphQL error, `db::errors` turns database errors into it.
 
 /// Everything a request can end in, other than success.
 #[derive(Debug, thiserror::Error)]
@@ -70,57 +68,5 @@ impl AppError {
     /// Whether retrying the same operation may succeed (the database said "try again").
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::RetryLater { .. })
-    }
-}
-
-impl From<DbErr> for AppError {
-    fn from(err: DbErr) -> Self {
-        match crate::booking::db::classify(&err) {
-            crate::booking::db::DbFailure::Transient => {
-                tracing::debug!(error = %err, "transient database failure");
-                Self::retry_later(50, "the database is busy; try again shortly")
-            }
-            crate::booking::db::DbFailure::SeatTaken => Self::seat_unavailable(Vec::new()),
-            crate::booking::db::DbFailure::BadValue => {
-                Self::BadInput("a value could not be stored (check for control characters or out-of-range numbers)".into())
-            }
-            crate::booking::db::DbFailure::Other => Self::Internal(err.to_string()),
-        }
-    }
-}
-
-impl ErrorExtensions for AppError {
-    fn extend(&self) -> async_graphql::Error {
-        let message = match self {
-            Self::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                "internal error".to_owned()
-            }
-            other => other.to_string(),
-        };
-        async_graphql::Error::new(message).extend_with(|_, ext| {
-            ext.set("code", self.code());
-            match self {
-                Self::SeatUnavailable { seat_ids, .. } => {
-                    let ids: Vec<String> = seat_ids.iter().map(i64::to_string).collect();
-                    ext.set("seatIds", ids);
-                }
-                Self::RetryLater { retry_after_ms, .. } => {
-                    ext.set("retryAfterMs", *retry_after_ms);
-                }
-                _ => {}
-            }
-        })
-    }
-}
-
-/// Converts service results into GraphQL results with the contract's error codes.
-pub trait GqlResultExt<T> {
-    fn gql(self) -> async_graphql::Result<T>;
-}
-
-impl<T> GqlResultExt<T> for Result<T, AppError> {
-    fn gql(self) -> async_graphql::Result<T> {
-        self.map_err(|e| e.extend())
     }
 }

@@ -2,13 +2,17 @@
 
 pub mod auth;
 pub mod booking;
+pub mod checkout;
 pub mod cli;
 pub mod config;
+pub mod db;
+pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod payment;
 pub mod realtime;
+pub mod redis_client;
 pub mod startup;
 pub mod telemetry;
 pub mod waiting_room;

@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Migrate) => {
             onsale::telemetry::init_logging(config.log_format);
-            let db = onsale::booking::db::Db::connect(
+            let db = onsale::db::Db::connect(
                 &config.database_url,
                 config.db_pool_max,
                 config.lock_timeout,

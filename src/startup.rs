@@ -11,21 +11,27 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::Jwt;
-use crate::booking::db::Db;
 use crate::booking::gate::SeatGate;
 use crate::booking::{BookingService, BookingSettings};
+use crate::checkout::{CheckoutService, CheckoutSettings};
 use crate::config::Config;
-use crate::http::{AppState, router};
-use crate::realtime::SeatChangeBus;
+use crate::db::Db;
+use crate::graphql::Services;
+use crate::http::{AppState, AppStateInner, router};
 use crate::realtime::local::LocalBus;
+use crate::realtime::{SeatChangeBus, SeatChangeFeed};
 use crate::waiting_room::WaitingRoomService;
+
+/// The PostgreSQL advisory lock that lets one instance migrate at a time.
+const MIGRATION_LOCK_KEY: i64 = 7_318_040_501;
 
 /// A built application, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
     router: axum::Router,
-    service: BookingService,
+    booking: BookingService,
+    feed: SeatChangeFeed,
     shutdown: watch::Sender<bool>,
 }
 
@@ -62,9 +68,9 @@ impl Application {
         } else {
             SeatGate::off()
         };
-        let service = BookingService::new(
+        let booking = BookingService::new(
             db,
-            bus,
+            bus.clone(),
             gate,
             BookingSettings {
                 hold_ttl: config.hold_ttl,
@@ -74,20 +80,24 @@ impl Application {
                 seat_map_cache: config.seat_map_cache,
                 change_retention: config.change_retention,
                 max_holds_per_user: config.max_holds_per_user,
-                checkout_grace: config.checkout_grace,
-                checkout_reconcile_after: config.checkout_reconcile_after,
             },
         );
-        let service = match &config.stripe {
-            Some(stripe) => {
-                service.with_stripe(crate::payment::StripeClient::new(stripe).map_err(|e| {
-                    anyhow::anyhow!("STRIPE_SECRET_KEY: cannot set up the Stripe client: {e}")
-                })?)
-            }
-            None => service,
+        let stripe = match &config.stripe {
+            Some(stripe) => Some(crate::payment::StripeClient::new(stripe).map_err(|e| {
+                anyhow::anyhow!("STRIPE_SECRET_KEY: cannot set up the Stripe client: {e}")
+            })?),
+            None => None,
         };
+        let checkout = CheckoutService::new(
+            booking.clone(),
+            stripe,
+            CheckoutSettings {
+                grace: config.checkout_grace,
+                reconcile_after: config.checkout_reconcile_after,
+            },
+        );
         if config.seed_demo {
-            service
+            booking
                 .seed_demo_if_empty()
                 .await
                 .map_err(|e| anyhow::anyhow!("seeding the demo event failed: {e}"))?;
@@ -98,17 +108,24 @@ impl Application {
                 .with_issuer_audience(config.jwt_issuer.clone(), config.jwt_audience.clone()),
         );
         let waiting_room = WaitingRoomService::connect(
-            service.clone(),
+            booking.clone(),
             config.redis_url.clone(),
             &config.jwt_secret,
         )
         .await
         .context("REDIS_URL: cannot connect to Redis for the waiting room")?;
+        booking.set_admission_policy(Arc::new(waiting_room.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let state = AppState {
+        let feed = SeatChangeFeed::new(booking.db().clone(), bus);
+        let services = Services {
+            booking: booking.clone(),
+            checkout: checkout.clone(),
+            feed: feed.clone(),
+            waiting_room: waiting_room.clone(),
+        };
+        let state = AppState::new(AppStateInner {
             schema: crate::graphql::build_schema(
-                Some(service.clone()),
-                Some(waiting_room.clone()),
+                Some(services),
                 &crate::graphql::SchemaSettings {
                     introspection: config.graphiql,
                     rate_limit_user_per_sec: config.rate_limit_user_per_sec,
@@ -116,7 +133,8 @@ impl Application {
                 },
             ),
             jwt: jwt.clone(),
-            service: service.clone(),
+            booking: booking.clone(),
+            checkout: checkout.clone(),
             metrics: crate::telemetry::metrics_handle(),
             graphiql: config.graphiql,
             dev_signin: config.dev_signin,
@@ -128,20 +146,18 @@ impl Application {
                 .and_then(|s| s.webhook_secret.clone()),
             shutdown: shutdown_rx.clone(),
             request_timeout: config.request_timeout,
-        };
+        });
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("cannot listen on BIND_ADDR {}", config.bind_addr))?;
         let addr = listener.local_addr()?;
         tokio::spawn(
-            service
+            booking
                 .clone()
                 .run_sweeper(config.sweep_interval, shutdown_rx.clone()),
         );
         tokio::spawn(
-            service
-                .clone()
-                .run_checkout_worker(config.checkout_worker_interval, shutdown_rx.clone()),
+            checkout.run_checkout_worker(config.checkout_worker_interval, shutdown_rx.clone()),
         );
         waiting_room.start(addr, shutdown_rx);
 
@@ -174,7 +190,8 @@ impl Application {
             listener,
             addr,
             router: router(state, &config.cors_allowed_origins),
-            service,
+            booking,
+            feed,
             shutdown,
         })
     }
@@ -184,8 +201,14 @@ impl Application {
         self.addr
     }
 
-    pub fn service(&self) -> &BookingService {
-        &self.service
+    /// The booking rules, for tests that drive the service directly.
+    pub fn booking(&self) -> &BookingService {
+        &self.booking
+    }
+
+    /// Seat-change feeds, for tests that follow one directly.
+    pub fn feed(&self) -> &SeatChangeFeed {
+        &self.feed
     }
 
     /// Serves until `stop` completes, then drains in-flight requests and stops the workers.
@@ -240,8 +263,10 @@ fn is_local_database(url: &str) -> bool {
 pub async fn migrate(db: &Db) -> Result<(), sea_orm::DbErr> {
     if db.is_postgres() {
         let txn = db.conn.begin().await?;
-        txn.execute_unprepared("SELECT pg_advisory_xact_lock(7318040501)")
-            .await?;
+        txn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+        ))
+        .await?;
         Migrator::up(&txn, None).await?;
         txn.commit().await
     } else {

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+pub use crate::status::BookingStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "bookings")]
 pub struct Model {
@@ -8,8 +10,7 @@ pub struct Model {
     pub event_id: i64,
     pub hold_id: String,
     pub user_id: String,
-    /// `CONFIRMED`, `CANCELLED` or `REFUNDED`.
-    pub status: String,
+    pub status: BookingStatus,
     pub total_cents: i64,
     pub payment_intent_id: Option<String>,
     pub created_at_ms: i64,

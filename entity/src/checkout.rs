@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+pub use crate::status::CheckoutState;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "checkouts")]
 pub struct Model {
@@ -12,10 +14,7 @@ pub struct Model {
     pub client_secret: String,
     pub amount_cents: i64,
     pub currency: String,
-    /// `PENDING` (waiting for the card), `BOOKED` (booked, capture to make), `CAPTURED`,
-    /// `CANCELLING` (authorisation to cancel), `CANCELLED`, `REFUNDING` (refund to make),
-    /// `REFUNDED`, `FAILED` (payment failed, hold released).
-    pub state: String,
+    pub state: CheckoutState,
     pub booking_id: Option<String>,
     pub attempts: i32,
     /// When the worker may next act on this checkout (also a lease while it does).

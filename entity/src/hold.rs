@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+pub use crate::status::HoldStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "holds")]
 pub struct Model {
@@ -7,9 +9,8 @@ pub struct Model {
     pub id: String,
     pub event_id: i64,
     pub user_id: String,
-    /// `ACTIVE`, `CONFIRMED`, `RELEASED` or `EXPIRED`. An `ACTIVE` hold past
-    /// `expires_at_ms` is expired even before the sweeper records it.
-    pub status: String,
+    /// An `Active` hold past `expires_at_ms` is expired even before the sweeper records it.
+    pub status: HoldStatus,
     pub expires_at_ms: i64,
     pub total_cents: i64,
     pub created_at_ms: i64,

@@ -11,5 +11,6 @@ pub mod hold_seat;
 pub mod idempotency_key;
 pub mod seat;
 pub mod seat_change;
+pub mod status;
 pub mod stripe_event;
 pub mod waiting_room;

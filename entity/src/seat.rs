@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+pub use crate::status::SeatStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "seats")]
 pub struct Model {
@@ -12,9 +14,8 @@ pub struct Model {
     pub price_cents: i64,
     /// Order of the seat within its event (section, row, number as created).
     pub position: i32,
-    /// `AVAILABLE`, `HELD` or `BOOKED`. A `HELD` seat whose `hold_expires_at_ms` has passed
-    /// counts as available.
-    pub status: String,
+    /// A `Held` seat whose `hold_expires_at_ms` has passed counts as available.
+    pub status: SeatStatus,
     pub hold_id: Option<String>,
     pub hold_expires_at_ms: Option<i64>,
     pub booking_id: Option<String>,

@@ -4,9 +4,7 @@
 //! Locking: every write transaction locks seat rows first, in ascending id order, then the
 //! hold or booking row, then the event's change counter. One order everywhere, so no deadlock.
 
-use std::collections::HashMap;
-
-use sea_orm::sea_query::{Condition, Expr, ExprTrait, LockBehavior, LockType};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
@@ -14,27 +12,25 @@ use sea_orm::{
 use tracing::instrument;
 
 use super::BookingService;
-use super::changes::{self, PendingChange};
+use super::admission::Admission;
+use super::best_available::adjacent_blocks;
 use super::idempotency::{self, Operation};
-use super::model::{
-    HoldStatus, HoldView, IdempotencyKey, SeatCount, SeatIds, SeatStatus, SeatView, now_ms,
-};
+use super::rules::{check_requested, claimable, ensure_active};
 use super::views;
 use crate::auth::User;
+use crate::db::RowLock;
+use crate::domain::clock::{millis, now_ms};
+use crate::domain::input::{IdempotencyKey, SeatCount, SeatIds};
+use crate::domain::limits::MY_LIST_LIMIT;
+use crate::domain::seat_change::{PendingChange, SeatChange};
+use crate::domain::status::{HoldStatus, SeatStatus, seat_status_at};
+use crate::domain::views::{HoldView, SeatView};
 use crate::error::AppError;
-use crate::realtime::SeatChange;
+use crate::realtime::log;
 use entity::{event, hold, hold_seat, seat};
 
-/// Seats a new hold may take at `now`: free, or held by a hold that has run out.
-pub(crate) fn claimable(now: i64) -> Condition {
-    Condition::any()
-        .add(seat::Column::Status.eq("AVAILABLE"))
-        .add(
-            Condition::all()
-                .add(seat::Column::Status.eq("HELD"))
-                .add(seat::Column::HoldExpiresAtMs.lte(now)),
-        )
-}
+/// How many adjacent blocks `holdBestAvailable` tries to lock before it takes any free seats.
+const BLOCKS_TRIED: usize = 5;
 
 impl BookingService {
     /// Holds exactly the requested seats for the caller, or none of them.
@@ -45,7 +41,9 @@ impl BookingService {
         event_id: i64,
         seat_ids: SeatIds,
         key: Option<IdempotencyKey>,
+        admission: Admission<'_>,
     ) -> Result<HoldView, AppError> {
+        self.check_admission(user, event_id, admission).await?;
         let op = Operation::HoldSeats;
         if let Some(view) = self.replay_hold(user, op, key.as_ref()).await? {
             return Ok(view);
@@ -90,20 +88,13 @@ impl BookingService {
         }
         check_requested(&seats, ids, event_id, now_ms())?;
         self.db
-            .retry(|| async {
-                let tx = self.db.begin_write().await?;
-                let locked = self.lock_seats(&tx.txn, ids, false).await?;
+            .write(|txn| async move {
+                let txn = &*txn;
+                let locked = self.db.lock_seats(txn, ids, RowLock::Wait).await?;
                 let now = now_ms();
                 check_requested(&locked, ids, event_id, now)?;
-                let (view, pending) = self
-                    .create_hold(&tx.txn, user, event_id, &locked, now)
-                    .await?;
-                let published = changes::append(&tx.txn, event_id, pending).await?;
-                if let Some(key) = key {
-                    idempotency::record(&tx.txn, &user.id, op, key, &view.id).await?;
-                }
-                tx.commit().await?;
-                Ok((view, published))
+                self.create_hold(txn, user, event_id, &locked, now, key, op)
+                    .await
             })
             .await
     }
@@ -118,7 +109,9 @@ impl BookingService {
         count: SeatCount,
         section: Option<String>,
         key: Option<IdempotencyKey>,
+        admission: Admission<'_>,
     ) -> Result<HoldView, AppError> {
+        self.check_admission(user, event_id, admission).await?;
         let op = Operation::HoldBestAvailable;
         if let Some(view) = self.replay_hold(user, op, key.as_ref()).await? {
             return Ok(view);
@@ -146,22 +139,25 @@ impl BookingService {
                     .claimable_seats(&self.db.conn, event_id, section.as_deref(), None)
                     .await?;
                 if candidates.len() < count {
-                    return Err(AppError::SeatUnavailable {
-                        seat_ids: Vec::new(),
-                        message: format!("only {} seat(s) are available", candidates.len()),
-                    });
+                    return Err(only_available(candidates.len()));
                 }
                 let tx = self.db.begin_write().await?;
                 let mut chosen = None;
-                for block in adjacent_blocks(&candidates, count).into_iter().take(5) {
+                for block in adjacent_blocks(&candidates, count)
+                    .into_iter()
+                    .take(BLOCKS_TRIED)
+                {
                     // A savepoint per try, so seats locked for a block we cannot use are let go.
                     let attempt = tx.txn.begin().await?;
-                    let locked = self.lock_seats(&attempt, &block, true).await?;
+                    let locked = self
+                        .db
+                        .lock_seats(&attempt, &block, RowLock::SkipLocked)
+                        .await?;
                     let now = now_ms();
                     if locked.len() == count
                         && locked
                             .iter()
-                            .all(|s| SeatStatus::of(s, now) == SeatStatus::Available)
+                            .all(|s| seat_status_at(s, now) == SeatStatus::Available)
                     {
                         attempt.commit().await?;
                         chosen = Some(locked);
@@ -176,24 +172,16 @@ impl BookingService {
                             .claimable_seats(&tx.txn, event_id, section.as_deref(), Some(count))
                             .await?;
                         if locked.len() < count {
-                            return Err(AppError::SeatUnavailable {
-                                seat_ids: Vec::new(),
-                                message: format!("only {} seat(s) are available", locked.len()),
-                            });
+                            return Err(only_available(locked.len()));
                         }
                         locked
                     }
                 };
-                let now = now_ms();
-                let (view, pending) = self
-                    .create_hold(&tx.txn, user, event_id, &locked, now)
+                let made = self
+                    .create_hold(&tx.txn, user, event_id, &locked, now_ms(), key.as_ref(), op)
                     .await?;
-                let published = changes::append(&tx.txn, event_id, pending).await?;
-                if let Some(key) = &key {
-                    idempotency::record(&tx.txn, &user.id, op, key, &view.id).await?;
-                }
                 tx.commit().await?;
-                Ok((view, published))
+                Ok(made)
             })
             .await;
         self.finish_hold(user, op, key.as_ref(), outcome).await
@@ -202,20 +190,17 @@ impl BookingService {
     /// Gives the hold's seats back. Only the holder (or an admin) may release.
     #[instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id), err(level = "debug"))]
     pub async fn release_hold(&self, user: &User, hold_id: &str) -> Result<HoldView, AppError> {
-        self.owned_hold(user, hold_id).await?;
+        views::owned_hold(&self.db.conn, user, hold_id).await?;
         let _slot = self.admit_mutation()?;
         let published = self
             .db
-            .retry(|| async {
-                let tx = self.db.begin_write().await?;
-                let (current, locked) = self.lock_hold(&tx.txn, hold_id).await?;
+            .write(|txn| async move {
+                let txn = &*txn;
+                let (current, locked) = self.lock_hold(txn, hold_id).await?;
                 ensure_active(&current, now_ms())?;
-                let published = self
-                    .end_hold_in(&tx.txn, &current, &locked, HoldStatus::Released)
+                self.end_hold_in(txn, &current, &locked, HoldStatus::Released)
                     .await?
-                    .ok_or(AppError::HoldNotActive("no longer active"))?;
-                tx.commit().await?;
-                Ok(published)
+                    .ok_or(AppError::HoldNotActive("no longer active"))
             })
             .await?;
         metrics::counter!("onsale_holds_released_total").increment(1);
@@ -226,7 +211,7 @@ impl BookingService {
 
     /// The caller's hold, `None` if it does not exist, `FORBIDDEN` if it is someone else's.
     pub async fn hold(&self, user: &User, hold_id: &str) -> Result<Option<HoldView>, AppError> {
-        match self.owned_hold(user, hold_id).await {
+        match views::owned_hold(&self.db.conn, user, hold_id).await {
             Ok(_) => Ok(Some(views::hold(&self.db.conn, hold_id).await?)),
             Err(AppError::NotFound(_)) => Ok(None),
             Err(other) => Err(other),
@@ -242,7 +227,7 @@ impl BookingService {
         let models = hold::Entity::find()
             .filter(hold::Column::UserId.eq(user.id.as_str()))
             .order_by_desc(hold::Column::CreatedAtMs)
-            .limit(500)
+            .limit(MY_LIST_LIMIT)
             .all(&self.db.conn)
             .await?;
         let all = views::holds(&self.db.conn, models).await?;
@@ -252,53 +237,66 @@ impl BookingService {
             .collect())
     }
 
-    // ---- shared steps -------------------------------------------------------------------
-
-    pub(crate) async fn require_event(&self, event_id: i64) -> Result<(), AppError> {
-        event::Entity::find_by_id(event_id)
-            .one(&self.db.conn)
+    /// Whether the database shows any of these seats held or booked right now (the queue
+    /// worker asks, to tell a seat really taken from one another request was deciding about).
+    pub async fn any_taken(&self, seat_ids: &[i64]) -> Result<bool, AppError> {
+        let now = now_ms();
+        Ok(seat::Entity::find()
+            .filter(seat::Column::Id.is_in(seat_ids.to_vec()))
+            .all(&self.db.conn)
             .await?
-            .map(|_| ())
-            .ok_or_else(|| AppError::NotFound(format!("event {event_id} does not exist")))
+            .iter()
+            .any(|s| seat_status_at(s, now) != SeatStatus::Available))
     }
 
-    /// The stored hold if `user` may act on it.
-    pub(crate) async fn owned_hold(
+    // ---- shared steps -------------------------------------------------------------------
+
+    /// The admission rule in front of every hold (a no-op without a policy).
+    async fn check_admission(
         &self,
         user: &User,
-        hold_id: &str,
-    ) -> Result<hold::Model, AppError> {
-        let stored = hold::Entity::find_by_id(hold_id.to_owned())
-            .one(&self.db.conn)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("hold {hold_id} does not exist")))?;
-        if stored.user_id != user.id && !user.admin {
-            return Err(AppError::Forbidden(
-                "this hold belongs to someone else".into(),
-            ));
+        event_id: i64,
+        admission: Admission<'_>,
+    ) -> Result<(), AppError> {
+        match (admission, self.admissions.get()) {
+            (Admission::Direct(token), Some(policy)) => policy.admit(user, event_id, token).await,
+            _ => Ok(()),
         }
-        Ok(stored)
+    }
+
+    pub(crate) async fn require_event(&self, event_id: i64) -> Result<(), AppError> {
+        views::existing(
+            event::Entity::find_by_id(event_id)
+                .one(&self.db.conn)
+                .await?,
+            "event",
+            &event_id.to_string(),
+        )
+        .map(|_| ())
     }
 
     /// Locks the hold's seats (ascending ids), then reads the hold as it is now: the first
     /// step of every transaction that changes a hold.
-    pub(crate) async fn lock_hold<C: ConnectionTrait>(
+    pub async fn lock_hold<C: ConnectionTrait>(
         &self,
         txn: &C,
         hold_id: &str,
     ) -> Result<(hold::Model, Vec<seat::Model>), AppError> {
         let seat_ids = hold_seat_ids(txn, hold_id).await?;
-        let locked = self.lock_seats(txn, &seat_ids, false).await?;
-        let current = hold::Entity::find_by_id(hold_id.to_owned())
-            .one(txn)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("hold {hold_id} does not exist")))?;
+        let locked = self.db.lock_seats(txn, &seat_ids, RowLock::Wait).await?;
+        let current = views::existing(
+            hold::Entity::find_by_id(hold_id.to_owned())
+                .one(txn)
+                .await?,
+            "hold",
+            hold_id,
+        )?;
         Ok((current, locked))
     }
 
     /// Ends a hold that is still `ACTIVE` as `status` and frees the seats it still has (after
     /// [`Self::lock_hold`]). Returns the logged changes, or `None` if it was not active.
-    pub(crate) async fn end_hold_in<C: ConnectionTrait>(
+    pub async fn end_hold_in<C: ConnectionTrait>(
         &self,
         txn: &C,
         current: &hold::Model,
@@ -306,42 +304,57 @@ impl BookingService {
         status: HoldStatus,
     ) -> Result<Option<Vec<SeatChange>>, AppError> {
         let updated = hold::Entity::update_many()
-            .col_expr(hold::Column::Status, Expr::value(status.as_str()))
+            .col_expr(hold::Column::Status, Expr::value(status))
             .col_expr(hold::Column::UpdatedAtMs, Expr::value(now_ms()))
             .filter(hold::Column::Id.eq(current.id.as_str()))
-            .filter(hold::Column::Status.eq("ACTIVE"))
+            .filter(hold::Column::Status.eq(HoldStatus::Active))
             .exec(txn)
             .await?;
         if updated.rows_affected != 1 {
             return Ok(None);
         }
         let pending = self.free_seats_of_hold(txn, &current.id, locked).await?;
-        Ok(Some(changes::append(txn, current.event_id, pending).await?))
+        Ok(Some(log::append(txn, current.event_id, pending).await?))
     }
 
-    /// Locks seat rows in ascending id order (PostgreSQL `FOR UPDATE`, bounded by the
-    /// transaction's `lock_timeout`; with `skip_locked`, rows others hold are left out).
-    /// SQLite needs no row locks: its single writer already holds the database.
-    pub(crate) async fn lock_seats<C: ConnectionTrait>(
+    /// Releases a hold's seats inside `txn` if it is still active (nothing otherwise).
+    pub async fn release_in<C: ConnectionTrait>(
         &self,
         txn: &C,
-        ids: &[i64],
-        skip_locked: bool,
-    ) -> Result<Vec<seat::Model>, AppError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut query = seat::Entity::find()
-            .filter(seat::Column::Id.is_in(ids.to_vec()))
-            .order_by_asc(seat::Column::Id);
-        if self.db.is_postgres() {
-            query = if skip_locked {
-                query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-            } else {
-                query.lock(LockType::Update)
-            };
-        }
-        Ok(query.all(txn).await?)
+        hold_id: &str,
+    ) -> Result<Vec<SeatChange>, AppError> {
+        let (current, locked) = self.lock_hold(txn, hold_id).await?;
+        Ok(self
+            .end_hold_in(txn, &current, &locked, HoldStatus::Released)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Moves an active hold's expiry (and its seats') to `expires_at_ms` inside `txn`, after
+    /// [`Self::lock_hold`]; returns the logged changes.
+    pub async fn extend_hold_in<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        current: &hold::Model,
+        locked: &[seat::Model],
+        expires_at_ms: i64,
+    ) -> Result<Vec<SeatChange>, AppError> {
+        hold::Entity::update_many()
+            .col_expr(hold::Column::ExpiresAtMs, Expr::value(expires_at_ms))
+            .col_expr(hold::Column::UpdatedAtMs, Expr::value(now_ms()))
+            .filter(hold::Column::Id.eq(current.id.as_str()))
+            .exec(txn)
+            .await?;
+        seat::Entity::update_many()
+            .col_expr(seat::Column::HoldExpiresAtMs, Expr::value(expires_at_ms))
+            .filter(seat::Column::HoldId.eq(current.id.as_str()))
+            .exec(txn)
+            .await?;
+        let pending = locked
+            .iter()
+            .map(|s| PendingChange::held(s.id, expires_at_ms))
+            .collect();
+        log::append(txn, current.event_id, pending).await
     }
 
     /// Free seats of an event in best-first order (price, then layout). With `lock_count`,
@@ -363,10 +376,10 @@ impl BookingService {
             .order_by_desc(seat::Column::PriceCents)
             .order_by_asc(seat::Column::Position);
         if let Some(n) = lock_count {
-            query = query.limit(u64::try_from(n).unwrap_or(u64::MAX));
-            if self.db.is_postgres() {
-                query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-            }
+            query = self.db.locking(
+                query.limit(u64::try_from(n).unwrap_or(u64::MAX)),
+                RowLock::SkipLocked,
+            );
         }
         let mut seats = query.all(conn).await?;
         if lock_count.is_some() {
@@ -375,8 +388,11 @@ impl BookingService {
         Ok(seats)
     }
 
-    /// Inserts an active hold on `locked` (already locked and checked claimable) and moves the
-    /// seats to HELD; seats reclaimed from an expired hold first go back to AVAILABLE.
+    /// Inserts an active hold on `locked` (already locked and checked claimable), moves the
+    /// seats to HELD (seats reclaimed from an expired hold first go back to AVAILABLE), logs
+    /// the changes and records the idempotency key. Returns the hold as it now stands, from
+    /// what this transaction wrote (no read-back), and the logged changes.
+    #[expect(clippy::too_many_arguments, reason = "the steps of one transaction")]
     async fn create_hold<C: ConnectionTrait>(
         &self,
         txn: &C,
@@ -384,11 +400,13 @@ impl BookingService {
         event_id: i64,
         locked: &[seat::Model],
         now: i64,
-    ) -> Result<(HoldView, Vec<PendingChange>), AppError> {
+        key: Option<&IdempotencyKey>,
+        op: Operation,
+    ) -> Result<(HoldView, Vec<SeatChange>), AppError> {
         let active = hold::Entity::find()
             .filter(hold::Column::UserId.eq(user.id.as_str()))
             .filter(hold::Column::EventId.eq(event_id))
-            .filter(hold::Column::Status.eq("ACTIVE"))
+            .filter(hold::Column::Status.eq(HoldStatus::Active))
             .filter(hold::Column::ExpiresAtMs.gt(now))
             .count(txn)
             .await?;
@@ -397,17 +415,17 @@ impl BookingService {
                 "you already have {active} active holds for this event; confirm or release one first"
             )));
         }
-        let ttl_ms = i64::try_from(self.settings.hold_ttl.as_millis()).unwrap_or(i64::MAX);
-        let expires = now.saturating_add(ttl_ms);
+        let expires = now.saturating_add(millis(self.settings.hold_ttl));
         let hold_id = uuid::Uuid::new_v4().to_string();
         let ids: Vec<i64> = locked.iter().map(|s| s.id).collect();
+        let total_cents = locked.iter().map(|s| s.price_cents).sum();
         hold::Entity::insert(hold::ActiveModel {
             id: Set(hold_id.clone()),
             event_id: Set(event_id),
             user_id: Set(user.id.clone()),
-            status: Set(HoldStatus::Active.as_str().into()),
+            status: Set(HoldStatus::Active),
             expires_at_ms: Set(expires),
-            total_cents: Set(locked.iter().map(|s| s.price_cents).sum()),
+            total_cents: Set(total_cents),
             created_at_ms: Set(now),
             updated_at_ms: Set(now),
         })
@@ -415,7 +433,7 @@ impl BookingService {
         .await?;
         let reclaimed: Vec<i64> = locked
             .iter()
-            .filter(|s| s.status == "HELD")
+            .filter(|s| s.status == SeatStatus::Held)
             .map(|s| s.id)
             .collect();
         if !reclaimed.is_empty() {
@@ -434,7 +452,7 @@ impl BookingService {
         .exec_without_returning(txn)
         .await?;
         let updated = seat::Entity::update_many()
-            .col_expr(seat::Column::Status, Expr::value(SeatStatus::Held.as_str()))
+            .col_expr(seat::Column::Status, Expr::value(SeatStatus::Held))
             .col_expr(seat::Column::HoldId, Expr::value(hold_id.clone()))
             .col_expr(seat::Column::HoldExpiresAtMs, Expr::value(expires))
             .col_expr(seat::Column::BookingId, Expr::value(Option::<String>::None))
@@ -450,20 +468,13 @@ impl BookingService {
             // Only reachable if a row lock was bypassed; the database stays the last word.
             return Err(AppError::seat_unavailable(ids));
         }
-        let mut pending: Vec<PendingChange> = reclaimed
+        let pending: Vec<PendingChange> = reclaimed
             .iter()
-            .map(|id| PendingChange {
-                seat_id: *id,
-                status: SeatStatus::Available,
-                hold_expires_at_ms: None,
-            })
+            .map(|id| PendingChange::available(*id))
+            .chain(ids.iter().map(|id| PendingChange::held(*id, expires)))
             .collect();
-        pending.extend(ids.iter().map(|id| PendingChange {
-            seat_id: *id,
-            status: SeatStatus::Held,
-            hold_expires_at_ms: Some(expires),
-        }));
-        // The hold as it now stands, from what this transaction wrote: no read-back needed.
+        let published = log::append(txn, event_id, pending).await?;
+        idempotency::record_if(txn, &user.id, op, key, &hold_id).await?;
         let view = HoldView {
             id: hold_id,
             event_id,
@@ -471,24 +482,19 @@ impl BookingService {
             seats: locked
                 .iter()
                 .map(|s| SeatView {
-                    id: s.id,
-                    section: s.section.clone(),
-                    row: s.row_label.clone(),
-                    number: s.number,
-                    price_cents: s.price_cents,
-                    status: SeatStatus::Held,
                     hold_expires_at_ms: Some(expires),
+                    ..SeatView::with_status(s, SeatStatus::Held)
                 })
                 .collect(),
             status: HoldStatus::Active,
             expires_at_ms: expires,
-            total_cents: locked.iter().map(|s| s.price_cents).sum(),
+            total_cents,
         };
-        Ok((view, pending))
+        Ok((view, published))
     }
 
     /// Returns the seats `hold_id` still holds (among `locked`) to AVAILABLE.
-    pub(crate) async fn free_seats_of_hold<C: ConnectionTrait>(
+    async fn free_seats_of_hold<C: ConnectionTrait>(
         &self,
         txn: &C,
         hold_id: &str,
@@ -502,17 +508,14 @@ impl BookingService {
             .await?;
         let freed: Vec<i64> = locked
             .iter()
-            .filter(|s| s.status == "HELD" && s.hold_id.as_deref() == Some(hold_id))
+            .filter(|s| s.status == SeatStatus::Held && s.hold_id.as_deref() == Some(hold_id))
             .map(|s| s.id)
             .collect();
         if freed.is_empty() {
             return Ok(Vec::new());
         }
         seat::Entity::update_many()
-            .col_expr(
-                seat::Column::Status,
-                Expr::value(SeatStatus::Available.as_str()),
-            )
+            .col_expr(seat::Column::Status, Expr::value(SeatStatus::Available))
             .col_expr(seat::Column::HoldId, Expr::value(Option::<String>::None))
             .col_expr(
                 seat::Column::HoldExpiresAtMs,
@@ -526,14 +529,7 @@ impl BookingService {
             .filter(seat::Column::HoldId.eq(hold_id))
             .exec(txn)
             .await?;
-        Ok(freed
-            .into_iter()
-            .map(|id| PendingChange {
-                seat_id: id,
-                status: SeatStatus::Available,
-                hold_expires_at_ms: None,
-            })
-            .collect())
+        Ok(freed.into_iter().map(PendingChange::available).collect())
     }
 
     /// With an idempotency key already used: the hold the first call made.
@@ -543,11 +539,10 @@ impl BookingService {
         op: Operation,
         key: Option<&IdempotencyKey>,
     ) -> Result<Option<HoldView>, AppError> {
-        let Some(key) = key else { return Ok(None) };
-        match idempotency::lookup(&self.db.conn, &user.id, op, key).await? {
-            Some(id) => Ok(Some(views::hold(&self.db.conn, &id).await?)),
-            None => Ok(None),
-        }
+        idempotency::replay(&self.db.conn, &user.id, op, key, |id| async move {
+            views::hold(&self.db.conn, &id).await
+        })
+        .await
     }
 
     /// Publishes a committed hold and returns its view; a failure with a key that a
@@ -579,50 +574,15 @@ impl BookingService {
     }
 }
 
-/// All requested seats exist, belong to the event and are claimable at `now`.
-fn check_requested(
-    seats: &[seat::Model],
-    ids: &[i64],
-    event_id: i64,
-    now: i64,
-) -> Result<(), AppError> {
-    let by_id: HashMap<i64, &seat::Model> = seats.iter().map(|s| (s.id, s)).collect();
-    if let Some(missing) = ids.iter().find(|id| !by_id.contains_key(id)) {
-        return Err(AppError::NotFound(format!("seat {missing} does not exist")));
-    }
-    if let Some(other) = seats.iter().find(|s| s.event_id != event_id) {
-        return Err(AppError::BadInput(format!(
-            "seat {} belongs to another event",
-            other.id
-        )));
-    }
-    let taken: Vec<i64> = seats
-        .iter()
-        .filter(|s| SeatStatus::of(s, now) != SeatStatus::Available)
-        .map(|s| s.id)
-        .collect();
-    if taken.is_empty() {
-        Ok(())
-    } else {
-        Err(AppError::seat_unavailable(taken))
-    }
-}
-
-/// The hold can still be acted on at `now`.
-pub(crate) fn ensure_active(hold: &hold::Model, now: i64) -> Result<(), AppError> {
-    match HoldStatus::of(hold, now) {
-        HoldStatus::Active => Ok(()),
-        HoldStatus::Expired => Err(AppError::HoldExpired),
-        HoldStatus::Confirmed => Err(AppError::HoldNotActive("already confirmed")),
-        HoldStatus::Released => Err(AppError::HoldNotActive("already released")),
+fn only_available(n: usize) -> AppError {
+    AppError::SeatUnavailable {
+        seat_ids: Vec::new(),
+        message: format!("only {n} seat(s) are available"),
     }
 }
 
 /// Seat ids of a hold, ascending.
-pub(crate) async fn hold_seat_ids<C: ConnectionTrait>(
-    conn: &C,
-    hold_id: &str,
-) -> Result<Vec<i64>, AppError> {
+async fn hold_seat_ids<C: ConnectionTrait>(conn: &C, hold_id: &str) -> Result<Vec<i64>, AppError> {
     Ok(hold_seat::Entity::find()
         .filter(hold_seat::Column::HoldId.eq(hold_id))
         .order_by_asc(hold_seat::Column::SeatId)
@@ -631,37 +591,4 @@ pub(crate) async fn hold_seat_ids<C: ConnectionTrait>(
         .into_iter()
         .map(|l| l.seat_id)
         .collect())
-}
-
-/// Runs of `count` consecutive seat numbers in one row, best first (price, then layout).
-fn adjacent_blocks(candidates: &[seat::Model], count: usize) -> Vec<Vec<i64>> {
-    let mut by_row: HashMap<(&str, &str), Vec<&seat::Model>> = HashMap::new();
-    for s in candidates {
-        by_row
-            .entry((&s.section, &s.row_label))
-            .or_default()
-            .push(s);
-    }
-    let mut blocks: Vec<(i64, i32, Vec<i64>)> = Vec::new();
-    for seats in by_row.values_mut() {
-        seats.sort_by_key(|s| s.number);
-        for window in seats.windows(count) {
-            let consecutive = window
-                .windows(2)
-                .all(|pair| pair[1].number == pair[0].number + 1);
-            if consecutive {
-                let price: i64 = window.iter().map(|s| s.price_cents).min().unwrap_or(0);
-                let position = window[0].position;
-                blocks.push((price, position, window.iter().map(|s| s.id).collect()));
-            }
-        }
-    }
-    blocks.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    blocks
-        .into_iter()
-        .map(|(_, _, mut ids)| {
-            ids.sort_unstable();
-            ids
-        })
-        .collect()
 }

@@ -3,7 +3,8 @@
 
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
 
-use crate::booking::model::{IdempotencyKey, now_ms};
+use crate::domain::clock::now_ms;
+use crate::domain::input::IdempotencyKey;
 use crate::error::AppError;
 use entity::idempotency_key;
 
@@ -46,6 +47,27 @@ pub async fn lookup<C: ConnectionTrait>(
     Ok(found.map(|r| r.resource_id))
 }
 
+/// With a key the same user already used for `op`: what the first call made, loaded by
+/// `load` from its id. `None` without a key or for a key not used yet.
+pub async fn replay<C, V, F, Fut>(
+    conn: &C,
+    user: &str,
+    op: Operation,
+    key: Option<&IdempotencyKey>,
+    load: F,
+) -> Result<Option<V>, AppError>
+where
+    C: ConnectionTrait,
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<V, AppError>>,
+{
+    let Some(key) = key else { return Ok(None) };
+    match lookup(conn, user, op, key).await? {
+        Some(id) => Ok(Some(load(id).await?)),
+        None => Ok(None),
+    }
+}
+
 /// Records the result; a concurrent duplicate fails on the primary key and rolls back.
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
@@ -64,4 +86,18 @@ pub async fn record<C: ConnectionTrait>(
     .exec(conn)
     .await?;
     Ok(())
+}
+
+/// Records the result if there is a key.
+pub async fn record_if<C: ConnectionTrait>(
+    conn: &C,
+    user: &str,
+    op: Operation,
+    key: Option<&IdempotencyKey>,
+    resource_id: &str,
+) -> Result<(), AppError> {
+    match key {
+        Some(key) => record(conn, user, op, key, resource_id).await,
+        None => Ok(()),
+    }
 }

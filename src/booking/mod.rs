@@ -1,29 +1,33 @@
 //! The booking rules: events, seat maps, holds, confirmations, cancellations and expiry.
-//! Resolvers call into [`BookingService`]; nothing else decides about seats.
+//! Resolvers call into [`BookingService`]; nothing else decides about seats. Paying for a
+//! hold is the checkout's concern (`crate::checkout`), on top of the steps here.
 
+pub mod admission;
+mod best_available;
 pub mod bookings;
-pub mod changes;
-pub mod checkout;
-pub mod db;
+pub mod event_input;
 pub mod events;
 pub mod gate;
 pub mod holds;
 pub mod idempotency;
-pub mod model;
+mod rules;
 pub mod seat_map_cache;
 pub mod seed;
 pub mod sweeper;
-mod views;
+pub mod views;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::db::Db;
+use crate::domain::limits::SHED_RETRY_AFTER_MS;
 use crate::error::AppError;
 use crate::realtime::SeatChangeBus;
-use db::Db;
+use admission::AdmissionPolicy;
 use gate::SeatGate;
+pub use rules::ensure_active;
 
 /// Limits and timings of the booking rules.
 #[derive(Clone, Debug)]
@@ -40,24 +44,21 @@ pub struct BookingSettings {
     pub change_retention: Duration,
     /// Active holds one user may have per event.
     pub max_holds_per_user: usize,
-    /// How far `startCheckout` extends a hold (once), so a buyer typing card details keeps it.
-    pub checkout_grace: Duration,
-    /// How long a checkout may wait before the worker asks Stripe about it itself.
-    pub checkout_reconcile_after: Duration,
 }
 
-/// The service layer: every rule about seats lives behind this type.
+/// The service layer: every rule about seats lives behind this type. Cheap to clone.
 #[derive(Clone)]
 pub struct BookingService {
-    pub(crate) db: Db,
-    pub(crate) bus: Arc<dyn SeatChangeBus>,
-    pub(crate) settings: BookingSettings,
-    pub(crate) gate: SeatGate,
+    db: Db,
+    bus: Arc<dyn SeatChangeBus>,
+    settings: BookingSettings,
+    gate: SeatGate,
     /// `None` serves every seat map straight from the database (`SEATMAP_CACHE=off`).
-    pub(crate) seat_maps: Option<seat_map_cache::SeatMapCache>,
-    /// `None`: payments off.
-    pub(crate) stripe: Option<crate::payment::StripeClient>,
+    seat_maps: Option<seat_map_cache::SeatMapCache>,
     inflight: Arc<Semaphore>,
+    /// Who admits holds while an event's waiting room is on; set once at start-up (the
+    /// waiting room is built on top of this service).
+    admissions: Arc<OnceLock<Arc<dyn AdmissionPolicy>>>,
 }
 
 impl BookingService {
@@ -77,22 +78,25 @@ impl BookingService {
             settings,
             gate,
             seat_maps,
-            stripe: None,
             inflight,
+            admissions: Arc::default(),
         }
     }
 
-    /// Turns payments on.
-    pub fn with_stripe(mut self, stripe: crate::payment::StripeClient) -> Self {
-        self.stripe = Some(stripe);
-        self
+    /// Puts `policy` in front of every hold (the waiting room). Set once; later calls are
+    /// ignored.
+    pub fn set_admission_policy(&self, policy: Arc<dyn AdmissionPolicy>) {
+        let _ = self.admissions.set(policy);
     }
 
     /// Load shedding: a slot for one mutation, or `RETRY_LATER` at once when all are taken.
-    pub(crate) fn admit_mutation(&self) -> Result<OwnedSemaphorePermit, AppError> {
+    pub fn admit_mutation(&self) -> Result<OwnedSemaphorePermit, AppError> {
         self.inflight.clone().try_acquire_owned().map_err(|_| {
             metrics::counter!("onsale_load_shed_total").increment(1);
-            AppError::retry_later(200, "the server is at capacity; try again shortly")
+            AppError::retry_later(
+                SHED_RETRY_AFTER_MS,
+                "the server is at capacity; try again shortly",
+            )
         })
     }
 

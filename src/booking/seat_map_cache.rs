@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::model::{SeatStatus, SeatView};
+use crate::domain::status::{SeatStatus, live_seat_status};
+use crate::domain::views::SeatView;
 use crate::error::AppError;
-use crate::realtime::{SeatChange, SeatChangeBus};
-use entity::{seat, seat_change};
+use crate::realtime::{SeatChange, SeatChangeBus, log};
+use entity::seat;
 
 /// More changes than this behind: reload the whole map instead of replaying the log.
 const MAX_CATCH_UP: i64 = 2_000;
@@ -95,21 +96,8 @@ impl SeatMapCache {
         let map = match cached {
             Some(map) if map.seq >= seq => map,
             Some(mut map) if seq - map.seq <= MAX_CATCH_UP => {
-                let missing = seat_change::Entity::find()
-                    .filter(seat_change::Column::EventId.eq(event_id))
-                    .filter(seat_change::Column::Seq.gt(map.seq))
-                    .filter(seat_change::Column::Seq.lte(seq))
-                    .order_by_asc(seat_change::Column::Seq)
-                    .all(conn)
-                    .await?;
-                for row in &missing {
-                    map.apply(&SeatChange {
-                        event_id,
-                        seat_id: row.seat_id,
-                        status: SeatStatus::parse(&row.status),
-                        hold_expires_at_ms: row.hold_expires_at_ms,
-                        seq: row.seq,
-                    });
+                for change in &log::between(conn, event_id, map.seq, seq, None).await? {
+                    map.apply(change);
                 }
                 if map.seq < seq {
                     // The log was pruned past what we need.
@@ -126,11 +114,7 @@ impl SeatMapCache {
             .iter()
             .zip(&map.state)
             .map(|(info, (status, expires))| {
-                let live = match status {
-                    SeatStatus::Held if expires.is_some_and(|t| t > now) => SeatStatus::Held,
-                    SeatStatus::Held => SeatStatus::Available,
-                    other => *other,
-                };
+                let live = live_seat_status(*status, *expires, now);
                 SeatView {
                     id: info.id,
                     section: info.section.clone(),
@@ -159,7 +143,7 @@ impl SeatMapCache {
         let index = rows.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
         let state = rows
             .iter()
-            .map(|s| (SeatStatus::parse(&s.status), s.hold_expires_at_ms))
+            .map(|s| (s.status, s.hold_expires_at_ms))
             .collect();
         let info = rows
             .into_iter()

@@ -1,8 +1,8 @@
 //! The demo event seeded into an empty database, so a newcomer has seats to book at once.
 
 use super::BookingService;
-use super::events::{NewEvent, NewRow, NewSection};
-use crate::booking::model::now_ms;
+use super::event_input::{NewEvent, NewRow, NewSection};
+use crate::domain::clock::now_ms;
 use crate::error::AppError;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;

@@ -7,9 +7,12 @@ use std::time::Duration;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::BookingService;
-use super::model::{HoldStatus, now_ms};
+use crate::domain::clock::{millis, now_ms};
+use crate::domain::limits::SWEEP_BATCH;
+use crate::domain::status::{HoldStatus, hold_status_at};
 use crate::error::AppError;
-use entity::{hold, seat_change};
+use crate::realtime::log;
+use entity::hold;
 
 /// Turns true when the process is shutting down.
 pub type Shutdown = tokio::sync::watch::Receiver<bool>;
@@ -19,30 +22,29 @@ impl BookingService {
     pub async fn sweep_expired(&self) -> Result<usize, AppError> {
         let now = now_ms();
         let due = hold::Entity::find()
-            .filter(hold::Column::Status.eq("ACTIVE"))
+            .filter(hold::Column::Status.eq(HoldStatus::Active))
             .filter(hold::Column::ExpiresAtMs.lte(now))
             .order_by_asc(hold::Column::ExpiresAtMs)
-            .limit(200)
+            .limit(SWEEP_BATCH)
             .all(&self.db.conn)
             .await?;
         let mut expired = 0;
         for stored in due {
+            let hold_id = stored.id.as_str();
             let published = self
                 .db
-                .retry(|| async {
-                    let tx = self.db.begin_write().await?;
-                    let (current, locked) = self.lock_hold(&tx.txn, &stored.id).await?;
-                    if current.status != "ACTIVE"
-                        || HoldStatus::of(&current, now_ms()) != HoldStatus::Expired
+                .write(|txn| async move {
+                    let txn = &*txn;
+                    let (current, locked) = self.lock_hold(txn, hold_id).await?;
+                    if hold_status_at(&current, now_ms()) != HoldStatus::Expired
+                        || current.status != HoldStatus::Active
                     {
                         return Ok(Vec::new());
                     }
-                    let published = self
-                        .end_hold_in(&tx.txn, &current, &locked, HoldStatus::Expired)
+                    Ok(self
+                        .end_hold_in(txn, &current, &locked, HoldStatus::Expired)
                         .await?
-                        .unwrap_or_default();
-                    tx.commit().await?;
-                    Ok(published)
+                        .unwrap_or_default())
                 })
                 .await?;
             if !published.is_empty() {
@@ -60,13 +62,8 @@ impl BookingService {
     /// Deletes seat-change log rows older than the retention window. Subscribers asking for
     /// history before what is kept are told to reload the seat map.
     pub async fn prune_change_log(&self) -> Result<u64, AppError> {
-        let cutoff = now_ms()
-            - i64::try_from(self.settings.change_retention.as_millis()).unwrap_or(i64::MAX);
-        let deleted = seat_change::Entity::delete_many()
-            .filter(seat_change::Column::CreatedAtMs.lt(cutoff))
-            .exec(&self.db.conn)
-            .await?
-            .rows_affected;
+        let cutoff = now_ms() - millis(self.settings.change_retention);
+        let deleted = log::prune_before(&self.db.conn, cutoff).await?;
         if deleted > 0 {
             tracing::info!(rows = deleted, "pruned the seat-change log");
         }

@@ -1,27 +1,44 @@
-//! Loading the views the service returns (holds and bookings with their seats).
+//! Loading the views the services return: holds and bookings with their seats, and the
+//! ownership check in front of every act on one.
 
 use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 
-use crate::booking::model::{BookingStatus, BookingView, HoldStatus, HoldView, SeatView, now_ms};
+use crate::auth::User;
+use crate::domain::clock::now_ms;
+use crate::domain::status::hold_status_at;
+use crate::domain::views::{BookingView, HoldView, SeatView};
 use crate::error::AppError;
 use entity::{booking, booking_seat, hold, hold_seat, seat};
 
-async fn seats_by_id<C: ConnectionTrait>(
+/// The seats of each owner (a hold or a booking) from `(owner id, seat id)` links, as they
+/// show at `now`, in link order.
+async fn seats_by_owner<C: ConnectionTrait>(
     conn: &C,
-    ids: Vec<i64>,
-) -> Result<HashMap<i64, seat::Model>, AppError> {
-    if ids.is_empty() {
+    links: Vec<(String, i64)>,
+    now: i64,
+) -> Result<HashMap<String, Vec<SeatView>>, AppError> {
+    if links.is_empty() {
         return Ok(HashMap::new());
     }
-    Ok(seat::Entity::find()
-        .filter(seat::Column::Id.is_in(ids))
+    let seats: HashMap<i64, seat::Model> = seat::Entity::find()
+        .filter(seat::Column::Id.is_in(links.iter().map(|(_, id)| *id)))
         .all(conn)
         .await?
         .into_iter()
         .map(|s| (s.id, s))
-        .collect())
+        .collect();
+    let mut per_owner: HashMap<String, Vec<SeatView>> = HashMap::new();
+    for (owner, seat_id) in links {
+        if let Some(s) = seats.get(&seat_id) {
+            per_owner
+                .entry(owner)
+                .or_default()
+                .push(SeatView::of(s, now));
+        }
+    }
+    Ok(per_owner)
 }
 
 /// Views of `holds`, with their seats, in the given order.
@@ -29,49 +46,31 @@ pub async fn holds<C: ConnectionTrait>(
     conn: &C,
     holds: Vec<hold::Model>,
 ) -> Result<Vec<HoldView>, AppError> {
-    let ids: Vec<String> = holds.iter().map(|h| h.id.clone()).collect();
-    if ids.is_empty() {
+    if holds.is_empty() {
         return Ok(Vec::new());
     }
     let links = hold_seat::Entity::find()
-        .filter(hold_seat::Column::HoldId.is_in(ids))
+        .filter(hold_seat::Column::HoldId.is_in(holds.iter().map(|h| h.id.clone())))
         .order_by_asc(hold_seat::Column::SeatId)
         .all(conn)
-        .await?;
-    let seats = seats_by_id(conn, links.iter().map(|l| l.seat_id).collect()).await?;
+        .await?
+        .into_iter()
+        .map(|l| (l.hold_id, l.seat_id))
+        .collect();
     let now = now_ms();
-    let mut per_hold: HashMap<&str, Vec<SeatView>> = HashMap::new();
-    for link in &links {
-        if let Some(s) = seats.get(&link.seat_id) {
-            per_hold
-                .entry(link.hold_id.as_str())
-                .or_default()
-                .push(SeatView::of(s, now));
-        }
-    }
+    let mut seats = seats_by_owner(conn, links, now).await?;
     Ok(holds
-        .iter()
+        .into_iter()
         .map(|h| HoldView {
-            id: h.id.clone(),
+            seats: seats.remove(&h.id).unwrap_or_default(),
+            status: hold_status_at(&h, now),
+            id: h.id,
             event_id: h.event_id,
-            user_id: h.user_id.clone(),
-            seats: per_hold.remove(h.id.as_str()).unwrap_or_default(),
-            status: HoldStatus::of(h, now),
+            user_id: h.user_id,
             expires_at_ms: h.expires_at_ms,
             total_cents: h.total_cents,
         })
         .collect())
-}
-
-pub async fn hold<C: ConnectionTrait>(conn: &C, id: &str) -> Result<HoldView, AppError> {
-    let model = hold::Entity::find_by_id(id.to_owned())
-        .one(conn)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("hold {id} does not exist")))?;
-    holds(conn, vec![model])
-        .await?
-        .pop()
-        .ok_or_else(|| AppError::Internal("hold view vanished".into()))
 }
 
 /// Views of `bookings`, with their seats, in the given order.
@@ -79,49 +78,105 @@ pub async fn bookings<C: ConnectionTrait>(
     conn: &C,
     bookings: Vec<booking::Model>,
 ) -> Result<Vec<BookingView>, AppError> {
-    let ids: Vec<String> = bookings.iter().map(|b| b.id.clone()).collect();
-    if ids.is_empty() {
+    if bookings.is_empty() {
         return Ok(Vec::new());
     }
     let links = booking_seat::Entity::find()
-        .filter(booking_seat::Column::BookingId.is_in(ids))
+        .filter(booking_seat::Column::BookingId.is_in(bookings.iter().map(|b| b.id.clone())))
         .order_by_asc(booking_seat::Column::SeatId)
         .all(conn)
-        .await?;
-    let seats = seats_by_id(conn, links.iter().map(|l| l.seat_id).collect()).await?;
-    let now = now_ms();
-    let mut per_booking: HashMap<&str, Vec<SeatView>> = HashMap::new();
-    for link in &links {
-        if let Some(s) = seats.get(&link.seat_id) {
-            per_booking
-                .entry(link.booking_id.as_str())
-                .or_default()
-                .push(SeatView::of(s, now));
-        }
-    }
+        .await?
+        .into_iter()
+        .map(|l| (l.booking_id, l.seat_id))
+        .collect();
+    let mut seats = seats_by_owner(conn, links, now_ms()).await?;
     Ok(bookings
-        .iter()
+        .into_iter()
         .map(|b| BookingView {
-            id: b.id.clone(),
+            seats: seats.remove(&b.id).unwrap_or_default(),
+            id: b.id,
             event_id: b.event_id,
-            hold_id: b.hold_id.clone(),
-            user_id: b.user_id.clone(),
-            seats: per_booking.remove(b.id.as_str()).unwrap_or_default(),
-            status: BookingStatus::parse(&b.status),
+            hold_id: b.hold_id,
+            user_id: b.user_id,
+            status: b.status,
             total_cents: b.total_cents,
-            payment_intent_id: b.payment_intent_id.clone(),
+            payment_intent_id: b.payment_intent_id,
             created_at_ms: b.created_at_ms,
         })
         .collect())
 }
 
-pub async fn booking<C: ConnectionTrait>(conn: &C, id: &str) -> Result<BookingView, AppError> {
-    let model = booking::Entity::find_by_id(id.to_owned())
-        .one(conn)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("booking {id} does not exist")))?;
-    bookings(conn, vec![model])
-        .await?
+/// `found`, or `NOT_FOUND` naming `what` and `id`.
+pub fn existing<M>(found: Option<M>, what: &str, id: &str) -> Result<M, AppError> {
+    found.ok_or_else(|| AppError::NotFound(format!("{what} {id} does not exist")))
+}
+
+/// The one view `many` makes of `model`.
+fn single<V>(mut views: Vec<V>, what: &str) -> Result<V, AppError> {
+    views
         .pop()
-        .ok_or_else(|| AppError::Internal("booking view vanished".into()))
+        .ok_or_else(|| AppError::Internal(format!("the {what} view vanished")))
+}
+
+pub async fn hold<C: ConnectionTrait>(conn: &C, id: &str) -> Result<HoldView, AppError> {
+    let model = existing(
+        hold::Entity::find_by_id(id.to_owned()).one(conn).await?,
+        "hold",
+        id,
+    )?;
+    single(holds(conn, vec![model]).await?, "hold")
+}
+
+pub async fn booking<C: ConnectionTrait>(conn: &C, id: &str) -> Result<BookingView, AppError> {
+    let model = existing(
+        booking::Entity::find_by_id(id.to_owned()).one(conn).await?,
+        "booking",
+        id,
+    )?;
+    single(bookings(conn, vec![model]).await?, "booking")
+}
+
+/// `FORBIDDEN` unless `user` owns what belongs to `owner` (or is an admin).
+pub fn ensure_owner(user: &User, owner: &str, what: &str) -> Result<(), AppError> {
+    if owner == user.id || user.admin {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(format!(
+            "this {what} belongs to someone else"
+        )))
+    }
+}
+
+/// The stored hold if `user` may act on it.
+pub async fn owned_hold<C: ConnectionTrait>(
+    conn: &C,
+    user: &User,
+    hold_id: &str,
+) -> Result<hold::Model, AppError> {
+    let stored = existing(
+        hold::Entity::find_by_id(hold_id.to_owned())
+            .one(conn)
+            .await?,
+        "hold",
+        hold_id,
+    )?;
+    ensure_owner(user, &stored.user_id, "hold")?;
+    Ok(stored)
+}
+
+/// The stored booking if `user` may act on it.
+pub async fn owned_booking<C: ConnectionTrait>(
+    conn: &C,
+    user: &User,
+    booking_id: &str,
+) -> Result<booking::Model, AppError> {
+    let stored = existing(
+        booking::Entity::find_by_id(booking_id.to_owned())
+            .one(conn)
+            .await?,
+        "booking",
+        booking_id,
+    )?;
+    ensure_owner(user, &stored.user_id, "booking")?;
+    Ok(stored)
 }

@@ -2,10 +2,10 @@
 
 use async_graphql::{Context, ID, Object, Result};
 
+use super::errors::GqlResultExt;
 use super::types::Booking;
-use super::{service, user};
-use crate::booking::model::{IdempotencyKey, parse_uuid_id};
-use crate::error::GqlResultExt;
+use super::{booking, checkout, user};
+use crate::domain::input::{IdempotencyKey, parse_uuid_id};
 
 #[derive(Default)]
 pub struct BookingQuery;
@@ -15,7 +15,7 @@ impl BookingQuery {
     /// Your bookings, newest first.
     async fn my_bookings(&self, ctx: &Context<'_>) -> Result<Vec<Booking>> {
         let user = user(ctx).gql()?;
-        let bookings = service(ctx).my_bookings(user).await.gql()?;
+        let bookings = booking(ctx).my_bookings(user).await.gql()?;
         Ok(bookings.into_iter().map(Into::into).collect())
     }
 }
@@ -35,7 +35,7 @@ impl BookingMutation {
         let user = user(ctx).gql()?;
         let hold_id = parse_uuid_id(&hold_id, "hold").gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
-        Ok(service(ctx)
+        Ok(booking(ctx)
             .confirm_hold(user, &hold_id, key)
             .await
             .gql()?
@@ -46,7 +46,7 @@ impl BookingMutation {
     async fn cancel_booking(&self, ctx: &Context<'_>, booking_id: ID) -> Result<Booking> {
         let user = user(ctx).gql()?;
         let booking_id = parse_uuid_id(&booking_id, "booking").gql()?;
-        Ok(service(ctx)
+        Ok(checkout(ctx)
             .cancel_booking(user, &booking_id)
             .await
             .gql()?

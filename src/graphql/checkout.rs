@@ -2,11 +2,11 @@
 
 use async_graphql::{Context, ID, Object, Result, SimpleObject};
 
+use super::errors::GqlResultExt;
 use super::types::{Booking, int};
-use super::{service, user};
-use crate::booking::checkout::CheckoutView;
-use crate::booking::model::{IdempotencyKey, parse_uuid_id};
-use crate::error::GqlResultExt;
+use super::{checkout, user};
+use crate::checkout::CheckoutView;
+use crate::domain::input::{IdempotencyKey, parse_uuid_id};
 
 /// What the client needs for the card step (Stripe.js `confirmCardPayment` with the secret).
 #[derive(SimpleObject, Clone, Debug)]
@@ -46,7 +46,7 @@ impl CheckoutMutation {
         let user = user(ctx).gql()?;
         let hold_id = parse_uuid_id(&hold_id, "hold").gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
-        Ok(service(ctx)
+        Ok(checkout(ctx)
             .start_checkout(user, &hold_id, key)
             .await
             .gql()?
@@ -58,7 +58,7 @@ impl CheckoutMutation {
     async fn complete_checkout(&self, ctx: &Context<'_>, hold_id: ID) -> Result<Booking> {
         let user = user(ctx).gql()?;
         let hold_id = parse_uuid_id(&hold_id, "hold").gql()?;
-        Ok(service(ctx)
+        Ok(checkout(ctx)
             .complete_checkout(user, &hold_id)
             .await
             .gql()?

@@ -3,11 +3,12 @@
 use async_graphql::{Context, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
 
+use super::errors::GqlResultExt;
 use super::types::{Event, SeatMap};
-use super::{caller, service};
-use crate::booking::events::{NewEvent, NewRow, NewSection};
-use crate::booking::model::{parse_label, parse_numeric_id};
-use crate::error::GqlResultExt;
+use super::{booking, caller};
+use crate::booking::event_input::{NewEvent, NewRow, NewSection};
+use crate::domain::input::{parse_label, parse_numeric_id};
+use crate::domain::limits::SECTION_NAME_MAX_CHARS;
 
 /// One row of seats, numbered 1 to `seats`.
 #[derive(InputObject)]
@@ -40,7 +41,7 @@ pub struct EventQuery;
 impl EventQuery {
     /// All events, soonest first, with live seat counts.
     async fn events(&self, ctx: &Context<'_>) -> Result<Vec<Event>> {
-        let events = service(ctx).events().await.gql()?;
+        let events = booking(ctx).events().await.gql()?;
         Ok(events.into_iter().map(Into::into).collect())
     }
 
@@ -49,7 +50,7 @@ impl EventQuery {
         let Ok(id) = parse_numeric_id(&id, "event") else {
             return Ok(None);
         };
-        Ok(service(ctx).event(id).await.gql()?.map(Into::into))
+        Ok(booking(ctx).event(id).await.gql()?.map(Into::into))
     }
 
     /// The seats of an event (optionally one section) with the `seq` the map reflects.
@@ -62,10 +63,10 @@ impl EventQuery {
     ) -> Result<SeatMap> {
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
         let section = section
-            .map(|s| parse_label(&s, "section", 100))
+            .map(|s| parse_label(&s, "section", SECTION_NAME_MAX_CHARS))
             .transpose()
             .gql()?;
-        let map = service(ctx)
+        let map = booking(ctx)
             .seat_map(event_id, section.as_deref())
             .await
             .gql()?;
@@ -102,6 +103,6 @@ impl EventMutation {
                 })
                 .collect(),
         };
-        Ok(service(ctx).create_event(input).await.gql()?.into())
+        Ok(booking(ctx).create_event(input).await.gql()?.into())
     }
 }

@@ -2,12 +2,15 @@
 
 use async_graphql::{Context, ID, Object, Result};
 
+use super::errors::GqlResultExt;
+use super::queue::admission;
 use super::types::{Hold, HoldStatus};
-use super::{service, user};
-use crate::booking::model::{
+use super::{booking, user};
+use crate::booking::admission::Admission;
+use crate::domain::input::{
     IdempotencyKey, SeatCount, SeatIds, parse_label, parse_numeric_id, parse_uuid_id,
 };
-use crate::error::GqlResultExt;
+use crate::domain::limits::SECTION_NAME_MAX_CHARS;
 
 #[derive(Default)]
 pub struct HoldQuery;
@@ -20,13 +23,13 @@ impl HoldQuery {
         let Ok(id) = parse_uuid_id(&id, "hold") else {
             return Ok(None);
         };
-        Ok(service(ctx).hold(user, &id).await.gql()?.map(Into::into))
+        Ok(booking(ctx).hold(user, &id).await.gql()?.map(Into::into))
     }
 
     /// Your holds, newest first, optionally of one status.
     async fn my_holds(&self, ctx: &Context<'_>, status: Option<HoldStatus>) -> Result<Vec<Hold>> {
         let user = user(ctx).gql()?;
-        let holds = service(ctx)
+        let holds = booking(ctx)
             .my_holds(user, status.map(Into::into))
             .await
             .gql()?;
@@ -48,14 +51,19 @@ impl HoldMutation {
         idempotency_key: Option<String>,
     ) -> Result<Hold> {
         let user = user(ctx).gql()?;
-        let svc = service(ctx);
+        let svc = booking(ctx);
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
-        super::queue::require_admission(ctx, user, event_id).await?;
         let raw: Vec<String> = seat_ids.into_iter().map(|id| id.0).collect();
         let seat_ids = SeatIds::parse(&raw, svc.settings().max_seats_per_hold).gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
         Ok(svc
-            .hold_seats(user, event_id, seat_ids, key)
+            .hold_seats(
+                user,
+                event_id,
+                seat_ids,
+                key,
+                Admission::Direct(admission(ctx)),
+            )
             .await
             .gql()?
             .into())
@@ -71,17 +79,23 @@ impl HoldMutation {
         idempotency_key: Option<String>,
     ) -> Result<Hold> {
         let user = user(ctx).gql()?;
-        let svc = service(ctx);
+        let svc = booking(ctx);
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
-        super::queue::require_admission(ctx, user, event_id).await?;
         let count = SeatCount::parse(count, svc.settings().max_seats_per_hold).gql()?;
         let section = section
-            .map(|s| parse_label(&s, "section", 100))
+            .map(|s| parse_label(&s, "section", SECTION_NAME_MAX_CHARS))
             .transpose()
             .gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
         Ok(svc
-            .hold_best_available(user, event_id, count, section, key)
+            .hold_best_available(
+                user,
+                event_id,
+                count,
+                section,
+                key,
+                Admission::Direct(admission(ctx)),
+            )
             .await
             .gql()?
             .into())
@@ -91,7 +105,7 @@ impl HoldMutation {
     async fn release_hold(&self, ctx: &Context<'_>, hold_id: ID) -> Result<Hold> {
         let user = user(ctx).gql()?;
         let hold_id = parse_uuid_id(&hold_id, "hold").gql()?;
-        Ok(service(ctx)
+        Ok(booking(ctx)
             .release_hold(user, &hold_id)
             .await
             .gql()?

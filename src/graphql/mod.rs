@@ -2,6 +2,7 @@
 
 pub mod booking;
 pub mod checkout;
+pub mod errors;
 pub mod event;
 pub mod extensions;
 pub mod hold;
@@ -13,7 +14,9 @@ use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
 use crate::auth::{Caller, User};
 use crate::booking::BookingService;
+use crate::checkout::CheckoutService;
 use crate::error::AppError;
+use crate::realtime::SeatChangeFeed;
 use crate::waiting_room::WaitingRoomService;
 
 #[derive(MergedObject, Default)]
@@ -70,12 +73,17 @@ impl Default for SchemaSettings {
     }
 }
 
-/// Builds the schema around the service.
-pub fn build_schema(
-    service: Option<BookingService>,
-    waiting_room: Option<WaitingRoomService>,
-    settings: &SchemaSettings,
-) -> AppSchema {
+/// The services resolvers call, handed to the schema once.
+#[derive(Clone)]
+pub struct Services {
+    pub booking: BookingService,
+    pub checkout: CheckoutService,
+    pub feed: SeatChangeFeed,
+    pub waiting_room: WaitingRoomService,
+}
+
+/// Builds the schema around the services (`None`: a schema for printing only).
+pub fn build_schema(services: Option<Services>, settings: &SchemaSettings) -> AppSchema {
     let mut builder = Schema::build(
         Query::default(),
         Mutation::default(),
@@ -93,11 +101,12 @@ pub fn build_schema(
             settings.rate_limit_ip_per_sec,
         ));
     }
-    if let Some(service) = service {
-        builder = builder.data(service);
-    }
-    if let Some(waiting_room) = waiting_room {
-        builder = builder.data(waiting_room);
+    if let Some(services) = services {
+        builder = builder
+            .data(services.booking)
+            .data(services.checkout)
+            .data(services.feed)
+            .data(services.waiting_room);
     }
     if !settings.introspection {
         builder = builder.disable_introspection();
@@ -107,11 +116,23 @@ pub fn build_schema(
 
 /// The GraphQL SDL (what `schema.graphql` holds).
 pub fn sdl() -> String {
-    build_schema(None, None, &SchemaSettings::default()).sdl()
+    build_schema(None, &SchemaSettings::default()).sdl()
 }
 
-pub(crate) fn service<'a>(ctx: &Context<'a>) -> &'a BookingService {
+pub(crate) fn booking<'a>(ctx: &Context<'a>) -> &'a BookingService {
     ctx.data_unchecked::<BookingService>()
+}
+
+pub(crate) fn checkout<'a>(ctx: &Context<'a>) -> &'a CheckoutService {
+    ctx.data_unchecked::<CheckoutService>()
+}
+
+pub(crate) fn feed<'a>(ctx: &Context<'a>) -> &'a SeatChangeFeed {
+    ctx.data_unchecked::<SeatChangeFeed>()
+}
+
+pub(crate) fn waiting_room<'a>(ctx: &Context<'a>) -> &'a WaitingRoomService {
+    ctx.data_unchecked::<WaitingRoomService>()
 }
 
 pub(crate) fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {

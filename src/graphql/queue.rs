@@ -5,36 +5,18 @@ use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject, Subs
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 
+use super::errors::GqlResultExt;
 use super::types::{Hold, datetime, int};
-use super::{caller, service, user};
-use crate::auth::User;
-use crate::booking::model::{IdempotencyKey, SeatIds, parse_numeric_id};
-use crate::error::{AppError, GqlResultExt};
+use super::{booking, caller, user, waiting_room};
+use crate::domain::input::{IdempotencyKey, SeatIds, parse_numeric_id};
 use crate::waiting_room::{
     AdmissionToken, QueueStatusView, RoomSettings, RoomView, SeatRequestView, TicketView,
-    WaitingRoomService,
 };
 
-/// The waiting-room service of the schema.
-pub(crate) fn waiting_room<'a>(ctx: &Context<'a>) -> Result<&'a WaitingRoomService> {
-    ctx.data_opt::<WaitingRoomService>()
-        .ok_or_else(|| AppError::Internal("the waiting room is not wired in".into()))
-        .gql()
-}
-
 /// The admission the request came with (`x-admission-token`), if any.
-fn admission<'a>(ctx: &Context<'a>) -> Option<&'a str> {
+pub(crate) fn admission<'a>(ctx: &Context<'a>) -> Option<&'a str> {
     ctx.data_opt::<AdmissionToken>()
         .and_then(|token| token.0.as_deref())
-}
-
-/// The waiting-room rule in front of holds: `FORBIDDEN` unless the event has no room switched
-/// on or the request carries a valid admission for this user and event.
-pub(crate) async fn require_admission(ctx: &Context<'_>, user: &User, event_id: i64) -> Result<()> {
-    waiting_room(ctx)?
-        .require_admission(user, event_id, admission(ctx))
-        .await
-        .gql()
 }
 
 /// A place in an event's waiting room.
@@ -190,7 +172,7 @@ impl QueueQuery {
         let Ok(event_id) = parse_numeric_id(&event_id, "event") else {
             return Ok(None);
         };
-        Ok(waiting_room(ctx)?
+        Ok(waiting_room(ctx)
             .room(admin, event_id)
             .await
             .gql()?
@@ -200,7 +182,7 @@ impl QueueQuery {
     /// One of your queued seat requests (null if there is none; FORBIDDEN if it is someone else's).
     async fn seat_request(&self, ctx: &Context<'_>, id: ID) -> Result<Option<SeatRequest>> {
         let user = user(ctx).gql()?;
-        Ok(waiting_room(ctx)?
+        Ok(waiting_room(ctx)
             .seat_request(user, &id)
             .await
             .gql()?
@@ -230,7 +212,7 @@ impl QueueMutation {
             input.admission_ttl_secs,
         )
         .gql()?;
-        Ok(waiting_room(ctx)?
+        Ok(waiting_room(ctx)
             .configure(admin, event_id, settings)
             .await
             .gql()?
@@ -243,7 +225,7 @@ impl QueueMutation {
     async fn join_queue(&self, ctx: &Context<'_>, event_id: ID) -> Result<QueueTicket> {
         let user = user(ctx).gql()?;
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
-        Ok(waiting_room(ctx)?.join(user, event_id).await.gql()?.into())
+        Ok(waiting_room(ctx).join(user, event_id).await.gql()?.into())
     }
 
     /// Queues a request for exactly these seats and answers at once (status QUEUED). Requests
@@ -260,9 +242,9 @@ impl QueueMutation {
         let user = user(ctx).gql()?;
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
         let raw: Vec<String> = seat_ids.into_iter().map(|id| id.0).collect();
-        let seat_ids = SeatIds::parse(&raw, service(ctx).settings().max_seats_per_hold).gql()?;
+        let seat_ids = SeatIds::parse(&raw, booking(ctx).settings().max_seats_per_hold).gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
-        Ok(waiting_room(ctx)?
+        Ok(waiting_room(ctx)
             .request_seats(user, event_id, seat_ids, key, admission(ctx))
             .await
             .gql()?
@@ -283,7 +265,7 @@ impl QueueSubscription {
         ticket_id: ID,
     ) -> Result<impl Stream<Item = Result<QueueStatus>> + use<>> {
         let user = user(ctx).gql()?;
-        let stream = waiting_room(ctx)?.follow(user, &ticket_id).await.gql()?;
+        let stream = waiting_room(ctx).follow(user, &ticket_id).await.gql()?;
         Ok(stream.map(|item| item.map(QueueStatus::from).gql()))
     }
 
@@ -294,7 +276,7 @@ impl QueueSubscription {
         id: ID,
     ) -> Result<impl Stream<Item = Result<SeatRequest>> + use<>> {
         let user = user(ctx).gql()?;
-        let stream = waiting_room(ctx)?.follow_request(user, &id).await.gql()?;
+        let stream = waiting_room(ctx).follow_request(user, &id).await.gql()?;
         Ok(stream.map(|item| item.map(SeatRequest::from).gql()))
     }
 }

@@ -3,10 +3,10 @@
 use async_graphql::{Context, ID, Result, Subscription};
 use futures::{Stream, StreamExt};
 
-use super::service;
+use super::errors::GqlResultExt;
+use super::feed;
 use super::types::SeatChange;
-use crate::booking::model::parse_numeric_id;
-use crate::error::GqlResultExt;
+use crate::domain::input::parse_numeric_id;
 
 #[derive(Default)]
 pub struct SeatChangeSubscription;
@@ -22,10 +22,10 @@ impl SeatChangeSubscription {
         after_seq: Option<i32>,
     ) -> Result<impl Stream<Item = Result<SeatChange>> + use<>> {
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
-        let feed = service(ctx)
-            .seat_change_feed(event_id, after_seq.map(i64::from))
+        let changes = feed(ctx)
+            .open(event_id, after_seq.map(i64::from))
             .await
             .gql()?;
-        Ok(feed.map(|item| item.map(SeatChange::from).gql()))
+        Ok(changes.map(|item| item.map(SeatChange::from).gql()))
     }
 }

@@ -3,11 +3,8 @@
 use async_graphql::{Enum, ID, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::booking::model::{
-    BookingStatus as DomainBookingStatus, BookingView, EventView, HoldStatus as DomainHoldStatus,
-    HoldView, SeatMapView, SeatStatus as DomainSeatStatus, SeatView,
-};
-use crate::realtime::SeatChange as DomainSeatChange;
+use crate::domain::seat_change::SeatChange as DomainSeatChange;
+use crate::domain::views::{BookingView, EventView, HoldView, SeatMapView, SeatView};
 
 pub fn datetime(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
@@ -20,24 +17,16 @@ pub fn int(value: i64) -> i32 {
 
 /// Whether a seat can be taken.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::status::SeatStatus")]
 pub enum SeatStatus {
     Available,
     Held,
     Booked,
 }
 
-impl From<DomainSeatStatus> for SeatStatus {
-    fn from(s: DomainSeatStatus) -> Self {
-        match s {
-            DomainSeatStatus::Available => Self::Available,
-            DomainSeatStatus::Held => Self::Held,
-            DomainSeatStatus::Booked => Self::Booked,
-        }
-    }
-}
-
 /// Where a hold is in its life.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::status::HoldStatus")]
 pub enum HoldStatus {
     Active,
     Confirmed,
@@ -45,44 +34,13 @@ pub enum HoldStatus {
     Expired,
 }
 
-impl From<DomainHoldStatus> for HoldStatus {
-    fn from(s: DomainHoldStatus) -> Self {
-        match s {
-            DomainHoldStatus::Active => Self::Active,
-            DomainHoldStatus::Confirmed => Self::Confirmed,
-            DomainHoldStatus::Released => Self::Released,
-            DomainHoldStatus::Expired => Self::Expired,
-        }
-    }
-}
-
-impl From<HoldStatus> for DomainHoldStatus {
-    fn from(s: HoldStatus) -> Self {
-        match s {
-            HoldStatus::Active => Self::Active,
-            HoldStatus::Confirmed => Self::Confirmed,
-            HoldStatus::Released => Self::Released,
-            HoldStatus::Expired => Self::Expired,
-        }
-    }
-}
-
 /// Where a booking is in its life.
 #[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::status::BookingStatus")]
 pub enum BookingStatus {
     Confirmed,
     Cancelled,
     Refunded,
-}
-
-impl From<DomainBookingStatus> for BookingStatus {
-    fn from(s: DomainBookingStatus) -> Self {
-        match s {
-            DomainBookingStatus::Confirmed => Self::Confirmed,
-            DomainBookingStatus::Cancelled => Self::Cancelled,
-            DomainBookingStatus::Refunded => Self::Refunded,
-        }
-    }
 }
 
 /// An event with live seat counts.

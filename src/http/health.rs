@@ -15,7 +15,7 @@ pub async fn healthz() -> &'static str {
 
 /// 200 when the database (and Redis, if configured) answer within a second; 503 otherwise.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let db_ok = tokio::time::timeout(Duration::from_secs(1), state.service.db().conn.ping())
+    let db_ok = tokio::time::timeout(Duration::from_secs(1), state.booking.db().conn.ping())
         .await
         .is_ok_and(|r| r.is_ok());
     let redis_ok = match state.redis.clone() {
@@ -45,8 +45,8 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Prometheus text format. Pool and bus gauges are sampled at scrape time.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let conn = &state.service.db().conn;
-    let (size, idle) = if state.service.db().is_postgres() {
+    let conn = &state.booking.db().conn;
+    let (size, idle) = if state.booking.db().is_postgres() {
         let pool = conn.get_postgres_connection_pool();
         (pool.size(), pool.num_idle())
     } else {
@@ -57,12 +57,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("onsale_db_pool_connections", "state" => "idle").set(f64::from(idle));
     metrics::gauge!("onsale_db_pool_connections", "state" => "in_use")
         .set(f64::from(size.saturating_sub(idle)));
-    metrics::gauge!("onsale_seat_bus_healthy").set(if state.service.bus().healthy() {
+    metrics::gauge!("onsale_seat_bus_healthy").set(if state.booking.bus().healthy() {
         1.0
     } else {
         0.0
     });
-    metrics::gauge!("onsale_seat_gate_breaker_open").set(if state.service.gate().breaker_open() {
+    metrics::gauge!("onsale_seat_gate_breaker_open").set(if state.booking.gate().breaker_open() {
         1.0
     } else {
         0.0

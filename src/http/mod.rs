@@ -19,17 +19,35 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::Jwt;
 use crate::booking::BookingService;
+use crate::checkout::CheckoutService;
 use crate::graphql::AppSchema;
 
 /// Largest request body accepted (413 above it).
 pub const BODY_LIMIT_BYTES: usize = 1 << 20;
 
-/// What every handler can reach.
+/// What every handler can reach: built once at start-up, shared by every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+pub struct AppStateInner {
     pub schema: AppSchema,
     pub jwt: Arc<Jwt>,
-    pub service: BookingService,
+    pub booking: BookingService,
+    pub checkout: CheckoutService,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub graphiql: bool,
     /// Whether `POST /dev/token` hands out tokens (dev sign-in for the demo page).

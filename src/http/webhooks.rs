@@ -35,7 +35,7 @@ pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Byt
             return (StatusCode::BAD_REQUEST, format!("unreadable event: {err}")).into_response();
         }
     };
-    match state.service.handle_stripe_event(&event).await {
+    match state.checkout.handle_stripe_event(&event).await {
         Ok(()) => {
             metrics::counter!("onsale_webhook_results_total", "result" => "ok").increment(1);
             (StatusCode::OK, "ok").into_response()

@@ -3,33 +3,40 @@
 //! A change that arrives ahead of one not yet seen is preceded by the missing ones, read
 //! from the log (every published change is committed, so the log has them).
 
+use std::sync::Arc;
+
 use futures::Stream;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::SeatChange;
-use crate::booking::BookingService;
-use crate::booking::model::SeatStatus;
+use super::{SeatChangeBus, log};
+use crate::db::Db;
+use crate::domain::seat_change::SeatChange;
 use crate::error::AppError;
-use entity::{event, seat_change};
 
 /// Most changes replayed from the log in one read.
 const REPLAY_BATCH: u64 = 5_000;
 
-impl BookingService {
+/// Opens feeds; cheap to clone.
+#[derive(Clone)]
+pub struct SeatChangeFeed {
+    db: Db,
+    bus: Arc<dyn SeatChangeBus>,
+}
+
+impl SeatChangeFeed {
+    pub fn new(db: Db, bus: Arc<dyn SeatChangeBus>) -> Self {
+        Self { db, bus }
+    }
+
     /// The feed for `event_id`, starting after `after_seq` (or from now).
-    pub async fn seat_change_feed(
+    pub async fn open(
         &self,
         event_id: i64,
         after_seq: Option<i64>,
     ) -> Result<impl Stream<Item = Result<SeatChange, AppError>> + use<>, AppError> {
         // Subscribe before reading where we are, so nothing falls between the two.
-        let mut live = self.bus().subscribe(event_id);
-        let current = event::Entity::find_by_id(event_id)
-            .one(&self.db().conn)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("event {event_id} does not exist")))?
-            .seq;
+        let mut live = self.bus.subscribe(event_id);
+        let current = log::current_seq(&self.db.conn, event_id).await?;
         let start = match after_seq {
             None => current,
             Some(seq) if seq < 0 => {
@@ -45,12 +52,12 @@ impl BookingService {
                 seq
             }
         };
-        let service = self.clone();
+        let db = self.db.clone();
         Ok(async_stream::stream! {
             let mut last = start;
             // Replay what the client missed, in batches, up to `current`.
             while last < current {
-                match service.logged_changes(event_id, last, current).await {
+                match log::between(&db.conn, event_id, last, current, Some(REPLAY_BATCH)).await {
                     Ok(batch) if batch.is_empty() => break,
                     Ok(batch) => for change in batch { last = change.seq; yield Ok(change); },
                     Err(err) => { yield Err(err); return; }
@@ -61,7 +68,7 @@ impl BookingService {
                     Ok(change) if change.seq <= last => continue,
                     Ok(change) => {
                         if change.seq > last + 1 {
-                            match service.logged_changes(event_id, last, change.seq - 1).await {
+                            match log::between(&db.conn, event_id, last, change.seq - 1, Some(REPLAY_BATCH)).await {
                                 Ok(missing) => for m in missing { last = m.seq; yield Ok(m); },
                                 Err(err) => { yield Err(err); return; }
                             }
@@ -83,33 +90,6 @@ impl BookingService {
         })
     }
 
-    /// Changes with `after < seq <= upto`, in order (at most one batch).
-    async fn logged_changes(
-        &self,
-        event_id: i64,
-        after: i64,
-        upto: i64,
-    ) -> Result<Vec<SeatChange>, AppError> {
-        let rows = seat_change::Entity::find()
-            .filter(seat_change::Column::EventId.eq(event_id))
-            .filter(seat_change::Column::Seq.gt(after))
-            .filter(seat_change::Column::Seq.lte(upto))
-            .order_by_asc(seat_change::Column::Seq)
-            .limit(REPLAY_BATCH)
-            .all(&self.db().conn)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| SeatChange {
-                event_id: r.event_id,
-                seat_id: r.seat_id,
-                status: SeatStatus::parse(&r.status),
-                hold_expires_at_ms: r.hold_expires_at_ms,
-                seq: r.seq,
-            })
-            .collect())
-    }
-
     /// Fails if changes after `after` were pruned from the log.
     async fn ensure_retained(
         &self,
@@ -120,13 +100,7 @@ impl BookingService {
         if after == current {
             return Ok(());
         }
-        let oldest = seat_change::Entity::find()
-            .filter(seat_change::Column::EventId.eq(event_id))
-            .order_by_asc(seat_change::Column::Seq)
-            .one(&self.db().conn)
-            .await?
-            .map(|r| r.seq);
-        match oldest {
+        match log::oldest_seq(&self.db.conn, event_id).await? {
             Some(first) if first <= after + 1 => Ok(()),
             _ => Err(AppError::BadInput(format!(
                 "changes after seq {after} are no longer kept; reload the seat map and subscribe with its seq"

@@ -1,23 +1,19 @@
-//! The seat-change bus: every committed seat change is published here after its transaction
-//! commits, and subscribers receive the changes of one event. Two transports sit behind one
-//! interface: an in-process broadcast (one instance) and Redis pub/sub (any number).
+//! Live seat changes. Every change is written to the change log (`log`) in its own
+//! transaction and published on the bus after that transaction commits; subscribers receive
+//! the changes of one event. Two transports sit behind one interface: an in-process broadcast
+//! (one instance) and Redis pub/sub (any number). A subscriber's ordered, gap-free stream is a
+//! [`SeatChangeFeed`].
 
 pub mod feed;
 pub mod local;
+pub mod log;
 pub mod redis_bus;
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-/// One committed change of one seat.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SeatChange {
-    pub event_id: i64,
-    pub seat_id: i64,
-    pub status: crate::booking::model::SeatStatus,
-    pub hold_expires_at_ms: Option<i64>,
-    pub seq: i64,
-}
+pub use crate::domain::seat_change::SeatChange;
+pub use feed::SeatChangeFeed;
 
 /// How many changes one subscriber may fall behind before it is dropped.
 pub const SUBSCRIBER_BUFFER: usize = 1024;

@@ -12,30 +12,30 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use futures::StreamExt;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::sync::broadcast;
 
 use super::local::LocalBus;
 use super::{SeatChange, SeatChangeBus};
+use crate::redis_client::{self, Timeouts};
 
 /// Longest a publish may take before it is given up (the log still has the change).
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// A Redis connection that reconnects by itself and never waits long.
+/// How long the gate's and the publisher's Redis calls may take: never long.
+const TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_millis(500),
+    response: Duration::from_millis(500),
+};
+/// How long start-up waits for Redis.
+const STARTUP_WAIT: Duration = Duration::from_secs(5);
+
+/// The connection the seat gate and the publisher share.
 pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url).context("REDIS_URL: invalid URL")?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_response_timeout(Some(Duration::from_millis(500)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        ConnectionManager::new_with_config(client, config),
-    )
-    .await
-    .context("REDIS_URL: Redis did not answer within 5 s")?
-    .context("REDIS_URL: cannot connect to Redis")
+    tokio::time::timeout(STARTUP_WAIT, redis_client::connect(url, TIMEOUTS))
+        .await
+        .context("REDIS_URL: Redis did not answer within 5 s")?
+        .context("REDIS_URL: cannot connect to Redis")
 }
 
 pub struct RedisBus {

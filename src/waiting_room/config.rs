@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 
-use crate::booking::db::Db;
-use crate::booking::model::now_ms;
+use crate::db::Db;
+use crate::domain::clock::now_ms;
 use crate::error::AppError;
 use entity::{event, waiting_room};
 

@@ -42,7 +42,8 @@ use tracing::instrument;
 
 use crate::auth::User;
 use crate::booking::BookingService;
-use crate::booking::model::now_ms;
+use crate::booking::admission::AdmissionPolicy;
+use crate::domain::clock::now_ms;
 use crate::error::AppError;
 pub use config::{RoomConfig, RoomSettings};
 pub use requests::{SeatRequestStatus, SeatRequestView};
@@ -304,8 +305,9 @@ impl WaitingRoomService {
         }
     }
 
-    /// The rule in front of every hold: while the event's room is on, the caller must bring
-    /// a valid admission for this event. `FORBIDDEN` otherwise, saying why.
+    /// The rule in front of every hold (and queued request): while the event's room is on,
+    /// the caller must bring a valid admission for this event. `FORBIDDEN` otherwise, saying
+    /// why.
     #[instrument(skip_all, fields(event.id = event_id, user.id = %user.id), err(level = "debug"))]
     pub async fn require_admission(
         &self,
@@ -378,5 +380,13 @@ impl WaitingRoomService {
             .entry(event_id)
             .or_insert_with(|| watch::channel(None).0)
             .subscribe()
+    }
+}
+
+/// The booking rules ask the waiting room before every hold.
+#[async_trait::async_trait]
+impl AdmissionPolicy for WaitingRoomService {
+    async fn admit(&self, user: &User, event_id: i64, token: Option<&str>) -> Result<(), AppError> {
+        self.require_admission(user, event_id, token).await
     }
 }

@@ -11,7 +11,9 @@ use tracing::instrument;
 use super::store::RoomKeys;
 use super::{Store, WaitingRoomService};
 use crate::auth::User;
-use crate::booking::model::{HoldView, IdempotencyKey, SeatIds, now_ms};
+use crate::domain::clock::now_ms;
+use crate::domain::input::{IdempotencyKey, SeatIds};
+use crate::domain::views::HoldView;
 use crate::error::AppError;
 
 /// How often a follower rereads a request when no notice arrives (a lost notice).

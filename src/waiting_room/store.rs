@@ -29,13 +29,14 @@ pub const GROUP: &str = "workers";
 /// The waiting room's own Redis connection (reconnecting by itself), so that its bursts and
 /// its longer timeout are independent of the seat gate's.
 pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(REDIS_TIMEOUT))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    ConnectionManager::new_with_config(client, config).await
+    crate::redis_client::connect(
+        url,
+        crate::redis_client::Timeouts {
+            connect: Duration::from_secs(1),
+            response: REDIS_TIMEOUT,
+        },
+    )
+    .await
 }
 
 /// The Redis keys of one event's room.
@@ -99,199 +100,46 @@ impl RoomKeys {
     }
 }
 
-const PRELUDE: &str = r"
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function num(v) return tonumber(v) or 0 end
--- Draws the lottery once the opening time has come: the lobby, ordered by the random number
--- each early arrival drew, becomes the head of the queue and never changes again.
-local function open_if_due(meta, lobby, now, opens_at)
-  if redis.call('HGET', meta, 'opened') == '1' then return true end
-  if now < opens_at then return false end
-  local n = redis.call('ZCARD', lobby)
-  redis.call('HSET', meta, 'opened', '1', 'opened_at', now, 'last_ms', now, 'credit', '0',
-    'tail', n, 'lobby', n)
-  return true
-end
-local function queue_number(meta, lobby, user, tk)
-  local n = tonumber(string.sub(tk, 2)) or 0
-  if string.sub(tk, 1, 1) == 'Q' then return n end
-  if redis.call('HGET', meta, 'opened') ~= '1' then return 0 end
-  local r = redis.call('ZRANK', lobby, user)
-  if r then return r + 1 end
-  return 0
-end
-local function status(meta, lobby, admits, user, tk, now)
-  local q = queue_number(meta, lobby, user, tk)
-  local m = redis.call('HMGET', meta, 'opened', 'lobby_joined', 'tail', 'admitted')
-  local a = num(m[4])
-  local at = 0
-  if q > 0 and q <= a then
-    local r = redis.call('ZRANGEBYSCORE', admits, q, '+inf', 'LIMIT', 0, 1)
-    if r[1] then at = num(r[1]) end
-  end
-  return {tk, q, a, at, num(m[2]), num(m[1]), now, num(m[3])}
-end
-";
+const PRELUDE: &str = include_str!("lua/prelude.lua");
 
 /// KEYS: meta, tickets, lobby, admits. ARGV: user, random score, opens_at_ms, ttl_ms, keep_ms.
 /// Returns the user's (possibly new) ticket state, see [`TicketState`].
-static JOIN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{PRELUDE}{}",
-        r"
-local meta, tickets, lobby, admits = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local user = ARGV[1]
-local now = now_ms()
-local opened = open_if_due(meta, lobby, now, tonumber(ARGV[3]))
-local tk = redis.call('HGET', tickets, user)
-if tk then
-  local st = status(meta, lobby, admits, user, tk, now)
-  -- Still waiting, or admitted and inside the window: the same ticket. Admitted and the
-  -- window has passed: the turn is lost, and a new ticket goes to the back.
-  if st[4] == 0 or now < st[4] + tonumber(ARGV[4]) then return st end
-end
-if opened then
-  tk = 'Q' .. redis.call('HINCRBY', meta, 'tail', 1)
-else
-  tk = 'L' .. redis.call('HINCRBY', meta, 'lobby_joined', 1)
-  redis.call('ZADD', lobby, ARGV[2], user)
-end
-redis.call('HSET', tickets, user, tk)
-for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[5]) end
-return status(meta, lobby, admits, user, tk, now)
-"
-    ))
-});
+static JOIN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{PRELUDE}{}", include_str!("lua/join.lua"))));
 
 /// KEYS: meta, lobby, admits. ARGV: user, ticket. Returns [`TicketState`].
-static STATUS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{PRELUDE}{}",
-        r"
-return status(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], now_ms())
-"
-    ))
-});
+static STATUS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{PRELUDE}{}", include_str!("lua/status.lua"))));
 
 /// One pacing step, shared by all instances: credit accrues at `rate` per second of Redis
 /// time since the last step (whoever ran it), and whole credits let people in. Credit is
 /// never saved up: at most `max_dt_ms` counts per step, and unused whole credits lapse.
 /// KEYS: meta, lobby, admits. ARGV: opens_at_ms, rate, max_dt_ms, keep_ms.
 /// Returns [`RoomSnapshot`] fields: opened, admitted, tail, lobby_joined, admitted now, now.
-static PACE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{PRELUDE}{}",
-        r"
-local meta, lobby, admits = KEYS[1], KEYS[2], KEYS[3]
-local now = now_ms()
-local let_in = 0
-if open_if_due(meta, lobby, now, tonumber(ARGV[1])) then
-  local m = redis.call('HMGET', meta, 'last_ms', 'credit', 'admitted', 'tail')
-  local last, credit, a, tail = num(m[1]), num(m[2]), num(m[3]), num(m[4])
-  local dt = math.min(now - last, tonumber(ARGV[3]))
-  if dt > 0 then
-    credit = credit + tonumber(ARGV[2]) * dt / 1000
-    local whole = math.floor(credit)
-    credit = credit - whole
-    let_in = math.min(whole, tail - a)
-    if let_in > 0 then
-      a = a + let_in
-      redis.call('ZADD', admits, a, now)
-      redis.call('HSET', meta, 'admitted', a)
-    end
-    redis.call('HSET', meta, 'last_ms', now, 'credit', credit)
-    for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[4]) end
-  end
-end
-local m = redis.call('HMGET', meta, 'opened', 'admitted', 'tail', 'lobby_joined')
-return {num(m[1]), num(m[2]), num(m[3]), num(m[4]), let_in, now}
-"
-    ))
-});
+static PACE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{PRELUDE}{}", include_str!("lua/pace.lua"))));
 
 /// Queues a seat request: its arrival number, the stream entry and the request record are
 /// written together. With a client key seen before, returns the earlier request instead.
 /// KEYS: stream, request hash, key map, arrival counter. ARGV: has key (0/1), request uuid,
 /// user, admin (0/1), seats (comma separated), now, keep_ms, event id, notify channel,
 /// `<event>:<queue key>`. Returns {1 = new | 0 = earlier, request uuid}.
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if ARGV[1] == '1' then
-  local earlier = redis.call('GET', KEYS[3])
-  if earlier then return {0, earlier} end
-end
-local n = redis.call('INCR', KEYS[4])
-local entry = redis.call('XADD', KEYS[1], '*', 'request', ARGV[2], 'user', ARGV[3],
-  'admin', ARGV[4], 'seats', ARGV[5])
-redis.call('HSET', KEYS[2], 'user', ARGV[3], 'event', ARGV[8], 'seats', ARGV[5],
-  'status', 'QUEUED', 'number', n, 'entry', entry, 'created_ms', ARGV[6])
-redis.call('PEXPIRE', KEYS[2], ARGV[7])
-redis.call('PEXPIRE', KEYS[4], ARGV[7])
-if ARGV[1] == '1' then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[7]) end
-redis.call('PUBLISH', ARGV[9], 'work ' .. ARGV[10])
-return {1, ARGV[2]}
-",
-    )
-});
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
 
 /// Takes the worker lease of an event if it is free, makes sure the consumer group exists,
 /// and takes over every entry a previous worker left pending (delivered, never answered).
 /// KEYS: lease, stream. ARGV: owner, lease_ms, group. Returns 1 if taken, else 0.
-static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-redis.pcall('XGROUP', 'CREATE', KEYS[2], ARGV[3], '0', 'MKSTREAM')
-local cursor = '0-0'
-repeat
-  local r = redis.call('XAUTOCLAIM', KEYS[2], ARGV[3], ARGV[1], 0, cursor, 'COUNT', 1000, 'JUSTID')
-  cursor = r[1]
-until cursor == '0-0'
-return 1
-",
-    )
-});
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/acquire.lua")));
 
 /// The lease holder's next request: the oldest entry pending with it (taken over, or not
 /// answered yet), else the next new one, in stream (arrival) order.
-const NEXT_ENTRY: &str = r"
-local function next_entry(stream, group, consumer)
-  local function first(r)
-    if r and r[1] and r[1][2] and r[1][2][1] then return r[1][2][1] end
-    return nil
-  end
-  local e = first(redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1,
-    'STREAMS', stream, '0'))
-  if not e then
-    e = first(redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1,
-      'STREAMS', stream, '>'))
-  end
-  if not e then return {'empty'} end
-  local out = {'entry', e[1]}
-  if e[2] then
-    for _, v in ipairs(e[2]) do table.insert(out, v) end
-  end
-  return out
-end
-";
+const NEXT_ENTRY: &str = include_str!("lua/next_entry.lua");
 
 /// Renews the lease and returns the next request.
 /// KEYS: lease, stream. ARGV: owner, lease_ms, group.
 /// Returns {'lost'}, {'empty'} or {'entry', id, field, value, ...}.
-static NEXT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{NEXT_ENTRY}{}",
-        r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'lost'} end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return next_entry(KEYS[2], ARGV[3], ARGV[1])
-"
-    ))
-});
+static NEXT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{NEXT_ENTRY}{}", include_str!("lua/next.lua"))));
 
 /// Records a request's answer, once, and only while holding the lease (a worker that lost
 /// it leaves the entry to the new holder); acknowledges and drops the stream entry; renews
@@ -299,47 +147,14 @@ return next_entry(KEYS[2], ARGV[3], ARGV[1])
 /// KEYS: lease, stream, request hash, answer counter. ARGV: owner, group, entry id, status,
 /// hold id, error code, error message, now, keep_ms, notify channel, request id, lease_ms.
 /// Returns {'lost'} (nothing was written), {'empty'} or {'entry', ...}.
-static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "{NEXT_ENTRY}{}",
-        r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'lost'} end
-if redis.call('HGET', KEYS[3], 'status') == 'QUEUED' then
-  local n = redis.call('INCR', KEYS[4])
-  redis.call('PEXPIRE', KEYS[4], ARGV[9])
-  redis.call('HSET', KEYS[3], 'status', ARGV[4], 'hold_id', ARGV[5], 'error_code', ARGV[6],
-    'error_message', ARGV[7], 'answered_ms', ARGV[8], 'answer', n)
-  redis.call('PEXPIRE', KEYS[3], ARGV[9])
-end
-redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-redis.call('XDEL', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[10], 'done ' .. ARGV[11])
-redis.call('PEXPIRE', KEYS[1], ARGV[12])
-return next_entry(KEYS[2], ARGV[2], ARGV[1])
-"
-    ))
-});
+static COMPLETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{NEXT_ENTRY}{}", include_str!("lua/complete.lua"))));
 
 /// KEYS: lease. ARGV: owner, lease_ms. Returns 1 if still held (and renewed).
-static RENEW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-",
-    )
-});
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
 
 /// KEYS: lease. ARGV: owner. Lets the lease go if it is still ours.
-static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-return redis.call('DEL', KEYS[1])
-",
-    )
-});
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 
 /// Where one ticket stands, as Redis sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -572,7 +387,7 @@ impl Store {
             tail: tail.unwrap_or(0),
             lobby_joined: lobby_joined.unwrap_or(0),
             let_in: 0,
-            now_ms: crate::booking::model::now_ms(),
+            now_ms: crate::domain::clock::now_ms(),
         })
     }
 
@@ -707,7 +522,7 @@ impl Store {
                     hold_id.to_owned(),
                     code.to_owned(),
                     message.to_owned(),
-                    crate::booking::model::now_ms().to_string(),
+                    crate::domain::clock::now_ms().to_string(),
                     KEEP_MS.to_string(),
                     NOTIFY_CHANNEL.to_owned(),
                     request_id.to_owned(),

@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use tokio::sync::watch;
 
 use super::WaitingRoomService;
@@ -20,9 +19,10 @@ use super::config::RoomConfig;
 use super::requests::SeatRequestId;
 use super::store::{Next, QUEUES_KEY, RoomKeys};
 use crate::auth::User;
-use crate::booking::model::{HoldView, IdempotencyKey, SeatIds, SeatStatus, now_ms};
+use crate::booking::admission::Admission;
+use crate::domain::input::{IdempotencyKey, SeatIds};
+use crate::domain::views::HoldView;
 use crate::error::AppError;
-use entity::seat;
 
 /// How long a worker lease lasts unless renewed (it is renewed before every request).
 const LEASE_MS: i64 = 3_000;
@@ -287,22 +287,24 @@ impl WaitingRoomService {
             Ok(ids) => ids,
             Err(err) => return Some(Err(err)),
         };
-        let key = match IdempotencyKey::parse(Some(format!("seat-request:{uuid}"))) {
-            Ok(Some(key)) => key,
-            Ok(None) => return Some(Err(AppError::Internal("no idempotency key".into()))),
-            Err(err) => return Some(Err(err)),
-        };
+        let key = IdempotencyKey::internal(format!("seat-request:{uuid}"));
         let started = Instant::now();
         let mut backoff = Duration::from_millis(20);
         loop {
             let outcome = booking
-                .hold_seats(user, room.event_id, seat_ids.clone(), Some(key.clone()))
+                .hold_seats(
+                    user,
+                    room.event_id,
+                    seat_ids.clone(),
+                    Some(key.clone()),
+                    Admission::Queued,
+                )
                 .await;
             let again = match &outcome {
                 Err(err) if err.is_transient() => true,
                 Err(AppError::SeatUnavailable {
                     seat_ids: taken, ..
-                }) if !taken.is_empty() => !self.any_taken(taken).await,
+                }) if !taken.is_empty() => !booking.any_taken(taken).await.unwrap_or(true),
                 _ => false,
             };
             if !again || started.elapsed() >= RETRY_FOR {
@@ -317,21 +319,6 @@ impl WaitingRoomService {
             if !matches!(store.renew(keys, self.instance(), LEASE_MS).await, Ok(true)) {
                 return None;
             }
-        }
-    }
-
-    /// Whether the database shows any of these seats held or booked right now.
-    async fn any_taken(&self, seat_ids: &[i64]) -> bool {
-        let now = now_ms();
-        match seat::Entity::find()
-            .filter(seat::Column::Id.is_in(seat_ids.to_vec()))
-            .all(&self.inner.booking.db().conn)
-            .await
-        {
-            Ok(seats) => seats
-                .iter()
-                .any(|s| SeatStatus::of(s, now) != SeatStatus::Available),
-            Err(_) => true,
         }
     }
 }

@@ -373,9 +373,8 @@ pub fn tally(results: &[(u16, Value)]) -> HashMap<String, usize> {
 
 /// The Redis namespace of the app's deployment (prefixes its gate keys and channels).
 pub async fn redis_namespace(app: &TestApp) -> String {
-    let db =
-        onsale::booking::db::Db::connect(&app.database_url, Some(1), Duration::from_secs(1), 1)
-            .await
-            .expect("connect");
+    let db = onsale::db::Db::connect(&app.database_url, Some(1), Duration::from_secs(1), 1)
+        .await
+        .expect("connect");
     db.redis_namespace().await.expect("namespace")
 }

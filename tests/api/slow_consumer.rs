@@ -3,8 +3,10 @@
 
 use futures::StreamExt;
 use onsale::auth::User;
-use onsale::booking::model::SeatIds;
+use onsale::booking::admission::Admission;
+use onsale::booking::event_input::{NewEvent, NewRow, NewSection};
 use onsale::config::Config;
+use onsale::domain::input::SeatIds;
 use onsale::realtime::SUBSCRIBER_BUFFER;
 use onsale::startup::Application;
 
@@ -26,16 +28,16 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
     })
     .expect("config");
     let app = Application::build(config).await.expect("builds");
-    let service = app.service().clone();
+    let service = app.booking().clone();
     let event = service
-        .create_event(onsale::booking::events::NewEvent {
+        .create_event(NewEvent {
             name: "Slow".into(),
             venue: "Hall".into(),
             starts_at_ms: 0,
-            sections: vec![onsale::booking::events::NewSection {
+            sections: vec![NewSection {
                 name: "S".into(),
                 rows: (0..12)
-                    .map(|r| onsale::booking::events::NewRow {
+                    .map(|r| NewRow {
                         label: format!("R{r}"),
                         seats: 100,
                         price_cents: 100,
@@ -45,12 +47,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
         })
         .await
         .expect("event");
-    let mut feed = Box::pin(
-        service
-            .seat_change_feed(event.id, None)
-            .await
-            .expect("feed"),
-    );
+    let mut feed = Box::pin(app.feed().open(event.id, None).await.expect("feed"));
     // More changes than the buffer holds, while the subscriber reads nothing.
     let first_seat = service.seat_map(event.id, None).await.expect("map").seats[0].id;
     let holds = SUBSCRIBER_BUFFER / 10 + 10;
@@ -67,6 +64,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
                 event.id,
                 SeatIds::parse(&ids, 10).expect("ids"),
                 None,
+                Admission::Direct(None),
             )
             .await
             .expect("held");
@@ -77,12 +75,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
     assert!(err.to_string().contains("afterSeq"), "{err}");
     assert!(feed.next().await.is_none(), "and is dropped");
     // Resuming with afterSeq from the start replays everything in order.
-    let mut resumed = Box::pin(
-        service
-            .seat_change_feed(event.id, Some(0))
-            .await
-            .expect("feed"),
-    );
+    let mut resumed = Box::pin(app.feed().open(event.id, Some(0)).await.expect("feed"));
     for expected in 1..=i64::try_from(holds * 10).expect("fits") {
         let change = resumed.next().await.expect("item").expect("change");
         assert_eq!(change.seq, expected);

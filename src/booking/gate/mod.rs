@@ -21,7 +21,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::model::{SeatStatus, now_ms};
+use crate::domain::clock::now_ms;
+use crate::domain::status::{SeatStatus, live_seat_status};
 use crate::error::AppError;
 use crate::realtime::{SeatChange, SeatChangeBus};
 
@@ -36,27 +37,10 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(300);
 /// How long the breaker stays open before Redis is tried again.
 const COOL_DOWN_MS: i64 = 5_000;
 
-const ACQUIRE_LUA: &str = r"
-for i, key in ipairs(KEYS) do
-  local owner = redis.call('GET', key)
-  if owner then return {i, owner} end
-end
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
-end
-return {0, ''}
-";
-
-const RELEASE_LUA: &str = r"
-local n = 0
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call('DEL', key)
-    n = n + 1
-  end
-end
-return n
-";
+/// Claims seat keys all-or-nothing for a token, with a TTL.
+const ACQUIRE_LUA: &str = include_str!("acquire.lua");
+/// Releases the seat keys a token still owns (compare-and-delete).
+const RELEASE_LUA: &str = include_str!("release.lua");
 
 /// A claim on some seats. It is let go when dropped — once the database has decided, or when
 /// the request is cut short (a timeout, a client gone) — so it never outlives its request.
@@ -292,11 +276,8 @@ impl GateInner {
             .filter(|seat| {
                 known.get(&(event_id, *seat)).is_some_and(|k| {
                     now - k.seen_at_ms < KNOWN_TTL_MS
-                        && match k.status {
-                            SeatStatus::Booked => true,
-                            SeatStatus::Held => k.hold_expires_at_ms.is_some_and(|t| t > now),
-                            SeatStatus::Available => false,
-                        }
+                        && live_seat_status(k.status, k.hold_expires_at_ms, now)
+                            != SeatStatus::Available
                 })
             })
             .collect()

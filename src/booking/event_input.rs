@@ -1,0 +1,235 @@
+//! A new event as an admin describes it, and the checks it must pass before any row is
+//! written.
+
+use std::collections::HashSet;
+
+use crate::domain::input::parse_label;
+use crate::domain::limits::{
+    EVENT_NAME_MAX_CHARS, LATEST_INSTANT_MS, MAX_PRICE_CENTS, MAX_SEATS_PER_EVENT,
+    MAX_SEATS_PER_ROW, ROW_LABEL_MAX_CHARS, SECTION_NAME_MAX_CHARS,
+};
+use crate::error::AppError;
+
+/// A new event as an admin describes it.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub name: String,
+    pub venue: String,
+    pub starts_at_ms: i64,
+    pub sections: Vec<NewSection>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewSection {
+    pub name: String,
+    pub rows: Vec<NewRow>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewRow {
+    pub label: String,
+    pub seats: i32,
+    pub price_cents: i32,
+}
+
+/// One seat of a checked event, in layout order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSeat {
+    pub section: String,
+    pub row: String,
+    pub number: i32,
+    pub price_cents: i64,
+}
+
+/// A new event whose every field has been checked.
+#[derive(Clone, Debug)]
+pub struct ValidEvent {
+    pub name: String,
+    pub venue: String,
+    pub starts_at_ms: i64,
+    pub seats: Vec<NewSeat>,
+}
+
+impl NewEvent {
+    /// Checks every field; the first problem is the error.
+    pub fn validate(self) -> Result<ValidEvent, AppError> {
+        if !(0..=LATEST_INSTANT_MS).contains(&self.starts_at_ms) {
+            return Err(AppError::BadInput(
+                "startsAt must be between 1970 and 9999".into(),
+            ));
+        }
+        let name = parse_label(&self.name, "name", EVENT_NAME_MAX_CHARS)?;
+        let venue = parse_label(&self.venue, "venue", EVENT_NAME_MAX_CHARS)?;
+        if self.sections.is_empty() {
+            return Err(AppError::BadInput(
+                "an event needs at least one section".into(),
+            ));
+        }
+        let mut seats = Vec::new();
+        let mut section_names = HashSet::new();
+        for section in self.sections {
+            let section_name = parse_label(&section.name, "section name", SECTION_NAME_MAX_CHARS)?;
+            if !section_names.insert(section_name.clone()) {
+                return Err(AppError::BadInput(format!(
+                    "section {section_name:?} appears twice"
+                )));
+            }
+            if section.rows.is_empty() {
+                return Err(AppError::BadInput(format!(
+                    "section {section_name:?} needs at least one row"
+                )));
+            }
+            let mut labels = HashSet::new();
+            for row in section.rows {
+                let label = parse_label(&row.label, "row label", ROW_LABEL_MAX_CHARS)?;
+                if !labels.insert(label.clone()) {
+                    return Err(AppError::BadInput(format!(
+                        "row {label:?} appears twice in section {section_name:?}"
+                    )));
+                }
+                if !(1..=MAX_SEATS_PER_ROW).contains(&row.seats) {
+                    return Err(AppError::BadInput(format!(
+                        "a row has 1 to {MAX_SEATS_PER_ROW} seats"
+                    )));
+                }
+                if !(0..=MAX_PRICE_CENTS).contains(&row.price_cents) {
+                    return Err(AppError::BadInput(format!(
+                        "priceCents must be between 0 and {MAX_PRICE_CENTS}"
+                    )));
+                }
+                for number in 1..=row.seats {
+                    seats.push(NewSeat {
+                        section: section_name.clone(),
+                        row: label.clone(),
+                        number,
+                        price_cents: i64::from(row.price_cents),
+                    });
+                }
+                if seats.len() > MAX_SEATS_PER_EVENT {
+                    return Err(AppError::BadInput(format!(
+                        "an event has at most {MAX_SEATS_PER_EVENT} seats"
+                    )));
+                }
+            }
+        }
+        Ok(ValidEvent {
+            name,
+            venue,
+            starts_at_ms: self.starts_at_ms,
+            seats,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(label: &str, seats: i32, price_cents: i32) -> NewRow {
+        NewRow {
+            label: label.into(),
+            seats,
+            price_cents,
+        }
+    }
+
+    fn event(sections: Vec<NewSection>) -> NewEvent {
+        NewEvent {
+            name: " Gala ".into(),
+            venue: "Hall".into(),
+            starts_at_ms: 1_000,
+            sections,
+        }
+    }
+
+    fn section(name: &str, rows: Vec<NewRow>) -> NewSection {
+        NewSection {
+            name: name.into(),
+            rows,
+        }
+    }
+
+    fn refused(input: NewEvent) -> String {
+        match input.validate() {
+            Err(AppError::BadInput(message)) => message,
+            other => panic!("expected BAD_USER_INPUT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn seats_are_laid_out_in_order_with_their_row_price() {
+        let valid = event(vec![
+            section("Stalls", vec![row("A", 2, 500), row("B", 1, 300)]),
+            section("Circle", vec![row("A", 1, 0)]),
+        ])
+        .validate()
+        .expect("valid");
+        assert_eq!(valid.name, "Gala");
+        let layout: Vec<(&str, &str, i32, i64)> = valid
+            .seats
+            .iter()
+            .map(|s| (s.section.as_str(), s.row.as_str(), s.number, s.price_cents))
+            .collect();
+        assert_eq!(
+            layout,
+            vec![
+                ("Stalls", "A", 1, 500),
+                ("Stalls", "A", 2, 500),
+                ("Stalls", "B", 1, 300),
+                ("Circle", "A", 1, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn names_must_be_unique_where_they_must() {
+        assert!(
+            refused(event(vec![
+                section("S", vec![row("A", 1, 0)]),
+                section("S", vec![row("A", 1, 0)])
+            ]))
+            .contains("twice")
+        );
+        assert!(
+            refused(event(vec![section(
+                "S",
+                vec![row("A", 1, 0), row("A", 1, 0)]
+            )]))
+            .contains("twice")
+        );
+    }
+
+    #[test]
+    fn empty_plans_and_out_of_range_numbers_are_refused() {
+        assert!(refused(event(vec![])).contains("at least one section"));
+        assert!(refused(event(vec![section("S", vec![])])).contains("at least one row"));
+        assert!(refused(event(vec![section("S", vec![row("A", 0, 0)])])).contains("seats"));
+        assert!(
+            refused(event(vec![section(
+                "S",
+                vec![row("A", MAX_SEATS_PER_ROW + 1, 0)]
+            )]))
+            .contains("seats")
+        );
+        assert!(refused(event(vec![section("S", vec![row("A", 1, -1)])])).contains("priceCents"));
+        assert!(
+            refused(event(vec![section(
+                "S",
+                vec![row("A", 1, MAX_PRICE_CENTS + 1)]
+            )]))
+            .contains("priceCents")
+        );
+        let mut late = event(vec![section("S", vec![row("A", 1, 0)])]);
+        late.starts_at_ms = LATEST_INSTANT_MS + 1;
+        assert!(refused(late).contains("startsAt"));
+    }
+
+    #[test]
+    fn an_event_has_a_bounded_number_of_seats() {
+        let rows_needed = MAX_SEATS_PER_EVENT / 1_000 + 1;
+        let rows = (0..rows_needed)
+            .map(|i| row(&format!("R{i}"), 1_000, 0))
+            .collect();
+        assert!(refused(event(vec![section("S", rows)])).contains("at most"));
+    }
+}

@@ -1,0 +1,179 @@
+//! Pure rules of holding: which stored seats a hold may take, and whether a hold can still
+//! be acted on. The transactions in `holds.rs` and `bookings.rs` apply them to locked rows.
+
+use std::collections::HashMap;
+
+use sea_orm::ColumnTrait;
+use sea_orm::sea_query::Condition;
+
+use crate::domain::status::{HoldStatus, SeatStatus, hold_status_at, seat_status_at};
+use crate::error::AppError;
+use entity::{hold, seat};
+
+/// Seats a new hold may take at `now`, as a query condition: free, or held by a hold that
+/// has run out.
+pub(crate) fn claimable(now: i64) -> Condition {
+    Condition::any()
+        .add(seat::Column::Status.eq(SeatStatus::Available))
+        .add(
+            Condition::all()
+                .add(seat::Column::Status.eq(SeatStatus::Held))
+                .add(seat::Column::HoldExpiresAtMs.lte(now)),
+        )
+}
+
+/// All requested seats exist, belong to the event and are claimable at `now`.
+pub(crate) fn check_requested(
+    seats: &[seat::Model],
+    ids: &[i64],
+    event_id: i64,
+    now: i64,
+) -> Result<(), AppError> {
+    let by_id: HashMap<i64, &seat::Model> = seats.iter().map(|s| (s.id, s)).collect();
+    if let Some(missing) = ids.iter().find(|id| !by_id.contains_key(id)) {
+        return Err(AppError::NotFound(format!("seat {missing} does not exist")));
+    }
+    if let Some(other) = seats.iter().find(|s| s.event_id != event_id) {
+        return Err(AppError::BadInput(format!(
+            "seat {} belongs to another event",
+            other.id
+        )));
+    }
+    let taken: Vec<i64> = seats
+        .iter()
+        .filter(|s| seat_status_at(s, now) != SeatStatus::Available)
+        .map(|s| s.id)
+        .collect();
+    if taken.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::seat_unavailable(taken))
+    }
+}
+
+/// The hold can still be acted on at `now`.
+pub fn ensure_active(hold: &hold::Model, now: i64) -> Result<(), AppError> {
+    match hold_status_at(hold, now) {
+        HoldStatus::Active => Ok(()),
+        HoldStatus::Expired => Err(AppError::HoldExpired),
+        HoldStatus::Confirmed => Err(AppError::HoldNotActive("already confirmed")),
+        HoldStatus::Released => Err(AppError::HoldNotActive("already released")),
+    }
+}
+
+/// Whether every locked seat is still held by `hold_id` (else it was reclaimed after the
+/// hold ran out).
+pub(crate) fn still_held_by(locked: &[seat::Model], hold_id: &str) -> bool {
+    !locked.is_empty()
+        && locked
+            .iter()
+            .all(|s| s.status == SeatStatus::Held && s.hold_id.as_deref() == Some(hold_id))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn seat(
+        id: i64,
+        event_id: i64,
+        status: SeatStatus,
+        expires: Option<i64>,
+    ) -> seat::Model {
+        seat::Model {
+            id,
+            event_id,
+            section: "S".into(),
+            row_label: "A".into(),
+            number: i32::try_from(id).unwrap_or(0),
+            price_cents: 100,
+            position: i32::try_from(id).unwrap_or(0),
+            status,
+            hold_id: (status == SeatStatus::Held).then(|| "h1".to_owned()),
+            hold_expires_at_ms: expires,
+            booking_id: None,
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn free_and_run_out_seats_can_be_taken() {
+        let seats = [
+            seat(1, 7, SeatStatus::Available, None),
+            seat(2, 7, SeatStatus::Held, Some(50)),
+        ];
+        assert!(check_requested(&seats, &[1, 2], 7, 50).is_ok());
+    }
+
+    #[test]
+    fn taken_seats_are_listed() {
+        let seats = [
+            seat(1, 7, SeatStatus::Booked, None),
+            seat(2, 7, SeatStatus::Held, Some(51)),
+            seat(3, 7, SeatStatus::Available, None),
+        ];
+        match check_requested(&seats, &[1, 2, 3], 7, 50) {
+            Err(AppError::SeatUnavailable { seat_ids, .. }) => assert_eq!(seat_ids, vec![1, 2]),
+            other => panic!("expected SEAT_UNAVAILABLE, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_seats_and_other_events_seats_are_refused() {
+        let seats = [seat(1, 7, SeatStatus::Available, None)];
+        assert!(matches!(
+            check_requested(&seats, &[1, 9], 7, 0),
+            Err(AppError::NotFound(_))
+        ));
+        assert!(matches!(
+            check_requested(&seats, &[1], 8, 0),
+            Err(AppError::BadInput(_))
+        ));
+    }
+
+    fn hold(status: HoldStatus, expires_at_ms: i64) -> hold::Model {
+        hold::Model {
+            id: "h1".into(),
+            event_id: 7,
+            user_id: "u".into(),
+            status,
+            expires_at_ms,
+            total_cents: 0,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn only_an_unexpired_active_hold_can_be_acted_on() {
+        assert!(ensure_active(&hold(HoldStatus::Active, 10), 9).is_ok());
+        assert!(matches!(
+            ensure_active(&hold(HoldStatus::Active, 10), 10),
+            Err(AppError::HoldExpired)
+        ));
+        assert!(matches!(
+            ensure_active(&hold(HoldStatus::Confirmed, 10), 0),
+            Err(AppError::HoldNotActive(_))
+        ));
+        assert!(matches!(
+            ensure_active(&hold(HoldStatus::Released, 10), 0),
+            Err(AppError::HoldNotActive(_))
+        ));
+    }
+
+    #[test]
+    fn reclaimed_seats_are_not_the_holds_any_more() {
+        let mine = [
+            seat(1, 7, SeatStatus::Held, Some(9)),
+            seat(2, 7, SeatStatus::Held, Some(9)),
+        ];
+        assert!(still_held_by(&mine, "h1"));
+        assert!(!still_held_by(&mine, "h2"));
+        assert!(!still_held_by(&[], "h1"));
+        let reclaimed = [
+            seat(1, 7, SeatStatus::Held, Some(9)),
+            seat(2, 7, SeatStatus::Available, None),
+        ];
+        assert!(!still_held_by(&reclaimed, "h1"));
+    }
+}

@@ -1,0 +1,139 @@
+//! The database layer below the services: the connection pool, short write transactions
+//! with bounded lock waits and retries, row locking in one fixed order, and what a database
+//! error means (`errors`).
+
+pub mod errors;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::sea_query::{LockBehavior, LockType};
+use sea_orm::sqlx;
+use sea_orm::{
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+};
+use tokio::sync::Semaphore;
+
+use crate::error::AppError;
+use entity::seat;
+pub use write::{Tx, WriteTx};
+
+/// How a locking read treats rows another transaction has locked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowLock {
+    /// Wait for them, up to the transaction's lock timeout.
+    Wait,
+    /// Leave them out of the result.
+    SkipLocked,
+}
+
+/// The connection pool plus what write transactions need.
+#[derive(Clone)]
+pub struct Db {
+    pub conn: DatabaseConnection,
+    /// Write transactions queue here, fairly and for a bounded time, before they start: one
+    /// at a time on SQLite (it has one writer; no spinning on `SQLITE_BUSY`), a few at a time
+    /// on PostgreSQL, where the writes of one event serialise on its change counter and more
+    /// concurrent writers only lengthen PostgreSQL's lock queue (see BENCHMARKS.md).
+    writers: Arc<Semaphore>,
+    lock_timeout: Duration,
+}
+
+impl Db {
+    /// Connects and configures the pool for the backend.
+    pub async fn connect(
+        url: &str,
+        pool_max: Option<u32>,
+        lock_timeout: Duration,
+        write_concurrency: usize,
+    ) -> Result<Self, DbErr> {
+        let sqlite = url.starts_with("sqlite:");
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(pool_max.unwrap_or(if sqlite { 8 } else { 32 }))
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(3))
+            .sqlx_logging(false);
+        if sqlite {
+            opts.map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+                    .create_if_missing(true)
+            });
+        } else {
+            opts.test_before_acquire(false);
+        }
+        let conn = Database::connect(opts).await?;
+        Ok(Self {
+            conn,
+            writers: Arc::new(Semaphore::new(if sqlite {
+                1
+            } else {
+                write_concurrency.max(1)
+            })),
+            lock_timeout,
+        })
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.backend() == DbBackend::Postgres
+    }
+
+    /// Makes `query` a locking read (`FOR UPDATE`) on PostgreSQL. SQLite needs no row locks:
+    /// its single writer already holds the whole database.
+    pub fn locking<E: EntityTrait>(&self, query: Select<E>, how: RowLock) -> Select<E> {
+        if !self.is_postgres() {
+            return query;
+        }
+        match how {
+            RowLock::Wait => query.lock(LockType::Update),
+            RowLock::SkipLocked => {
+                query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            }
+        }
+    }
+
+    /// Locks seat rows in ascending id order — the one order every transaction uses, so two
+    /// transactions never deadlock on seats — and returns them as they are now.
+    pub async fn lock_seats<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        ids: &[i64],
+        how: RowLock,
+    ) -> Result<Vec<seat::Model>, AppError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = seat::Entity::find()
+            .filter(seat::Column::Id.is_in(ids.to_vec()))
+            .order_by_asc(seat::Column::Id);
+        Ok(self.locking(query, how).all(txn).await?)
+    }
+
+    /// This deployment's Redis namespace: made once, at random, by whichever instance starts
+    /// first, then read by all.
+    pub async fn redis_namespace(&self) -> Result<String, DbErr> {
+        use sea_orm::Set;
+        let fresh = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let _ = entity::deployment::Entity::insert(entity::deployment::ActiveModel {
+            id: Set(1),
+            namespace: Set(fresh),
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&self.conn)
+        .await?;
+        entity::deployment::Entity::find_by_id(1)
+            .one(&self.conn)
+            .await?
+            .map(|row| row.namespace)
+            .ok_or_else(|| DbErr::RecordNotFound("deployment row".into()))
+    }
+}

@@ -1,0 +1,170 @@
+//! Write transactions: short, with bounded lock waits, and retried with backoff while the
+//! database says "try again" — one skeleton for every write of the service.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Db;
+use crate::error::AppError;
+
+/// How often a transiently failing write is tried before the client is told to retry.
+const ATTEMPTS: u32 = 4;
+/// First backoff between attempts; it grows fourfold per attempt, with jitter.
+const FIRST_BACKOFF_MS: u64 = 10;
+/// What the client is told to wait after the last attempt: this plus up to
+/// [`RETRY_AFTER_JITTER_MS`] at random, so retries spread out.
+const RETRY_AFTER_BASE_MS: u64 = 100;
+const RETRY_AFTER_JITTER_MS: u64 = 200;
+/// What a request is told when it waited too long for a writer slot.
+const WRITER_QUEUE_RETRY_AFTER_MS: u64 = 100;
+
+/// A write transaction and the writer slot it holds.
+pub struct WriteTx {
+    pub txn: DatabaseTransaction,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// The transaction [`Db::write`] hands its operation: `&*tx` is the `DatabaseTransaction`.
+pub struct Tx(Arc<DatabaseTransaction>);
+
+impl std::ops::Deref for Tx {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.0
+    }
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl Db {
+    /// Starts a short write transaction. On PostgreSQL row-lock and statement waits are
+    /// bounded, so nobody queues long behind a lock; on SQLite the transaction takes the write
+    /// lock at `BEGIN` (no upgrade deadlocks).
+    pub async fn begin_write(&self) -> Result<WriteTx, AppError> {
+        let slot =
+            tokio::time::timeout(self.lock_timeout * 3, self.writers.clone().acquire_owned())
+                .await
+                .map_err(|_| {
+                    AppError::retry_later(
+                        WRITER_QUEUE_RETRY_AFTER_MS,
+                        "too many writers; try again shortly",
+                    )
+                })?
+                .map_err(|_| AppError::Internal("the writer queue is closed".into()))?;
+        let txn = if self.is_postgres() {
+            let txn = self.conn.begin().await?;
+            let lock_ms = self.lock_timeout.as_millis().max(1);
+            txn.execute_unprepared(&format!(
+                "SET LOCAL lock_timeout = '{lock_ms}ms'; SET LOCAL statement_timeout = '{}ms'",
+                lock_ms * 5
+            ))
+            .await?;
+            txn
+        } else {
+            self.conn
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await?
+        };
+        Ok(WriteTx { txn, _slot: slot })
+    }
+
+    /// Runs `op` in a write transaction and commits it; the whole is tried again (a new
+    /// transaction) while it fails with a transient error. What `op` returns early without
+    /// an error is committed too; an error rolls everything back.
+    ///
+    /// `op` gets the transaction as a [`Tx`] (`&*tx` is the `DatabaseTransaction`) and must
+    /// not keep it beyond its future.
+    pub async fn write<T, F, Fut>(&self, mut op: F) -> Result<T, AppError>
+    where
+        F: FnMut(Tx) -> Fut,
+        Fut: Future<Output = Result<T, AppError>>,
+    {
+        let mut backoff = Backoff::default();
+        loop {
+            let attempt = async {
+                let WriteTx { txn, _slot } = self.begin_write().await?;
+                let shared = Arc::new(txn);
+                let out = op(Tx(shared.clone())).await?;
+                let txn = Arc::try_unwrap(shared).map_err(|_| {
+                    AppError::Internal("a write transaction outlived its operation".into())
+                })?;
+                txn.commit().await?;
+                Ok(out)
+            };
+            match attempt.await {
+                Err(err) => backoff.after(err).await?,
+                done => return done,
+            }
+        }
+    }
+
+    /// Runs `op` and retries it a few times with exponential backoff and jitter while it fails
+    /// with a transient error; then answers `RETRY_LATER` with a suggested wait.
+    pub async fn retry<T, F, Fut>(&self, mut op: F) -> Result<T, AppError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AppError>>,
+    {
+        let mut backoff = Backoff::default();
+        loop {
+            match op().await {
+                Err(err) => backoff.after(err).await?,
+                done => return done,
+            }
+        }
+    }
+}
+
+/// The retry policy: exponential backoff with jitter for transient failures, a bounded
+/// number of attempts, then `RETRY_LATER` with a spread-out suggested wait.
+struct Backoff {
+    attempt: u32,
+    backoff_ms: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            attempt: 1,
+            backoff_ms: FIRST_BACKOFF_MS,
+        }
+    }
+}
+
+impl Backoff {
+    /// After a failed attempt: waits and returns `Ok` if it is worth another, else the error
+    /// to answer with.
+    async fn after(&mut self, err: AppError) -> Result<(), AppError> {
+        if !err.is_transient() {
+            return Err(err);
+        }
+        if self.attempt >= ATTEMPTS {
+            let wait = RETRY_AFTER_BASE_MS + rand::rng().random_range(0..RETRY_AFTER_JITTER_MS);
+            return Err(AppError::retry_later(
+                wait,
+                format!("the seats are busy right now; try again in {wait} ms"),
+            ));
+        }
+        let jitter = rand::rng().random_range(0..=self.backoff_ms);
+        tokio::time::sleep(Duration::from_millis(self.backoff_ms + jitter)).await;
+        self.backoff_ms *= 4;
+        self.attempt += 1;
+        Ok(())
+    }
+}

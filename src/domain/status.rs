@@ -1,0 +1,93 @@
+//! Statuses. They are stored as strings through the enums of `entity::status`; here are the
+//! rules that read them at a moment: a hold that has run out no longer counts, even before
+//! the sweeper records it.
+
+pub use entity::status::{BookingStatus, CheckoutState, HoldStatus, SeatStatus};
+
+/// What a seat stored as `stored` (held until `hold_expires_at_ms`) shows at `now`.
+pub fn live_seat_status(
+    stored: SeatStatus,
+    hold_expires_at_ms: Option<i64>,
+    now: i64,
+) -> SeatStatus {
+    match stored {
+        SeatStatus::Held if hold_expires_at_ms.is_some_and(|t| t > now) => SeatStatus::Held,
+        SeatStatus::Held => SeatStatus::Available,
+        other => other,
+    }
+}
+
+/// What a stored seat shows at `now`.
+pub fn seat_status_at(seat: &entity::seat::Model, now: i64) -> SeatStatus {
+    live_seat_status(seat.status, seat.hold_expires_at_ms, now)
+}
+
+/// What a stored hold shows at `now`: an active hold past its expiry is expired.
+pub fn hold_status_at(hold: &entity::hold::Model, now: i64) -> HoldStatus {
+    match hold.status {
+        HoldStatus::Active if hold.expires_at_ms <= now => HoldStatus::Expired,
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_counts_until_its_expiry_and_not_at_it() {
+        assert_eq!(
+            live_seat_status(SeatStatus::Held, Some(10), 9),
+            SeatStatus::Held
+        );
+        assert_eq!(
+            live_seat_status(SeatStatus::Held, Some(10), 10),
+            SeatStatus::Available
+        );
+        assert_eq!(
+            live_seat_status(SeatStatus::Held, None, 0),
+            SeatStatus::Available
+        );
+        assert_eq!(
+            live_seat_status(SeatStatus::Booked, None, 99),
+            SeatStatus::Booked
+        );
+        assert_eq!(
+            live_seat_status(SeatStatus::Available, Some(99), 0),
+            SeatStatus::Available
+        );
+    }
+
+    fn hold(status: HoldStatus, expires_at_ms: i64) -> entity::hold::Model {
+        entity::hold::Model {
+            id: "h".into(),
+            event_id: 1,
+            user_id: "u".into(),
+            status,
+            expires_at_ms,
+            total_cents: 0,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_active_hold_expires_by_the_clock_others_keep_their_status() {
+        assert_eq!(
+            hold_status_at(&hold(HoldStatus::Active, 10), 9),
+            HoldStatus::Active
+        );
+        assert_eq!(
+            hold_status_at(&hold(HoldStatus::Active, 10), 10),
+            HoldStatus::Expired
+        );
+        assert_eq!(
+            hold_status_at(&hold(HoldStatus::Confirmed, 10), 99),
+            HoldStatus::Confirmed
+        );
+        assert_eq!(
+            hold_status_at(&hold(HoldStatus::Released, 10), 99),
+            HoldStatus::Released
+        );
+    }
+}

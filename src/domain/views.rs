@@ -1,0 +1,81 @@
+//! What the services return: events, seat maps, holds and bookings as clients see them at
+//! one moment, apart from the tables and from the GraphQL types that wrap them.
+
+use super::status::{BookingStatus, HoldStatus, SeatStatus, seat_status_at};
+
+/// A seat as clients see it at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeatView {
+    pub id: i64,
+    pub section: String,
+    pub row: String,
+    pub number: i32,
+    pub price_cents: i64,
+    pub status: SeatStatus,
+    pub hold_expires_at_ms: Option<i64>,
+}
+
+impl SeatView {
+    /// The stored seat as it shows at `now`.
+    pub fn of(seat: &entity::seat::Model, now: i64) -> Self {
+        Self::with_status(seat, seat_status_at(seat, now))
+    }
+
+    /// The stored seat, shown with `status` (the hold expiry only while `Held`).
+    pub fn with_status(seat: &entity::seat::Model, status: SeatStatus) -> Self {
+        Self {
+            id: seat.id,
+            section: seat.section.clone(),
+            row: seat.row_label.clone(),
+            number: seat.number,
+            price_cents: seat.price_cents,
+            status,
+            hold_expires_at_ms: (status == SeatStatus::Held)
+                .then_some(seat.hold_expires_at_ms)
+                .flatten(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EventView {
+    pub id: i64,
+    pub name: String,
+    pub venue: String,
+    pub starts_at_ms: i64,
+    pub seat_count: i64,
+    pub available: i64,
+    pub held: i64,
+    pub booked: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SeatMapView {
+    pub event: EventView,
+    pub seats: Vec<SeatView>,
+    pub seq: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct HoldView {
+    pub id: String,
+    pub event_id: i64,
+    pub user_id: String,
+    pub seats: Vec<SeatView>,
+    pub status: HoldStatus,
+    pub expires_at_ms: i64,
+    pub total_cents: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct BookingView {
+    pub id: String,
+    pub event_id: i64,
+    pub hold_id: String,
+    pub user_id: String,
+    pub seats: Vec<SeatView>,
+    pub status: BookingStatus,
+    pub total_cents: i64,
+    pub payment_intent_id: Option<String>,
+    pub created_at_ms: i64,
+}

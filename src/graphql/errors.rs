@@ -1,0 +1,42 @@
+//! The one mapping from service errors to GraphQL errors: the contract's `extensions.code`
+//! and the extensions each code carries. Internal causes are logged, never sent.
+
+use async_graphql::ErrorExtensions;
+
+use crate::error::AppError;
+
+impl ErrorExtensions for AppError {
+    fn extend(&self) -> async_graphql::Error {
+        let message = match self {
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        async_graphql::Error::new(message).extend_with(|_, ext| {
+            ext.set("code", self.code());
+            match self {
+                Self::SeatUnavailable { seat_ids, .. } => {
+                    let ids: Vec<String> = seat_ids.iter().map(i64::to_string).collect();
+                    ext.set("seatIds", ids);
+                }
+                Self::RetryLater { retry_after_ms, .. } => {
+                    ext.set("retryAfterMs", *retry_after_ms);
+                }
+                _ => {}
+            }
+        })
+    }
+}
+
+/// Converts service results into GraphQL results with the contract's error codes.
+pub trait GqlResultExt<T> {
+    fn gql(self) -> async_graphql::Result<T>;
+}
+
+impl<T> GqlResultExt<T> for Result<T, AppError> {
+    fn gql(self) -> async_graphql::Result<T> {
+        self.map_err(|e| e.extend())
+    }
+}
