@@ -44,25 +44,17 @@ pub(crate) fn adjacent_blocks(candidates: &[seat::Model], count: usize) -> Vec<V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::status::SeatStatus;
+    use crate::domain::fixtures;
 
-    /// A free seat `number` in `row`, with an id and layout position derived from both.
+    /// A free seat `number` in `row` (A, B, …) at `price_cents`; its id and layout position
+    /// are row × 100 + number.
     fn seat(row: &str, number: i32, price_cents: i64) -> seat::Model {
-        let row_index = i64::from(row.as_bytes()[0] - b'A');
-        let id = row_index * 100 + i64::from(number);
+        let id = i64::from(row.as_bytes()[0] - b'A') * 100 + i64::from(number);
         seat::Model {
-            id,
-            event_id: 1,
-            section: "Stalls".into(),
             row_label: row.into(),
             number,
             price_cents,
-            position: i32::try_from(id).unwrap_or(0),
-            status: SeatStatus::Available,
-            hold_id: None,
-            hold_expires_at_ms: None,
-            booking_id: None,
-            version: 0,
+            ..fixtures::seat(id)
         }
     }
 

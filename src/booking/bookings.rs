@@ -1,6 +1,6 @@
 //! Bookings: confirming a hold into a booking, cancelling a booking, reading one's bookings.
 
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -9,6 +9,7 @@ use tracing::instrument;
 use super::BookingService;
 use super::idempotency::{self, Operation};
 use super::rules::{ensure_active, still_held_by};
+use super::seats::{Claim, set_claim};
 use super::views;
 use crate::auth::User;
 use crate::db::RowLock;
@@ -16,7 +17,7 @@ use crate::domain::clock::now_ms;
 use crate::domain::input::IdempotencyKey;
 use crate::domain::limits::MY_LIST_LIMIT;
 use crate::domain::seat_change::{PendingChange, SeatChange};
-use crate::domain::status::{BookingStatus, HoldStatus, SeatStatus};
+use crate::domain::status::{BookingStatus, HoldStatus};
 use crate::domain::views::BookingView;
 use crate::error::AppError;
 use crate::realtime::log;
@@ -121,22 +122,13 @@ impl BookingService {
         }))
         .exec_without_returning(txn)
         .await?;
-        seat::Entity::update_many()
-            .col_expr(seat::Column::Status, Expr::value(SeatStatus::Booked))
-            .col_expr(seat::Column::BookingId, Expr::value(booking_id.clone()))
-            .col_expr(seat::Column::HoldId, Expr::value(Option::<String>::None))
-            .col_expr(
-                seat::Column::HoldExpiresAtMs,
-                Expr::value(Option::<i64>::None),
-            )
-            .col_expr(
-                seat::Column::Version,
-                Expr::col(seat::Column::Version).add(1),
-            )
-            .filter(seat::Column::Id.is_in(seat_ids.clone()))
-            .filter(seat::Column::HoldId.eq(hold_id))
-            .exec(txn)
-            .await?;
+        set_claim(Claim::Booked {
+            booking_id: &booking_id,
+        })
+        .filter(seat::Column::Id.is_in(seat_ids.clone()))
+        .filter(seat::Column::HoldId.eq(hold_id))
+        .exec(txn)
+        .await?;
         let pending = seat_ids.into_iter().map(PendingChange::booked).collect();
         let published = log::append(txn, current.event_id, pending).await?;
         Ok((booking_id, published))
@@ -192,13 +184,7 @@ impl BookingService {
             .filter(booking_seat::Column::BookingId.eq(booking_id))
             .exec(txn)
             .await?;
-        seat::Entity::update_many()
-            .col_expr(seat::Column::Status, Expr::value(SeatStatus::Available))
-            .col_expr(seat::Column::BookingId, Expr::value(Option::<String>::None))
-            .col_expr(
-                seat::Column::Version,
-                Expr::col(seat::Column::Version).add(1),
-            )
+        set_claim(Claim::Free)
             .filter(seat::Column::Id.is_in(seat_ids.clone()))
             .filter(seat::Column::BookingId.eq(booking_id))
             .exec(txn)

@@ -4,7 +4,7 @@
 //! Locking: every write transaction locks seat rows first, in ascending id order, then the
 //! hold or booking row, then the event's change counter. One order everywhere, so no deadlock.
 
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
@@ -16,6 +16,7 @@ use super::admission::Admission;
 use super::best_available::adjacent_blocks;
 use super::idempotency::{self, Operation};
 use super::rules::{check_requested, claimable, ensure_active};
+use super::seats::{Claim, set_claim};
 use super::views;
 use crate::auth::User;
 use crate::db::RowLock;
@@ -451,19 +452,14 @@ impl BookingService {
         }))
         .exec_without_returning(txn)
         .await?;
-        let updated = seat::Entity::update_many()
-            .col_expr(seat::Column::Status, Expr::value(SeatStatus::Held))
-            .col_expr(seat::Column::HoldId, Expr::value(hold_id.clone()))
-            .col_expr(seat::Column::HoldExpiresAtMs, Expr::value(expires))
-            .col_expr(seat::Column::BookingId, Expr::value(Option::<String>::None))
-            .col_expr(
-                seat::Column::Version,
-                Expr::col(seat::Column::Version).add(1),
-            )
-            .filter(seat::Column::Id.is_in(ids.clone()))
-            .filter(claimable(now))
-            .exec(txn)
-            .await?;
+        let updated = set_claim(Claim::Held {
+            hold_id: &hold_id,
+            expires_at_ms: expires,
+        })
+        .filter(seat::Column::Id.is_in(ids.clone()))
+        .filter(claimable(now))
+        .exec(txn)
+        .await?;
         if updated.rows_affected != ids.len() as u64 {
             // Only reachable if a row lock was bypassed; the database stays the last word.
             return Err(AppError::seat_unavailable(ids));
@@ -514,17 +510,7 @@ impl BookingService {
         if freed.is_empty() {
             return Ok(Vec::new());
         }
-        seat::Entity::update_many()
-            .col_expr(seat::Column::Status, Expr::value(SeatStatus::Available))
-            .col_expr(seat::Column::HoldId, Expr::value(Option::<String>::None))
-            .col_expr(
-                seat::Column::HoldExpiresAtMs,
-                Expr::value(Option::<i64>::None),
-            )
-            .col_expr(
-                seat::Column::Version,
-                Expr::col(seat::Column::Version).add(1),
-            )
+        set_claim(Claim::Free)
             .filter(seat::Column::Id.is_in(freed.clone()))
             .filter(seat::Column::HoldId.eq(hold_id))
             .exec(txn)

@@ -12,6 +12,7 @@ pub mod holds;
 pub mod idempotency;
 mod rules;
 pub mod seat_map_cache;
+mod seats;
 pub mod seed;
 pub mod sweeper;
 pub mod views;

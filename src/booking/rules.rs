@@ -71,48 +71,24 @@ pub(crate) fn still_held_by(locked: &[seat::Model], hold_id: &str) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    pub(crate) fn seat(
-        id: i64,
-        event_id: i64,
-        status: SeatStatus,
-        expires: Option<i64>,
-    ) -> seat::Model {
-        seat::Model {
-            id,
-            event_id,
-            section: "S".into(),
-            row_label: "A".into(),
-            number: i32::try_from(id).unwrap_or(0),
-            price_cents: 100,
-            position: i32::try_from(id).unwrap_or(0),
-            status,
-            hold_id: (status == SeatStatus::Held).then(|| "h1".to_owned()),
-            hold_expires_at_ms: expires,
-            booking_id: None,
-            version: 0,
-        }
-    }
+    use crate::domain::fixtures::{held_seat, hold, seat};
 
     #[test]
     fn free_and_run_out_seats_can_be_taken() {
-        let seats = [
-            seat(1, 7, SeatStatus::Available, None),
-            seat(2, 7, SeatStatus::Held, Some(50)),
-        ];
-        assert!(check_requested(&seats, &[1, 2], 7, 50).is_ok());
+        let seats = [seat(1), held_seat(2, 50)];
+        assert!(check_requested(&seats, &[1, 2], 1, 50).is_ok());
     }
 
     #[test]
     fn taken_seats_are_listed() {
-        let seats = [
-            seat(1, 7, SeatStatus::Booked, None),
-            seat(2, 7, SeatStatus::Held, Some(51)),
-            seat(3, 7, SeatStatus::Available, None),
-        ];
-        match check_requested(&seats, &[1, 2, 3], 7, 50) {
+        let booked = seat::Model {
+            status: SeatStatus::Booked,
+            ..seat(1)
+        };
+        let seats = [booked, held_seat(2, 51), seat(3)];
+        match check_requested(&seats, &[1, 2, 3], 1, 50) {
             Err(AppError::SeatUnavailable { seat_ids, .. }) => assert_eq!(seat_ids, vec![1, 2]),
             other => panic!("expected SEAT_UNAVAILABLE, got {other:?}"),
         }
@@ -120,28 +96,15 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_seats_and_other_events_seats_are_refused() {
-        let seats = [seat(1, 7, SeatStatus::Available, None)];
+        let seats = [seat(1)];
         assert!(matches!(
-            check_requested(&seats, &[1, 9], 7, 0),
+            check_requested(&seats, &[1, 9], 1, 0),
             Err(AppError::NotFound(_))
         ));
         assert!(matches!(
             check_requested(&seats, &[1], 8, 0),
             Err(AppError::BadInput(_))
         ));
-    }
-
-    fn hold(status: HoldStatus, expires_at_ms: i64) -> hold::Model {
-        hold::Model {
-            id: "h1".into(),
-            event_id: 7,
-            user_id: "u".into(),
-            status,
-            expires_at_ms,
-            total_cents: 0,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        }
     }
 
     #[test]
@@ -151,29 +114,20 @@ pub(crate) mod tests {
             ensure_active(&hold(HoldStatus::Active, 10), 10),
             Err(AppError::HoldExpired)
         ));
-        assert!(matches!(
-            ensure_active(&hold(HoldStatus::Confirmed, 10), 0),
-            Err(AppError::HoldNotActive(_))
-        ));
-        assert!(matches!(
-            ensure_active(&hold(HoldStatus::Released, 10), 0),
-            Err(AppError::HoldNotActive(_))
-        ));
+        for done in [HoldStatus::Confirmed, HoldStatus::Released] {
+            assert!(matches!(
+                ensure_active(&hold(done, 10), 0),
+                Err(AppError::HoldNotActive(_))
+            ));
+        }
     }
 
     #[test]
     fn reclaimed_seats_are_not_the_holds_any_more() {
-        let mine = [
-            seat(1, 7, SeatStatus::Held, Some(9)),
-            seat(2, 7, SeatStatus::Held, Some(9)),
-        ];
+        let mine = [held_seat(1, 9), held_seat(2, 9)];
         assert!(still_held_by(&mine, "h1"));
         assert!(!still_held_by(&mine, "h2"));
         assert!(!still_held_by(&[], "h1"));
-        let reclaimed = [
-            seat(1, 7, SeatStatus::Held, Some(9)),
-            seat(2, 7, SeatStatus::Available, None),
-        ];
-        assert!(!still_held_by(&reclaimed, "h1"));
+        assert!(!still_held_by(&[held_seat(1, 9), seat(2)], "h1"));
     }
 }

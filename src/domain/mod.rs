@@ -3,6 +3,8 @@
 //! changes and the clock. Everything here is plain data and pure functions.
 
 pub mod clock;
+#[cfg(test)]
+pub mod fixtures;
 pub mod input;
 pub mod limits;
 pub mod seat_change;

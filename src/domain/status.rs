@@ -33,6 +33,7 @@ pub fn hold_status_at(hold: &entity::hold::Model, now: i64) -> HoldStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::fixtures::hold;
 
     #[test]
     fn a_hold_counts_until_its_expiry_and_not_at_it() {
@@ -56,19 +57,6 @@ mod tests {
             live_seat_status(SeatStatus::Available, Some(99), 0),
             SeatStatus::Available
         );
-    }
-
-    fn hold(status: HoldStatus, expires_at_ms: i64) -> entity::hold::Model {
-        entity::hold::Model {
-            id: "h".into(),
-            event_id: 1,
-            user_id: "u".into(),
-            status,
-            expires_at_ms,
-            total_cents: 0,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        }
     }
 
     #[test]

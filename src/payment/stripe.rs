@@ -398,16 +398,7 @@ impl StripeClient {
         id: &str,
         idempotency_key: &str,
     ) -> Result<PaymentIntent, PaymentError> {
-        check_id(id, "payment_intent")?;
-        let body = self
-            .send(
-                Method::POST,
-                &["v1", "payment_intents", id, "capture"],
-                None,
-                Some(idempotency_key),
-            )
-            .await?;
-        intent_from(&body)
+        self.intent_action(id, "capture", idempotency_key).await
     }
 
     /// Cancels a PaymentIntent that is not yet captured, releasing any authorisation.
@@ -421,11 +412,21 @@ impl StripeClient {
         id: &str,
         idempotency_key: &str,
     ) -> Result<PaymentIntent, PaymentError> {
+        self.intent_action(id, "cancel", idempotency_key).await
+    }
+
+    /// `POST /v1/payment_intents/{id}/{action}` with no parameters.
+    async fn intent_action(
+        &self,
+        id: &str,
+        action: &str,
+        idempotency_key: &str,
+    ) -> Result<PaymentIntent, PaymentError> {
         check_id(id, "payment_intent")?;
         let body = self
             .send(
                 Method::POST,
-                &["v1", "payment_intents", id, "cancel"],
+                &["v1", "payment_intents", id, action],
                 None,
                 Some(idempotency_key),
             )

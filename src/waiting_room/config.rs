@@ -144,12 +144,7 @@ impl RoomCache {
         if let Some(room) = self.cached(event_id) {
             return Ok(room);
         }
-        let room = waiting_room::Entity::find_by_id(event_id)
-            .one(&self.db.conn)
-            .await?
-            .map(RoomConfig::of);
-        self.store(event_id, room.clone());
-        Ok(room)
+        self.fresh(event_id).await
     }
 
     /// The event's room row, made (switched off) if there is none yet; `NOT_FOUND` if the
