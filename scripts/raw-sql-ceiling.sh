@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The raw-SQL ceiling: how many `holdSeats` PostgreSQL itself can do when nothing but the
 # SQL runs. pgbench sends exactly the statements onsale sends for one hold of one seat
-# (bench/sql/hold.sql mirrors src/booking/holds.rs and src/booking/changes.rs), with no
+# (bench/sql/hold.sql mirrors src/booking/holds.rs and src/realtime/log.rs), with no
 # HTTP, GraphQL, ORM or seat gate in the way, in two modes:
 #
 #   distinct  every transaction holds a seat nobody else asks for (the write path)

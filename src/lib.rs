@@ -14,5 +14,6 @@ pub mod payment;
 pub mod realtime;
 pub mod redis_client;
 pub mod startup;
+pub mod tasks;
 pub mod telemetry;
 pub mod waiting_room;

@@ -1,5 +1,5 @@
 -- pgbench script: the statements onsale sends to PostgreSQL for one `holdSeats` of one seat
--- (src/booking/holds.rs hold_seats / create_hold, src/booking/changes.rs append, and the
+-- (src/booking/holds.rs hold_seats / create_hold, src/realtime/log.rs append, and the
 -- hold view read after commit), without HTTP, GraphQL, the ORM or the seat gate.
 --
 -- Variables (pgbench -D): event_id, first_seat, clients (= -c), hot (1: every client asks

@@ -12,10 +12,8 @@ use crate::domain::limits::SWEEP_BATCH;
 use crate::domain::status::{HoldStatus, hold_status_at};
 use crate::error::AppError;
 use crate::realtime::log;
+use crate::tasks::{self, Shutdown};
 use entity::hold;
-
-/// Turns true when the process is shutting down.
-pub type Shutdown = tokio::sync::watch::Receiver<bool>;
 
 impl BookingService {
     /// Expires every hold past its expiry (a batch at a time). Returns how many it expired.
@@ -71,21 +69,15 @@ impl BookingService {
     }
 
     /// Runs the sweeper every `interval` until `shutdown` turns true.
-    pub async fn run_sweeper(self, interval: Duration, mut shutdown: Shutdown) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {
-                    if let Err(err) = self.sweep_expired().await {
-                        tracing::warn!(error = %err, "expiry sweep failed; will try again");
-                    }
-                    if let Err(err) = self.prune_change_log().await {
-                        tracing::warn!(error = %err, "pruning the change log failed; will try again");
-                    }
-                }
-                _ = shutdown.changed() => break,
+    pub async fn run_sweeper(self, interval: Duration, shutdown: Shutdown) {
+        tasks::every(interval, shutdown, || async {
+            if let Err(err) = self.sweep_expired().await {
+                tracing::warn!(error = %err, "expiry sweep failed; will try again");
             }
-        }
+            if let Err(err) = self.prune_change_log().await {
+                tracing::warn!(error = %err, "pruning the change log failed; will try again");
+            }
+        })
+        .await;
     }
 }

@@ -6,10 +6,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::CheckoutService;
 use super::state::{CheckoutState, OUTBOX, Settled};
-use crate::booking::sweeper::Shutdown;
 use crate::domain::clock::{millis, now_ms};
 use crate::domain::status::{HoldStatus, hold_status_at};
 use crate::error::AppError;
+use crate::tasks::{self, Shutdown};
 use entity::{checkout, hold};
 
 /// Most checkouts one pass looks at, of each kind.
@@ -106,21 +106,15 @@ impl CheckoutService {
     }
 
     /// Runs the checkout worker every `interval` until shutdown (nothing with payments off).
-    pub async fn run_checkout_worker(self, interval: std::time::Duration, mut shutdown: Shutdown) {
+    pub async fn run_checkout_worker(self, interval: std::time::Duration, shutdown: Shutdown) {
         if self.stripe.is_none() {
             return;
         }
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {
-                    if let Err(err) = self.run_checkout_pass().await {
-                        tracing::warn!(error = %err, "checkout worker pass failed; will try again");
-                    }
-                }
-                _ = shutdown.changed() => break,
+        tasks::every(interval, shutdown, || async {
+            if let Err(err) = self.run_checkout_pass().await {
+                tracing::warn!(error = %err, "checkout worker pass failed; will try again");
             }
-        }
+        })
+        .await;
     }
 }
