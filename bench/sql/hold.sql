@@ -1,6 +1,8 @@
 -- pgbench script: the statements onsale sends to PostgreSQL for one `holdSeats` of one seat
--- (src/booking/holds.rs hold_seats / create_hold, src/realtime/log.rs append, and the
--- hold view read after commit), without HTTP, GraphQL, the ORM or the seat gate.
+-- (src/booking/holds.rs hold_seats / create_hold, src/realtime/log.rs append), without HTTP,
+-- GraphQL, the ORM or the seat gate. The answer is built from what the transaction wrote,
+-- so nothing is read back. tests/api/sql_mirror.rs checks that onsale still sends exactly
+-- these statements, in this order.
 --
 -- Variables (pgbench -D): event_id, first_seat, clients (= -c), hot (1: every client asks
 -- for first_seat; 0: every transaction asks for a seat nobody else asks for), n (start at 0:
@@ -14,8 +16,6 @@
 \endif
 \set hold_id random(1, 9000000000000000000)
 
--- require_event
-SELECT id, name, venue, starts_at_ms, seq, created_at_ms FROM events WHERE id = :event_id LIMIT 1;
 -- the cheap check without locks: a taken seat ends the request here (SEAT_UNAVAILABLE)
 SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
        CASE WHEN status = 'AVAILABLE'
@@ -60,13 +60,6 @@ VALUES (:event_id, :e_seq, :seat, 'HELD',
         (extract(epoch from clock_timestamp()) * 1000)::bigint)
 RETURNING id;
 COMMIT;
--- the hold view the mutation answers with
-SELECT id, event_id, user_id, status, expires_at_ms, total_cents, created_at_ms, updated_at_ms
-FROM holds WHERE id = :hold_id::text LIMIT 1;
-SELECT hold_id, seat_id, active FROM hold_seats WHERE hold_id IN (:hold_id::text) ORDER BY seat_id;
-SELECT id, event_id, section, row_label, number, price_cents, position, status, hold_id,
-       hold_expires_at_ms, booking_id, version
-FROM seats WHERE id IN (:seat);
 \else
 -- someone else got the seat between the cheap check and the lock (SEAT_UNAVAILABLE)
 ROLLBACK;
