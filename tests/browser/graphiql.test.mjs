@@ -10,34 +10,25 @@
 // onsale, reached at 127.0.0.1, answers. A GraphiQL that loads anything from a CDN renders
 // nothing here, and the requests it tried are listed.
 //
-// The steps build on each other, so they run in order and a failure skips the rest.
+// The steps build on each other, so a failure skips the rest.
 
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { ARTIFACTS_DIR, launch, required, steps } from './chromium.mjs';
 
 const A_URL = required('ONSALE_A_URL');
 const ADMIN_TOKEN = required('ONSALE_ADMIN_TOKEN');
-const ARTIFACTS_DIR = process.env.ARTIFACTS_DIR ?? 'test-artifacts';
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ORIGIN = new URL(A_URL).origin;
 /** What the old GraphiQL page loaded from a public CDN. */
 const CDN_SCRIPT = 'https://unpkg.com/graphiql@4/graphiql.min.js';
-
-function required(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run scripts/browser-test.sh`);
-  return value.replace(/\/$/, '');
-}
 
 let browser;
 let deadProxy;
 let context;
 let page;
-let failed = false;
 /** Requests of the page that were not to onsale (aborted), and every request it made. */
 const blocked = [];
 const requested = [];
@@ -48,21 +39,10 @@ before(async () => {
   await mkdir(ARTIFACTS_DIR, { recursive: true });
   deadProxy = net.createServer((socket) => socket.destroy());
   await new Promise((resolve) => deadProxy.listen(0, '127.0.0.1', resolve));
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      `--proxy-server=http://127.0.0.1:${deadProxy.address().port}`,
-      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-    ],
-    timeout: 30_000,
-  });
+  browser = await launch([
+    `--proxy-server=http://127.0.0.1:${deadProxy.address().port}`,
+    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+  ]);
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   context.setDefaultTimeout(10_000);
   await context.route('**/*', (route) => {
@@ -85,25 +65,14 @@ after(async () => {
   deadProxy?.close();
 });
 
-/** One step: skipped once an earlier one failed, since each builds on the one before. */
-function step(name, body) {
-  test(name, async (t) => {
-    if (failed) {
-      t.skip('an earlier step failed');
-      return;
-    }
-    try {
-      await body(t);
-      assert.deepEqual(pageErrors.splice(0), [], 'the page reported errors');
-      assert.deepEqual(blocked.splice(0), [], 'the page asked for something not on onsale');
-    } catch (err) {
-      failed = true;
-      const file = path.join(ARTIFACTS_DIR, `graphiql-failed-${name.replace(/\W+/g, '-').slice(0, 40)}.png`);
-      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-      throw err;
-    }
-  });
-}
+const step = steps({
+  check: () => {
+    assert.deepEqual(pageErrors.splice(0), [], 'the page reported errors');
+    assert.deepEqual(blocked.splice(0), [], 'the page asked for something not on onsale');
+  },
+  onFailure: (slug) =>
+    page.screenshot({ path: path.join(ARTIFACTS_DIR, `graphiql-failed-${slug}.png`), fullPage: true }),
+});
 
 /** POST /graphql from the test itself (not the browser); returns the JSON body. */
 async function gql(query, variables, token) {
