@@ -136,7 +136,7 @@ start_server() {
     ) >"$dir/server.log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
-        if curl -fsS -o /dev/null "$BASE_URL/readyz" 2>/dev/null; then
+        if scripts/http-ok.sh "$BASE_URL/readyz"; then
             log "$config: onsale (pid $SERVER_PID) ready at $BASE_URL (SEAT_GATE=$gate${redis:+, Redis})"
             return 0
         fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end test of the /demo seat map in a real browser (Debian's Chromium driven by
-# playwright-core; nothing downloads a browser). Starts two onsale instances on one fresh
-# PostgreSQL database and one Redis, runs tests/browser/seatmap.test.mjs against them and
-# stops them. Screenshots go to test-artifacts/.
+# End-to-end tests in a real browser (Debian's Chromium driven by playwright-core; nothing
+# downloads a browser): the /demo seat map (tests/browser/seatmap.test.mjs) and GraphiQL with
+# the network off (tests/browser/graphiql.test.mjs). Starts two onsale instances on one fresh
+# PostgreSQL database and one Redis, runs the tests against them, one file after the other,
+# and stops them. Screenshots go to test-artifacts/.
 #
 # usage: scripts/with-services.sh scripts/browser-test.sh
 #
@@ -47,7 +48,7 @@ cleanup() {
         wait "$pid" 2>/dev/null
     done
     if [ -n "$DB_CREATED" ]; then
-        psql "$TEST_DATABASE_URL" -qAt -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1
+        "$PSQL" "$TEST_DATABASE_URL" -qAt -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null 2>&1
     fi
     if [ "$rc" -ne 0 ]; then
         for log_file in "$RUN_DIR"/onsale-*.log; do
@@ -75,6 +76,9 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get install -y -qq --no-install-recommends chromium >&2
 fi
 command -v node >/dev/null 2>&1 || die "node is missing: install Node.js 20 or later"
+# psql comes with PostgreSQL; beside the test server's binaries when it is not on PATH.
+PSQL=$(command -v psql || echo "${TEST_PG_BIN_DIR:-/nonexistent}/psql")
+[ -x "$PSQL" ] || die "psql is missing: install PostgreSQL's client (Debian: postgresql-client)"
 
 # playwright-core only drives a browser; it never downloads one. The variable makes sure.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
@@ -97,18 +101,19 @@ BIN=$ROOT/target/debug/onsale
 base_url=${TEST_DATABASE_URL%%\?*}
 query=${TEST_DATABASE_URL#"$base_url"}
 DATABASE_URL="${base_url%/*}/$DB_NAME$query"
-psql "$TEST_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE $DB_NAME" >/dev/null
+"$PSQL" "$TEST_DATABASE_URL" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE $DB_NAME" >/dev/null
 DB_CREATED=1
 log "database $DB_NAME created"
 
 # ------------------------------------------------------------------- servers ---
 
 # Starts instance $1 (extra env in $2...) on a free port and prints its base URL when ready.
+JWT_SECRET=browser-test-secret-0123456789
 start_instance() {
     local n=$1 log_file=$RUN_DIR/onsale-$1.log url="" pid
     shift
     env DATABASE_URL="$DATABASE_URL" REDIS_URL="$TEST_REDIS_URL" BIND_ADDR=127.0.0.1:0 \
-        JWT_SECRET=browser-test-secret-0123456789 DEV_SIGNIN=true \
+        JWT_SECRET="$JWT_SECRET" DEV_SIGNIN=true \
         HOLD_TTL_SECS="$HOLD_TTL_SECS" LOG_FORMAT=json RUST_LOG=info "$@" \
         "$BIN" serve </dev/null >"$log_file" 2>&1 &
     pid=$!
@@ -118,7 +123,7 @@ start_instance() {
         if [ -z "$url" ]; then
             url=$(grep -o 'http://127\.0\.0\.1:[0-9]*/demo' "$log_file" | head -n 1 | sed 's|/demo$||') || true
         fi
-        if [ -n "$url" ] && curl -fsS "$url/readyz" >/dev/null 2>&1; then
+        if [ -n "$url" ] && scripts/http-ok.sh "$url/readyz"; then
             echo "$url"
             return 0
         fi
@@ -138,14 +143,16 @@ log "instance 2 (user B) at $ONSALE_B_URL"
 # ---------------------------------------------------------------------- test ---
 
 mkdir -p "$ARTIFACTS_DIR"
-log "running tests/browser/seatmap.test.mjs"
+# GraphiQL's test creates an event of its own, which takes an admin.
+ONSALE_ADMIN_TOKEN=$(JWT_SECRET=$JWT_SECRET "$BIN" token --sub browser-admin --admin)
+log "running tests/browser/seatmap.test.mjs and tests/browser/graphiql.test.mjs"
 started=$(date +%s)
 rc=0
 ONSALE_A_URL=$ONSALE_A_URL ONSALE_B_URL=$ONSALE_B_URL HOLD_TTL_SECS=$HOLD_TTL_SECS \
-    ARTIFACTS_DIR=$ARTIFACTS_DIR \
-    node --test --test-reporter=spec --test-reporter-destination=stdout \
+    ONSALE_ADMIN_TOKEN=$ONSALE_ADMIN_TOKEN ARTIFACTS_DIR=$ARTIFACTS_DIR \
+    node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=tap --test-reporter-destination="$RUN_DIR/results.tap" \
-    tests/browser/seatmap.test.mjs || rc=$?
+    tests/browser/seatmap.test.mjs tests/browser/graphiql.test.mjs || rc=$?
 passed=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$RUN_DIR/results.tap")
 failed=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$RUN_DIR/results.tap")
 log "took $(($(date +%s) - started)) s; screenshots in test-artifacts/"

@@ -14,6 +14,11 @@ if [ "${1:-}" != --with-services ]; then
         scripts/test-prepare.sh
     fi
 
+    # The repository's copy of the contract (docs/CONTRACT.md, which the tests read) must be
+    # the shared one wherever that sits beside the checkout: a difference fails here.
+    section "docs/CONTRACT.md matches ../shared/CONTRACT.md (scripts/check-contract.sh)"
+    scripts/check-contract.sh
+
     section "cargo fmt --check"
     cargo fmt --all -- --check
 

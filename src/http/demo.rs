@@ -8,13 +8,14 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
+use super::embedded::{self, CSS, HTML, JAVASCRIPT};
 
 const INDEX_HTML: &str = include_str!("../../web/demo/index.html");
 const APP_JS: &str = include_str!("../../web/demo/app.js");
@@ -25,10 +26,6 @@ const GRAPHQL_WS_JS: &str = include_str!("../../web/demo/vendor/graphql-ws.js");
 /// also works behind a proxy that terminates TLS); no inline code; no framing.
 const CONTENT_SECURITY_POLICY: &str =
     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:";
-
-const HTML: &str = "text/html; charset=utf-8";
-const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
-const CSS: &str = "text/css; charset=utf-8";
 
 /// How long a dev sign-in token lasts.
 const DEV_TOKEN_TTL_SECS: i64 = 12 * 60 * 60;
@@ -49,26 +46,13 @@ pub fn routes() -> Router<AppState> {
         .route("/dev/token", post(dev_token))
 }
 
-/// One embedded file with its content type and the page's security headers.
+/// One of the page's files, under the page's policy.
 fn page(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-            ),
-            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ),
-            // The files change with the binary: revalidate rather than run a stale script.
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ],
+    embedded::file(
+        content_type,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         body,
     )
-        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -1,35 +1,20 @@
-//! GraphQL over HTTP (`POST /graphql`), over WebSocket (`/graphql/ws`) and GraphiQL (`/`).
+//! GraphQL over HTTP (`POST /graphql`) and over WebSocket (`/graphql/ws`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{BatchRequest, BatchResponse, Data};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
 use crate::graphql::extensions::{ClientIp, error_code};
-
-/// GraphiQL, wired to the HTTP and WebSocket endpoints.
-pub async fn graphiql(State(state): State<AppState>) -> Response {
-    if !state.graphiql {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("onsale GraphiQL")
-            .finish(),
-    )
-    .into_response()
-}
 
 /// Queries and mutations. Malformed JSON is a plain 400; the bearer token becomes the
 /// request's caller; errors the engine raises without a code (parse, validation, depth or

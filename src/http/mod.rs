@@ -1,6 +1,8 @@
 //! The HTTP surface: router, GraphQL over HTTP and WebSocket, health and metrics.
 
 mod demo;
+mod embedded;
+mod graphiql;
 mod graphql;
 mod health;
 mod webhooks;
@@ -83,13 +85,14 @@ fn cors(origins: &[String]) -> CorsLayer {
 pub fn router(state: AppState, cors_origins: &[String]) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
-        .route("/", get(graphql::graphiql))
-        .route("/graphql", post(graphql::graphql).get(graphql::graphiql))
+        .route("/", get(graphiql::page))
+        .route("/graphql", post(graphql::graphql).get(graphiql::page))
         .route("/graphql/ws", get(graphql::websocket))
         .route("/webhooks/stripe", post(webhooks::stripe))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(graphiql::assets())
         .merge(demo::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(cors(cors_origins))

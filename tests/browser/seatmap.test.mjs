@@ -12,32 +12,23 @@
 //
 // The steps build on each other, so they run in order and a failure skips the rest.
 
-import { after, before, test } from 'node:test';
+import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { ARTIFACTS_DIR, launch, required, steps } from './chromium.mjs';
 
 const A_URL = required('ONSALE_A_URL');
 const B_URL = required('ONSALE_B_URL');
 const HOLD_TTL_SECS = Number(process.env.HOLD_TTL_SECS ?? 3);
-const ARTIFACTS_DIR = process.env.ARTIFACTS_DIR ?? 'test-artifacts';
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 /** How soon a change made on one instance must show on the other page. */
 const LIVE_MS = 1000;
-
-function required(name) {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run scripts/browser-test.sh`);
-  return value.replace(/\/$/, '');
-}
 
 let browser;
 let proxyB;
 let pageA;
 let pageB;
-let failed = false;
 const pageErrors = [];
 let networkDown = false;
 /** The seats the steps use, filled in by the first step. */
@@ -47,20 +38,7 @@ let totalSeats = 0;
 before(async () => {
   await mkdir(ARTIFACTS_DIR, { recursive: true });
   proxyB = await startProxy(B_URL);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // Nothing may reach out to the internet: there is none here, and the page needs none.
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-    timeout: 30_000,
-  });
+  browser = await launch();
   pageA = await newPage('A');
   pageB = await newPage('B');
 });
@@ -125,23 +103,10 @@ async function newPage(who) {
   return page;
 }
 
-/** One step: skipped once an earlier one failed, since each builds on the one before. */
-function step(name, body) {
-  test(name, async (t) => {
-    if (failed) {
-      t.skip('an earlier step failed');
-      return;
-    }
-    try {
-      await body(t);
-      assert.deepEqual(pageErrors.splice(0), [], 'the pages reported errors');
-    } catch (err) {
-      failed = true;
-      await screenshots(`failed-${name.replace(/\W+/g, '-').slice(0, 40)}`).catch(() => {});
-      throw err;
-    }
-  });
-}
+const step = steps({
+  check: () => assert.deepEqual(pageErrors.splice(0), [], 'the pages reported errors'),
+  onFailure: (slug) => screenshots(`failed-${slug}`),
+});
 
 async function screenshots(name) {
   const files = [];
