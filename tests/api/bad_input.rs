@@ -168,13 +168,7 @@ both_backends!(transport_level_bad_input, |backend| async move {
     let body = app.gql(None, &format!("{{ {aliases} }}"), json!({})).await;
     assert_eq!(expect_error(&body), "BAD_USER_INPUT");
     // Still up.
-    let resp = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(resp.status(), 200);
+    assert_eq!(app.get("/healthz").await.status(), 200);
     let body = app.gql(None, "{ events { id } }", json!({})).await;
     assert!(body["errors"].is_null());
     app.stop().await;

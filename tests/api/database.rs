@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::both_backends;
 use crate::helpers::*;
+use crate::procs::ints;
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 
 both_backends!(
@@ -14,10 +15,7 @@ both_backends!(
         let body = app
             .hold_seats(&app.token("alice"), &event_id, &[&seats[0]])
             .await;
-        let hold_id = data(&body, "holdSeats")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let hold_id = hold_id(&body);
         let conn = Database::connect(app.database_url.as_str())
             .await
             .expect("connect");
@@ -160,7 +158,21 @@ async fn request_timeout_answers_retry_later() {
         started.elapsed()
     );
     blocker.rollback().await.expect("rollback");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Whatever the cut-short request left running on the server finishes once the lock is gone.
+    wait_until(
+        "no statement of the app still running",
+        Duration::from_secs(5),
+        || async {
+            ints(
+                &conn,
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND state <> 'idle'",
+            )
+            .await
+                == [0]
+        },
+    )
+    .await;
     assert_eq!(
         app.seat_map(&event_id).await["event"]["held"],
         0,

@@ -1,6 +1,6 @@
 //! Every contract operation through HTTP, on both backends.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -120,14 +120,7 @@ both_backends!(hold_confirm_cancel_round_trip, |backend| async move {
     assert_eq!(booking["seats"][0]["status"], "BOOKED");
     let statuses = app.seat_statuses(&event_id).await;
     assert_eq!(statuses[&seats[0]], "BOOKED");
-    let body = app
-        .gql(
-            Some(&alice),
-            "query($id: ID!) { hold(id: $id) { status } }",
-            json!({"id": hold_id}),
-        )
-        .await;
-    assert_eq!(data(&body, "hold")["status"], "CONFIRMED");
+    assert_eq!(app.hold_status(&alice, &hold_id).await, "CONFIRMED");
     // Confirming again: the hold is no longer active.
     let body = app
         .gql(Some(&alice), CONFIRM_HOLD, json!({"h": hold_id}))
@@ -190,10 +183,7 @@ both_backends!(hold_confirm_cancel_round_trip, |backend| async move {
 
     // The freed seat can be held again, and released.
     let body = app.hold_seats(&bob, &event_id, &[&seats[0]]).await;
-    let bob_hold = data(&body, "holdSeats")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let bob_hold = crate::helpers::hold_id(&body);
     let body = app
         .gql(Some(&bob), RELEASE_HOLD, json!({"h": bob_hold}))
         .await;
@@ -327,18 +317,25 @@ both_backends!(
         assert_eq!(event["seatCount"], 5);
         assert_eq!(event["available"], 5);
 
+        let with = |mut variables: Value, field: &str, value: Value| {
+            variables["input"][field] = value;
+            variables
+        };
+        let good = event_input("X", "F", "A", json!(1), json!(1));
         for bad in [
-            json!({"name": "", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": 1}]}]}),
-            json!({"name": "X", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": []}),
-            json!({"name": "X", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 0, "priceCents": 1}]}]}),
-            json!({"name": "X", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": -5}]}]}),
-            json!({"name": "X", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": 1}, {"label": "A", "seats": 1, "priceCents": 1}]}]}),
-            json!({"name": "X\u{0007}", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": 1}]}]}),
-            json!({"name": "X", "venue": "Hall", "startsAt": "not a date", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": 1}]}]}),
+            event_input("", "F", "A", json!(1), json!(1)),
+            with(good.clone(), "sections", json!([])),
+            event_input("X", "F", "A", json!(0), json!(1)),
+            event_input("X", "F", "A", json!(1), json!(-5)),
+            with(
+                good.clone(),
+                "sections",
+                json!([{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": 1}, {"label": "A", "seats": 1, "priceCents": 1}]}]),
+            ),
+            event_input("X\u{0007}", "F", "A", json!(1), json!(1)),
+            with(good.clone(), "startsAt", json!("not a date")),
         ] {
-            let body = app
-                .gql(Some(&app.admin_token()), create, json!({"input": bad}))
-                .await;
+            let body = app.gql(Some(&app.admin_token()), create, bad.clone()).await;
             assert_eq!(expect_error(&body), "BAD_USER_INPUT", "{bad}");
         }
         let body = app.gql(None, "{ events { id } }", json!({})).await;
@@ -353,39 +350,16 @@ both_backends!(
 
 both_backends!(health_and_readiness, |backend| async move {
     let app = TestApp::spawn(backend).await;
-    let health = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status(), 200);
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 200);
-    let page = app
-        .client
-        .get(format!("{}/", app.base))
-        .send()
-        .await
-        .expect("graphiql");
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.readiness().await, 200);
+    let page = app.get("/").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(
         html.contains("/graphiql/app.js"),
         "GraphiQL's page loads its script (tests/api/graphiql.rs checks the rest)"
     );
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(metrics.status(), 200);
+    assert_eq!(app.get("/metrics").await.status(), 200);
     app.stop().await;
 });
 
