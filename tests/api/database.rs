@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use crate::both_backends;
 use crate::helpers::*;
 use crate::procs::ints;
-use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, TransactionTrait,
+};
 
 both_backends!(
     unique_indexes_refuse_a_second_active_claim,
@@ -76,6 +78,22 @@ both_backends!(
     }
 );
 
+/// A transaction of the test's own that holds `seat`'s row lock until it ends; the
+/// connection it runs on comes with it.
+async fn lock_seat_row(app: &TestApp, seat: &str) -> (DatabaseConnection, DatabaseTransaction) {
+    let conn = Database::connect(app.database_url.as_str())
+        .await
+        .expect("connect");
+    let blocker = conn.begin().await.expect("begin");
+    blocker
+        .execute_unprepared(&format!(
+            "SELECT id FROM seats WHERE id = {seat} FOR UPDATE"
+        ))
+        .await
+        .expect("lock the row");
+    (conn, blocker)
+}
+
 /// A transaction that keeps a seat's row lock makes a competing hold answer RETRY_LATER
 /// quickly instead of hanging; once the lock is gone the hold succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -86,17 +104,7 @@ async fn lock_wait_is_bounded_and_answers_retry_later() {
     )
     .await;
     let (event_id, seats) = app.create_event(1, 3).await;
-    let conn = Database::connect(app.database_url.as_str())
-        .await
-        .expect("connect");
-    let blocker = conn.begin().await.expect("begin");
-    blocker
-        .execute_unprepared(&format!(
-            "SELECT id FROM seats WHERE id = {} FOR UPDATE",
-            seats[1]
-        ))
-        .await
-        .expect("lock the row");
+    let (_conn, blocker) = lock_seat_row(&app, &seats[1]).await;
 
     let started = Instant::now();
     let body = app
@@ -136,17 +144,7 @@ async fn request_timeout_answers_retry_later() {
     )
     .await;
     let (event_id, seats) = app.create_event(1, 2).await;
-    let conn = Database::connect(app.database_url.as_str())
-        .await
-        .expect("connect");
-    let blocker = conn.begin().await.expect("begin");
-    blocker
-        .execute_unprepared(&format!(
-            "SELECT id FROM seats WHERE id = {} FOR UPDATE",
-            seats[0]
-        ))
-        .await
-        .expect("lock the row");
+    let (conn, blocker) = lock_seat_row(&app, &seats[0]).await;
     let started = Instant::now();
     let body = app
         .hold_seats(&app.token("bob"), &event_id, &[&seats[0]])

@@ -473,7 +473,7 @@ impl OwnRedis {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return own;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20)); // polls until it listens
         }
         panic!("redis-server did not listen on {port}");
     }
