@@ -15,6 +15,9 @@ use serde_json::Value;
 
 // ---- events and seat maps ----
 
+/// Every event's id.
+pub const EVENT_IDS: &str = "{ events { id } }";
+
 /// `createEvent`; answers `{ id seatCount }`.
 pub const CREATE_EVENT: &str =
     "mutation($input: CreateEventInput!) { createEvent(input: $input) { id seatCount } }";
@@ -47,6 +50,10 @@ pub const RELEASE_HOLD_LEAN: &str = "mutation($h: ID!) { releaseHold(holdId: $h)
 pub const CANCEL_BOOKING: &str = "mutation($b: ID!) { cancelBooking(bookingId: $b) { id status } }";
 /// One hold's status, by `$id` (its owner only).
 pub const HOLD_STATUS: &str = "query($id: ID!) { hold(id: $id) { status } }";
+/// The ids of all the caller's holds.
+pub const MY_HOLD_IDS: &str = "{ myHolds { id } }";
+/// The ids of all the caller's bookings.
+pub const MY_BOOKING_IDS: &str = "{ myBookings { id } }";
 /// The caller's ACTIVE holds, with their seats.
 pub const MY_ACTIVE_HOLDS: &str =
     "query { myHolds(status: ACTIVE) { id eventId status seats { id } } }";

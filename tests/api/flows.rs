@@ -151,18 +151,12 @@ both_backends!(hold_confirm_cancel_round_trip, |backend| async move {
         )
         .await;
     assert_eq!(data(&body, "myBookings")[0]["id"], booking_id.as_str());
-    let body = app
-        .gql(Some(&bob), "{ myBookings { id } }", json!({}))
-        .await;
+    let body = app.gql(Some(&bob), ops::MY_BOOKING_IDS, json!({})).await;
     assert_eq!(data(&body, "myBookings").as_array().map(Vec::len), Some(0));
 
     // cancelBooking (someone else may not)
     let body = app
-        .gql(
-            Some(&bob),
-            "mutation($b: ID!) { cancelBooking(bookingId: $b) { id } }",
-            json!({"b": booking_id}),
-        )
+        .gql(Some(&bob), CANCEL_BOOKING, json!({"b": booking_id}))
         .await;
     assert_eq!(expect_error(&body), "FORBIDDEN");
     let body = app
@@ -338,7 +332,7 @@ both_backends!(
             let body = app.gql(Some(&app.admin_token()), create, bad.clone()).await;
             assert_eq!(expect_error(&body), "BAD_USER_INPUT", "{bad}");
         }
-        let body = app.gql(None, "{ events { id } }", json!({})).await;
+        let body = app.gql(None, ops::EVENT_IDS, json!({})).await;
         assert_eq!(
             data(&body, "events").as_array().map(Vec::len),
             Some(1),
@@ -375,7 +369,7 @@ async fn demo_event_is_seeded_once() {
     assert!(events[0]["seatCount"].as_i64().expect("count") >= 200);
     app.stop().await;
     let again = TestApp::spawn_on(&url, Options::default().set("SEED_DEMO", "true")).await;
-    let body = again.gql(None, "{ events { id } }", json!({})).await;
+    let body = again.gql(None, ops::EVENT_IDS, json!({})).await;
     assert_eq!(data(&body, "events").as_array().map(Vec::len), Some(1));
     again.stop().await;
 }

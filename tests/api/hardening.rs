@@ -41,7 +41,7 @@ async fn mutations_are_rate_limited_per_user_with_retry_later() {
         .await;
     assert_eq!(data(&body, "holdSeats")["status"], "ACTIVE");
     for _ in 0..10 {
-        let body = app.gql(Some(&alice), "{ myHolds { id } }", json!({})).await;
+        let body = app.gql(Some(&alice), ops::MY_HOLD_IDS, json!({})).await;
         assert!(body["errors"].is_null());
     }
     app.stop().await;
@@ -164,7 +164,7 @@ async fn audience_and_issuer_are_enforced_when_configured() {
         let body = app
             .gql(
                 Some(&sign(&claims, JWT_SECRET)),
-                "{ myHolds { id } }",
+                ops::MY_HOLD_IDS,
                 json!({}),
             )
             .await;
@@ -185,7 +185,7 @@ async fn request_ids_are_echoed_and_metrics_count_operations() {
         .client
         .post(format!("{}/graphql", app.base))
         .header("x-request-id", "trace-me-123")
-        .json(&json!({"query": "{ events { id } }"}))
+        .json(&json!({"query": ops::EVENT_IDS}))
         .send()
         .await
         .expect("sent");
