@@ -21,6 +21,8 @@ pub const EVENT_IDS: &str = "{ events { id } }";
 /// `createEvent`; answers `{ id seatCount }`.
 pub const CREATE_EVENT: &str =
     "mutation($input: CreateEventInput!) { createEvent(input: $input) { id seatCount } }";
+/// `createEvent`, answering the event as it was stored.
+pub const CREATE_EVENT_DETAILS: &str = "mutation($input: CreateEventInput!) { createEvent(input: $input) { id name venue startsAt seatCount available } }";
 /// What a live seat-map client asks for.
 pub const SEAT_MAP: &str = "query($e: ID!) { seatMap(eventId: $e) { seq event { id available held booked } seats { id section row number priceCents status holdExpiresAt } } }";
 /// Every seat's id and status, in seat-map order.
@@ -36,6 +38,8 @@ pub const SEAT_CHANGES: &str = "subscription($e: ID!, $a: Int) { seatChanges(eve
 pub const HOLD_SEATS: &str = "mutation($e: ID!, $s: [ID!]!, $k: String) { holdSeats(eventId: $e, seatIds: $s, idempotencyKey: $k) { id eventId status expiresAt totalCents seats { id status holdExpiresAt } } }";
 /// `holdSeats` answering only what the bench reads (a [`HoldInfo`]).
 pub const HOLD_SEATS_LEAN: &str = "mutation($e: ID!, $s: [ID!]!) { holdSeats(eventId: $e, seatIds: $s) { id status seats { id } } }";
+/// `holdBestAvailable` of `$c` seats, in section `$s` if given, optionally with a key.
+pub const HOLD_BEST_AVAILABLE: &str = "mutation($e: ID!, $c: Int!, $s: String, $k: String) { holdBestAvailable(eventId: $e, count: $c, section: $s, idempotencyKey: $k) { id eventId status expiresAt totalCents seats { id row number status holdExpiresAt } } }";
 /// `confirmHold`, optionally with an idempotency key.
 pub const CONFIRM_HOLD: &str = "mutation($h: ID!, $k: String) { confirmHold(holdId: $h, idempotencyKey: $k) { id holdId eventId status totalCents paymentIntentId createdAt seats { id status } } }";
 /// `confirmHold` answering only what the bench reads.
@@ -108,6 +112,16 @@ pub mod vars {
     /// `{e, s, k}`: seats of an event, with an idempotency key.
     pub fn seats_keyed<S: Serialize>(event_id: &str, seat_ids: &[S], key: &str) -> Value {
         json!({"e": event_id, "s": seat_ids, "k": key})
+    }
+
+    /// `{e, c, s}`: the best `count` seats of an event, in `section` if given.
+    pub fn best_available(event_id: &str, count: i64, section: Option<&str>) -> Value {
+        json!({"e": event_id, "c": count, "s": section})
+    }
+
+    /// `{e, c, k}`: the best `count` seats of an event, with an idempotency key.
+    pub fn best_available_keyed(event_id: &str, count: i64, key: &str) -> Value {
+        json!({"e": event_id, "c": count, "k": key})
     }
 
     /// `{h}`: a hold.

@@ -72,8 +72,8 @@ both_backends!(bad_arguments_get_clear_codes, |backend| async move {
         let body = app
             .gql(
                 Some(&alice),
-                "mutation($e: ID!, $c: Int!) { holdBestAvailable(eventId: $e, count: $c) { id } }",
-                json!({"e": event_id, "c": count}),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, count, None),
             )
             .await;
         assert_eq!(expect_error(&body), "BAD_USER_INPUT", "count {count}");

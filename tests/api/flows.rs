@@ -222,12 +222,12 @@ both_backends!(
         data(&body, "holdSeats");
 
         let body = app
-        .gql(
-            Some(&carol),
-            "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 3) { status totalCents seats { id row number status } } }",
-            json!({"e": event_id}),
-        )
-        .await;
+            .gql(
+                Some(&carol),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, 3, None),
+            )
+            .await;
         let hold = data(&body, "holdBestAvailable");
         assert_eq!(hold["status"], "ACTIVE");
         let held = hold["seats"].as_array().expect("seats");
@@ -253,14 +253,26 @@ both_backends!(
         let body = app
             .gql(
                 Some(&carol),
-                "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 0) { id } }",
-                json!({"e": event_id}),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, 0, None),
             )
             .await;
         assert_eq!(expect_error(&body), "BAD_USER_INPUT");
-        let body = app.gql(Some(&carol), "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 1, section: \"Nope\") { id } }", json!({"e": event_id})).await;
+        let body = app
+            .gql(
+                Some(&carol),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, 1, Some("Nope")),
+            )
+            .await;
         assert_eq!(expect_error(&body), "BAD_USER_INPUT");
-        let body = app.gql(Some(&carol), "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 2, section: \"Main\") { seats { id } } }", json!({"e": event_id})).await;
+        let body = app
+            .gql(
+                Some(&carol),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, 2, Some("Main")),
+            )
+            .await;
         assert_eq!(
             data(&body, "holdBestAvailable")["seats"]
                 .as_array()
@@ -283,8 +295,8 @@ both_backends!(
         let body = app
             .gql(
                 Some(&carol),
-                "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 2) { id } }",
-                json!({"e": event_id}),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, 2, None),
             )
             .await;
         assert_eq!(expect_error(&body), "SEAT_UNAVAILABLE");
@@ -296,7 +308,7 @@ both_backends!(
     create_event_is_admin_only_and_validated,
     |backend| async move {
         let app = TestApp::spawn(backend).await;
-        let create = "mutation($input: CreateEventInput!) { createEvent(input: $input) { id name seatCount available } }";
+        let create = ops::CREATE_EVENT_DETAILS;
         let input = json!({"input": {"name": "  Gala  ", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z",
         "sections": [{"name": "Floor", "rows": [{"label": "A", "seats": 3, "priceCents": 500}, {"label": "B", "seats": 2, "priceCents": 0}]}]}});
         let body = app

@@ -31,13 +31,11 @@ both_backends!(same_key_same_hold_and_booking, |backend| async move {
     assert_eq!(expect_error(&body), "SEAT_UNAVAILABLE");
 
     // holdBestAvailable with a key.
-    let best = "mutation($e: ID!, $k: String) { holdBestAvailable(eventId: $e, count: 2, idempotencyKey: $k) { id } }";
+    let best = ops::vars::best_available_keyed(&event_id, 2, "best-1");
     let a = app
-        .gql(Some(&bob), best, json!({"e": event_id, "k": "best-1"}))
+        .gql(Some(&bob), ops::HOLD_BEST_AVAILABLE, best.clone())
         .await;
-    let b = app
-        .gql(Some(&bob), best, json!({"e": event_id, "k": "best-1"}))
-        .await;
+    let b = app.gql(Some(&bob), ops::HOLD_BEST_AVAILABLE, best).await;
     assert_eq!(
         data(&a, "holdBestAvailable")["id"],
         data(&b, "holdBestAvailable")["id"]

@@ -837,8 +837,8 @@ async fn a_lost_redis_closes_the_room() {
         &app,
         &bob,
         None,
-        "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 1) { id } }",
-        json!({"e": event_id}),
+        ops::HOLD_BEST_AVAILABLE,
+        ops::vars::best_available(&event_id, 1, None),
     )
     .await;
     assert_eq!(expect_error(&body), "FORBIDDEN");
