@@ -127,8 +127,14 @@ impl Jwt {
     /// Verifies a raw token (no `Bearer ` prefix).
     pub fn verify(&self, token: &str) -> Option<User> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
-        let sub = data.claims.sub.trim();
-        if sub.is_empty() || sub.len() > 200 || sub.chars().any(char::is_control) {
+        // The subject is the identity exactly as issued: one with surrounding spaces or
+        // control characters is refused, never trimmed into someone else's.
+        let sub = data.claims.sub.as_str();
+        if sub.is_empty()
+            || sub.len() > 200
+            || sub.trim() != sub
+            || sub.chars().any(char::is_control)
+        {
             return None;
         }
         Some(User {
@@ -142,13 +148,62 @@ impl Jwt {
         let Some(value) = header.map(str::trim).filter(|v| !v.is_empty()) else {
             return Caller::Anonymous;
         };
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .unwrap_or("");
-        match self.verify(token.trim()) {
+        // RFC 9110: the scheme is case-insensitive, separated from the token by spaces.
+        let token = match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => "",
+        };
+        match self.verify(token) {
             Some(user) => Caller::User(user),
             None => Caller::Invalid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed(jwt: &Jwt, sub: &str) -> String {
+        jwt.issue(sub, false, 60).expect("signs")
+    }
+
+    #[test]
+    fn the_subject_is_used_exactly_as_issued() {
+        let jwt = Jwt::new("a-secret-of-enough-length", 0);
+        for bad in [" alice ", "alice ", "\talice", "ali\u{7}ce", ""] {
+            assert!(jwt.verify(&signed(&jwt, bad)).is_none(), "{bad:?} accepted");
+        }
+        let user = jwt
+            .verify(&signed(&jwt, "alice"))
+            .expect("plain sub accepted");
+        assert_eq!(user.id, "alice");
+        let inner = jwt
+            .verify(&signed(&jwt, "alice smith"))
+            .expect("inner space kept");
+        assert_eq!(inner.id, "alice smith");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let jwt = Jwt::new("a-secret-of-enough-length", 0);
+        let token = signed(&jwt, "alice");
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let header = format!("{scheme} {token}");
+            assert!(
+                matches!(jwt.caller_from_header(Some(&header)), Caller::User(u) if u.id == "alice"),
+                "{scheme} refused"
+            );
+        }
+        for header in [
+            format!("Basic {token}"),
+            format!("Bearer{token}"),
+            token.clone(),
+        ] {
+            assert!(matches!(
+                jwt.caller_from_header(Some(&header)),
+                Caller::Invalid
+            ));
         }
     }
 }

@@ -84,6 +84,68 @@ pub struct Config {
     pub checkout_worker_interval: Duration,
     /// Longest a GraphQL request may run before it is answered `RETRY_LATER`.
     pub request_timeout: Duration,
+    /// How long slow or silent clients may keep a connection.
+    pub connections: ConnectionLimits,
+}
+
+/// Bounds on what one connection may take: slow clients are cut, sockets capped.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimits {
+    /// A request's headers must arrive within this (`HTTP_HEADER_TIMEOUT_MS`).
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this (`HTTP_BODY_TIMEOUT_MS`), else 408.
+    pub body_timeout: Duration,
+    /// A WebSocket must send `connection_init` within this (`WS_INIT_TIMEOUT_MS`), else 4408.
+    pub ws_init_timeout: Duration,
+    /// Subscriptions one WebSocket may run at once (`WS_MAX_SUBSCRIPTIONS`).
+    pub ws_max_subscriptions: usize,
+    /// WebSockets one client address may hold open at once (`WS_MAX_PER_ADDRESS`).
+    pub ws_max_per_address: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            ws_init_timeout: Duration::from_secs(5),
+            ws_max_subscriptions: 100,
+            ws_max_per_address: 2_000,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let ms = |var, default: Duration| -> Result<Duration, ConfigError> {
+            let value: u64 = parse(lookup, var, Some(default.as_millis() as u64))?;
+            if value == 0 {
+                return Err(ConfigError {
+                    var,
+                    problem: "must be at least 1".into(),
+                });
+            }
+            Ok(Duration::from_millis(value))
+        };
+        let count = |var, default: usize| -> Result<usize, ConfigError> {
+            let value: usize = parse(lookup, var, Some(default))?;
+            if value == 0 {
+                return Err(ConfigError {
+                    var,
+                    problem: "must be at least 1".into(),
+                });
+            }
+            Ok(value)
+        };
+        Ok(Self {
+            header_timeout: ms("HTTP_HEADER_TIMEOUT_MS", d.header_timeout)?,
+            body_timeout: ms("HTTP_BODY_TIMEOUT_MS", d.body_timeout)?,
+            ws_init_timeout: ms("WS_INIT_TIMEOUT_MS", d.ws_init_timeout)?,
+            ws_max_subscriptions: count("WS_MAX_SUBSCRIPTIONS", d.ws_max_subscriptions)?,
+            ws_max_per_address: count("WS_MAX_PER_ADDRESS", d.ws_max_per_address)?,
+        })
+    }
 }
 
 impl Config {
@@ -240,6 +302,7 @@ impl Config {
                 "REQUEST_TIMEOUT_MS",
                 Some(10_000),
             )?),
+            connections: ConnectionLimits::from_lookup(&lookup)?,
         })
     }
 }

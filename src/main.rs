@@ -4,8 +4,20 @@ use onsale::cli::{Cli, Command};
 use onsale::config::Config;
 use onsale::startup::Application;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Stack of every runtime thread: requests are measured before anything recursive runs
+/// (`graphql::limits`), and this leaves that recursion a wide margin, so the limits, not the
+/// stack, decide what is refused.
+const THREAD_STACK_BYTES: usize = 16 << 20;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK_BYTES)
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     if let Some(Command::ExportSchema) = cli.command {

@@ -33,6 +33,7 @@ pub struct Application {
     booking: BookingService,
     feed: SeatChangeFeed,
     shutdown: watch::Sender<bool>,
+    header_timeout: std::time::Duration,
 }
 
 impl Application {
@@ -124,14 +125,14 @@ impl Application {
             waiting_room: waiting_room.clone(),
         };
         let state = AppState::new(AppStateInner {
-            schema: crate::graphql::build_schema(
+            schema: crate::graphql::guard::GuardedSchema(crate::graphql::build_schema(
                 Some(services),
                 &crate::graphql::SchemaSettings {
                     introspection: config.graphiql,
                     rate_limit_user_per_sec: config.rate_limit_user_per_sec,
                     rate_limit_ip_per_sec: config.rate_limit_ip_per_sec,
                 },
-            ),
+            )),
             jwt: jwt.clone(),
             booking: booking.clone(),
             checkout: checkout.clone(),
@@ -146,6 +147,8 @@ impl Application {
                 .and_then(|s| s.webhook_secret.clone()),
             shutdown: shutdown_rx.clone(),
             request_timeout: config.request_timeout,
+            connections: config.connections.clone(),
+            open_sockets: Default::default(),
         });
         let listener = TcpListener::bind(config.bind_addr)
             .await
@@ -193,6 +196,7 @@ impl Application {
             booking,
             feed,
             shutdown,
+            header_timeout: config.connections.header_timeout,
         })
     }
 
@@ -226,12 +230,12 @@ impl Application {
                 let _ = shutdown.send(true);
             }
         };
-        let result = axum::serve(
+        let result = crate::http::server::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            self.router,
+            self.header_timeout,
+            stop_and_tell,
         )
-        .with_graceful_shutdown(stop_and_tell)
         .await;
         let _ = shutdown.send(true);
         result

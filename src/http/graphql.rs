@@ -1,20 +1,19 @@
-//! GraphQL over HTTP (`POST /graphql`) and over WebSocket (`/graphql/ws`).
+//! GraphQL over HTTP (`POST /graphql`); WebSocket is in [`super::websocket`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::{BatchRequest, BatchResponse, Data};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::{BatchRequest, BatchResponse, Executor};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::AppState;
+use super::{AppState, BODY_LIMIT_BYTES, body};
 use crate::graphql::extensions::{ClientIp, error_code};
+use crate::graphql::limits::{self, MAX_JSON_NESTING};
 
 /// Queries and mutations. Malformed JSON is a plain 400; the bearer token becomes the
 /// request's caller; errors the engine raises without a code (parse, validation, depth or
@@ -23,18 +22,39 @@ pub async fn graphql(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let started = Instant::now();
-    let request: BatchRequest = match serde_json::from_slice(&body) {
+    let body = match body::read(
+        &headers,
+        body,
+        BODY_LIMIT_BYTES,
+        state.connections.body_timeout,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(answer) => {
+            metrics::counter!("onsale_graphql_requests_total", "code" => "BAD_BODY").increment(1);
+            return answer;
+        }
+    };
+    // Measured before serde_json or async-graphql recurse into it.
+    let parsed = limits::json_nesting(&body, MAX_JSON_NESTING + 2)
+        .map_err(|refusal| refusal.to_string())
+        .and_then(|()| {
+            serde_json::from_slice::<BatchRequest>(&body)
+                .map_err(|err| format!("the request body is not valid GraphQL JSON: {err}"))
+        });
+    let request = match parsed {
         Ok(request) => request,
-        Err(err) => {
+        Err(message) => {
             metrics::counter!("onsale_graphql_requests_total", "code" => "MALFORMED_JSON")
                 .increment(1);
             return (
                 StatusCode::BAD_REQUEST,
                 Json(json!({"errors": [{
-                    "message": format!("the request body is not valid GraphQL JSON: {err}"),
+                    "message": message,
                     "extensions": {"code": "BAD_USER_INPUT"}
                 }]})),
             )
@@ -84,7 +104,11 @@ pub async fn graphql(
 }
 
 /// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
-fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
+pub(super) fn client_ip(
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    trust_forwarded_for: bool,
+) -> IpAddr {
     if trust_forwarded_for
         && let Some(ip) = headers
             .get("x-forwarded-for")
@@ -107,43 +131,6 @@ fn first_code(resp: &BatchResponse) -> String {
     first.map_or_else(|| "OK".to_owned(), |e| error_code(e).to_owned())
 }
 
-/// Subscriptions over `graphql-transport-ws` or the legacy `graphql-ws`. The token, if any,
-/// comes in the `connection_init` payload as `{"Authorization": "Bearer …"}`.
-pub async fn websocket(
-    State(state): State<AppState>,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let schema = state.schema.clone();
-    let jwt = state.jwt.clone();
-    let mut shutdown = state.shutdown.clone();
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .max_message_size(64 * 1024)
-        .on_upgrade(move |stream| async move {
-            metrics::gauge!("onsale_websocket_connections").increment(1.0);
-            let serve = GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let header = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned);
-                    let mut data = Data::default();
-                    data.insert(jwt.caller_from_header(header.as_deref()));
-                    Ok(data)
-                })
-                .serve();
-            // On shutdown the connection is dropped; clients resubscribe with `afterSeq`.
-            if !*shutdown.borrow() {
-                tokio::select! {
-                    () = serve => {}
-                    _ = shutdown.wait_for(|stopping| *stopping) => {}
-                }
-            }
-            metrics::gauge!("onsale_websocket_connections").decrement(1.0);
-        })
-}
 /// The `x-admission-token` header (a waiting-room admission), attached next to the caller.
 fn admission_token(headers: &HeaderMap) -> crate::waiting_room::AdmissionToken {
     crate::waiting_room::AdmissionToken(

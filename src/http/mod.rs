@@ -1,11 +1,14 @@
 //! The HTTP surface: router, GraphQL over HTTP and WebSocket, health and metrics.
 
+mod body;
 mod demo;
 mod embedded;
 mod graphiql;
 mod graphql;
 mod health;
+pub mod server;
 mod webhooks;
+mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +25,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::Jwt;
 use crate::booking::BookingService;
 use crate::checkout::CheckoutService;
-use crate::graphql::AppSchema;
+use crate::graphql::guard::GuardedSchema;
 
 /// Largest request body accepted (413 above it).
 pub const BODY_LIMIT_BYTES: usize = 1 << 20;
@@ -46,7 +49,7 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct AppStateInner {
-    pub schema: AppSchema,
+    pub schema: GuardedSchema,
     pub jwt: Arc<Jwt>,
     pub booking: BookingService,
     pub checkout: CheckoutService,
@@ -63,6 +66,10 @@ pub struct AppStateInner {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Longest a GraphQL request may run before it is answered `RETRY_LATER`.
     pub request_timeout: Duration,
+    /// Timeouts and caps for slow clients and sockets.
+    pub connections: crate::config::ConnectionLimits,
+    /// WebSockets open per client address.
+    pub open_sockets: websocket::OpenSockets,
 }
 
 /// Cross-origin access: none unless origins are configured (`*` allows any; tokens travel
@@ -87,7 +94,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
     Router::new()
         .route("/", get(graphiql::page))
         .route("/graphql", post(graphql::graphql).get(graphiql::page))
-        .route("/graphql/ws", get(graphql::websocket))
+        .route("/graphql/ws", get(websocket::websocket))
         .route("/webhooks/stripe", post(webhooks::stripe))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -1,23 +1,34 @@
 //! `POST /webhooks/stripe`: verified against the raw bytes before anything is parsed.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use super::{AppState, BODY_LIMIT_BYTES, body};
 use crate::error::AppError;
 use crate::payment::{DEFAULT_TOLERANCE_SECS, parse_event, verify_signature};
 
 /// A bad or stale signature is 400 and changes nothing; a transient failure is 503 so Stripe
 /// delivers the event again; everything else, processed or ignored, is 200.
-pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn stripe(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let Some(secret) = state.stripe_webhook_secret.as_deref() else {
         return (
             StatusCode::NOT_FOUND,
             "payments or webhooks are not configured",
         )
             .into_response();
+    };
+    let body = match body::read(
+        &headers,
+        body,
+        BODY_LIMIT_BYTES,
+        state.connections.body_timeout,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(answer) => return answer,
     };
     let signature = headers
         .get("stripe-signature")

@@ -1110,8 +1110,8 @@ async fn websocket_hostile_frames() {
         ("garbage text", Message::Text("}{ not json".into())),
         ("binary junk", Message::Binary(vec![0xff; 1024].into())),
         (
-            "a 100 KB frame",
-            Message::Text(format!("{{\"type\":\"connection_init\",\"payload\":{{\"x\":\"{}\"}}}}", "x".repeat(100_000)).into()),
+            "a frame over the 1 MiB message limit",
+            Message::Text(format!("{{\"type\":\"connection_init\",\"payload\":{{\"x\":\"{}\"}}}}", "x".repeat(1_100_000)).into()),
         ),
         (
             "subscribe before connection_init",

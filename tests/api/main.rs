@@ -13,6 +13,8 @@ mod flows;
 mod graphiql;
 mod hardening;
 mod hostile;
+mod hostile_connections;
+mod hostile_limits;
 mod idempotency;
 mod live;
 mod payments;
