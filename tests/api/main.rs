@@ -10,6 +10,7 @@ mod database;
 mod expiry;
 mod faults;
 mod flows;
+mod fuzz;
 mod graphiql;
 mod hardening;
 mod hostile;
