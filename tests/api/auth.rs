@@ -7,19 +7,6 @@ use serde_json::json;
 use crate::both_backends;
 use crate::helpers::*;
 
-fn sign(claims: &serde_json::Value, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("sign")
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 both_backends!(bad_tokens_are_unauthenticated, |backend| async move {
     let app = TestApp::spawn(backend).await;
     let (event_id, seats) = app.create_event(1, 2).await;
@@ -58,13 +45,13 @@ both_backends!(bad_tokens_are_unauthenticated, |backend| async move {
     for (what, token) in cases {
         let body = app.gql(Some(&token), HOLD_SEATS, vars.clone()).await;
         assert_eq!(expect_error(&body), "UNAUTHENTICATED", "{what}");
-        let body = app.gql(Some(&token), "{ myHolds { id } }", json!({})).await;
+        let body = app.gql(Some(&token), ops::MY_HOLD_IDS, json!({})).await;
         assert_eq!(expect_error(&body), "UNAUTHENTICATED", "{what}");
     }
     let body = app.gql(None, HOLD_SEATS, vars.clone()).await;
     assert_eq!(expect_error(&body), "UNAUTHENTICATED", "no token");
     // Public reads work without a token, and ignore a bad one.
-    let body = app.gql(Some("junk"), "{ events { id } }", json!({})).await;
+    let body = app.gql(Some("junk"), ops::EVENT_IDS, json!({})).await;
     assert_eq!(data(&body, "events").as_array().map(Vec::len), Some(1));
     // Nothing was held by any of it.
     assert_eq!(app.seat_map(&event_id).await["event"]["held"], 0);
@@ -86,10 +73,7 @@ both_backends!(nobody_acts_on_another_persons_hold, |backend| async move {
     let alice = app.token("alice");
     let mallory = app.token("mallory");
     let body = app.hold_seats(&alice, &event_id, &[&seats[0]]).await;
-    let hold_id = data(&body, "holdSeats")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let hold_id = hold_id(&body);
 
     let body = app
         .gql(Some(&mallory), CONFIRM_HOLD, json!({"h": hold_id}))
@@ -100,25 +84,12 @@ both_backends!(nobody_acts_on_another_persons_hold, |backend| async move {
         .await;
     assert_eq!(expect_error(&body), "FORBIDDEN");
     let body = app
-        .gql(
-            Some(&mallory),
-            "query($id: ID!) { hold(id: $id) { id } }",
-            json!({"id": hold_id}),
-        )
+        .gql(Some(&mallory), HOLD_STATUS, json!({"id": hold_id}))
         .await;
     assert_eq!(expect_error(&body), "FORBIDDEN");
-    let body = app
-        .gql(Some(&mallory), "{ myHolds { id } }", json!({}))
-        .await;
+    let body = app.gql(Some(&mallory), ops::MY_HOLD_IDS, json!({})).await;
     assert_eq!(data(&body, "myHolds").as_array().map(Vec::len), Some(0));
     // Alice's hold is untouched.
-    let body = app
-        .gql(
-            Some(&alice),
-            "query($id: ID!) { hold(id: $id) { status } }",
-            json!({"id": hold_id}),
-        )
-        .await;
-    assert_eq!(data(&body, "hold")["status"], "ACTIVE");
+    assert_eq!(app.hold_status(&alice, &hold_id).await, "ACTIVE");
     app.stop().await;
 });

@@ -4,7 +4,10 @@ use std::time::{Duration, Instant};
 
 use crate::both_backends;
 use crate::helpers::*;
-use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+use crate::procs::ints;
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, TransactionTrait,
+};
 
 both_backends!(
     unique_indexes_refuse_a_second_active_claim,
@@ -14,10 +17,7 @@ both_backends!(
         let body = app
             .hold_seats(&app.token("alice"), &event_id, &[&seats[0]])
             .await;
-        let hold_id = data(&body, "holdSeats")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let hold_id = hold_id(&body);
         let conn = Database::connect(app.database_url.as_str())
             .await
             .expect("connect");
@@ -78,6 +78,22 @@ both_backends!(
     }
 );
 
+/// A transaction of the test's own that holds `seat`'s row lock until it ends; the
+/// connection it runs on comes with it.
+async fn lock_seat_row(app: &TestApp, seat: &str) -> (DatabaseConnection, DatabaseTransaction) {
+    let conn = Database::connect(app.database_url.as_str())
+        .await
+        .expect("connect");
+    let blocker = conn.begin().await.expect("begin");
+    blocker
+        .execute_unprepared(&format!(
+            "SELECT id FROM seats WHERE id = {seat} FOR UPDATE"
+        ))
+        .await
+        .expect("lock the row");
+    (conn, blocker)
+}
+
 /// A transaction that keeps a seat's row lock makes a competing hold answer RETRY_LATER
 /// quickly instead of hanging; once the lock is gone the hold succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -88,17 +104,7 @@ async fn lock_wait_is_bounded_and_answers_retry_later() {
     )
     .await;
     let (event_id, seats) = app.create_event(1, 3).await;
-    let conn = Database::connect(app.database_url.as_str())
-        .await
-        .expect("connect");
-    let blocker = conn.begin().await.expect("begin");
-    blocker
-        .execute_unprepared(&format!(
-            "SELECT id FROM seats WHERE id = {} FOR UPDATE",
-            seats[1]
-        ))
-        .await
-        .expect("lock the row");
+    let (_conn, blocker) = lock_seat_row(&app, &seats[1]).await;
 
     let started = Instant::now();
     let body = app
@@ -138,17 +144,7 @@ async fn request_timeout_answers_retry_later() {
     )
     .await;
     let (event_id, seats) = app.create_event(1, 2).await;
-    let conn = Database::connect(app.database_url.as_str())
-        .await
-        .expect("connect");
-    let blocker = conn.begin().await.expect("begin");
-    blocker
-        .execute_unprepared(&format!(
-            "SELECT id FROM seats WHERE id = {} FOR UPDATE",
-            seats[0]
-        ))
-        .await
-        .expect("lock the row");
+    let (conn, blocker) = lock_seat_row(&app, &seats[0]).await;
     let started = Instant::now();
     let body = app
         .hold_seats(&app.token("bob"), &event_id, &[&seats[0]])
@@ -160,7 +156,21 @@ async fn request_timeout_answers_retry_later() {
         started.elapsed()
     );
     blocker.rollback().await.expect("rollback");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Whatever the cut-short request left running on the server finishes once the lock is gone.
+    wait_until(
+        "no statement of the app still running",
+        Duration::from_secs(5),
+        || async {
+            ints(
+                &conn,
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid() AND state <> 'idle'",
+            )
+            .await
+                == [0]
+        },
+    )
+    .await;
     assert_eq!(
         app.seat_map(&event_id).await["event"]["held"],
         0,

@@ -24,25 +24,18 @@ both_backends!(
         let body = app
             .hold_seats(&alice, &event_id, &[&seats[0], &seats[1]])
             .await;
-        let alice_hold = data(&body, "holdSeats")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let alice_hold = hold_id(&body);
         let body = app.hold_seats(&bob, &event_id, &[&seats[0]]).await;
         assert_eq!(expect_error(&body), "SEAT_UNAVAILABLE");
 
-        tokio::time::sleep(Duration::from_millis(1300)).await;
-        // Shown AVAILABLE and EXPIRED without a sweep.
-        let statuses = app.seat_statuses(&event_id).await;
-        assert_eq!(statuses[&seats[0]], "AVAILABLE");
-        let body = app
-            .gql(
-                Some(&alice),
-                "query($id: ID!) { hold(id: $id) { status } }",
-                json!({"id": alice_hold}),
-            )
-            .await;
-        assert_eq!(data(&body, "hold")["status"], "EXPIRED");
+        // Shown AVAILABLE and EXPIRED without a sweep, once the 1 s hold has run out.
+        wait_until(
+            "the seat shows AVAILABLE",
+            Duration::from_secs(5),
+            || async { app.seat_statuses(&event_id).await[&seats[0]] == "AVAILABLE" },
+        )
+        .await;
+        assert_eq!(app.hold_status(&alice, &alice_hold).await, "EXPIRED");
 
         let body = app.hold_seats(&bob, &event_id, &[&seats[0]]).await;
         let bob_hold = data(&body, "holdSeats");
@@ -79,21 +72,15 @@ both_backends!(
         let body = app
             .hold_seats(&alice, &event_id, &[&seats[0], &seats[2]])
             .await;
-        let hold_id = data(&body, "holdSeats")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let hold_id = hold_id(&body);
         assert_eq!(app.seat_map(&event_id).await["seq"], 2);
 
-        let mut seq = 0;
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            seq = app.seat_map(&event_id).await["seq"].as_i64().expect("seq");
-            if seq == 4 {
-                break;
-            }
-        }
-        assert_eq!(seq, 4, "the sweeper logged both seats returning");
+        wait_until(
+            "the sweeper logs both seats returning",
+            Duration::from_secs(5),
+            || async { app.seat_map(&event_id).await["seq"] == 4 },
+        )
+        .await;
         let body = app
             .gql(
                 Some(&alice),

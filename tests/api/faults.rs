@@ -16,8 +16,6 @@ use crate::helpers::*;
 use crate::procs::{OnsaleProcess, OwnPostgres, assert_seat_invariants, ints, texts};
 use crate::ws::{Protocol, Subscription};
 
-const CANCEL_BOOKING: &str = "mutation($b: ID!) { cancelBooking(bookingId: $b) { id status } }";
-
 /// What one request came to, as far as the client knows.
 enum Answer {
     /// An HTTP answer: status and body.
@@ -87,6 +85,14 @@ const PHASE_UP: u8 = 0;
 const PHASE_DOWN: u8 = 1;
 const PHASE_BACK: u8 = 2;
 
+/// Longest a storm phase may take to reach the traffic it waits for.
+const STORM_WITHIN: Duration = Duration::from_secs(30);
+
+/// Answers (not LOST) from `instance` in `phase` so far.
+fn answered(ledger: &Mutex<Ledger>, instance: usize, phase: u8) -> usize {
+    lock(ledger).answered[instance][phase as usize]
+}
+
 /// One client of the storm: holds one or two of the hot seats, then keeps, confirms (and maybe
 /// cancels) or releases what it got; again and again until told to stop.
 #[expect(clippy::too_many_arguments, reason = "a test worker's whole context")]
@@ -142,6 +148,7 @@ async fn storm_worker(
                 body["data"]["holdSeats"]["id"].as_str().map(str::to_owned)
             }
             Answer::Lost => {
+                // Pacing: a client whose instance is down tries again a little later.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 None
             }
@@ -210,24 +217,16 @@ async fn served_statuses(
         client,
         base,
         "",
-        "query($e: ID!) { seatMap(eventId: $e) { seats { id status } } }",
-        json!({"e": event_id}),
+        ops::SEAT_STATUSES,
+        ops::vars::event(event_id),
     )
     .await;
     let Answer::Http(200, body) = answer else {
         panic!("seatMap from {base}: no answer")
     };
-    data(&body, "seatMap")["seats"]
-        .as_array()
-        .expect("seats")
-        .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().expect("id").to_owned(),
-                s["status"].as_str().expect("status").to_owned(),
-            )
-        })
-        .collect()
+    ops::SeatStatuses::from_json(data(&body, "seatMap"))
+        .expect("a seat map")
+        .status
 }
 
 /// kill -9 of an instance in the middle of a hot-seat storm, then a restart on the same
@@ -282,16 +281,31 @@ async fn kill_9_mid_storm_then_restart_loses_nothing() {
         })
         .collect();
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_until(
+        "the storm is under way on the child",
+        STORM_WITHIN,
+        || async { answered(&ledger, 0, PHASE_UP) >= 100 },
+    )
+    .await;
     let in_flight_at_kill = in_flight.load(Ordering::SeqCst);
     phase.store(PHASE_DOWN, Ordering::SeqCst);
     child.kill();
     let down_at = Instant::now();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until(
+        "the other instance carries the storm",
+        STORM_WITHIN,
+        || async { answered(&ledger, 1, PHASE_DOWN) >= 20 },
+    )
+    .await;
     let restarted = OnsaleProcess::start(&database_url, Some(&redis), port, &unthrottled).await;
     let down_for = down_at.elapsed();
     phase.store(PHASE_BACK, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    wait_until(
+        "the restarted child serves the storm",
+        STORM_WITHIN,
+        || async { answered(&ledger, 0, PHASE_BACK) >= 100 },
+    )
+    .await;
     stop.store(true, Ordering::SeqCst);
     for w in join_all(workers).await {
         w.expect("storm worker");
@@ -421,10 +435,7 @@ async fn kill_9_mid_storm_then_restart_loses_nothing() {
     let Answer::Http(200, body) = answer else {
         panic!("no answer from the restarted instance")
     };
-    let hold_id = data(&body, "holdSeats")["id"]
-        .as_str()
-        .expect("hold id")
-        .to_owned();
+    let hold_id = hold_id(&body);
     let answer = post(
         &client,
         &restarted.base,
@@ -457,6 +468,23 @@ struct Sent {
     body: Value,
 }
 
+/// What a request came to: "OK", its error code, or "HTTP <status>".
+fn answer_code(sent: &Sent) -> String {
+    if sent.status == 200 {
+        error_code(&sent.body).unwrap_or_else(|| "OK".into())
+    } else {
+        format!("HTTP {}", sent.status)
+    }
+}
+
+/// How many holds sent at or after `since` have come back with `code`.
+fn holds_answered(log: &Mutex<Vec<Sent>>, since: Instant, code: &str) -> usize {
+    lock(log)
+        .iter()
+        .filter(|s| s.op == "holdSeats" && s.sent_at >= since && answer_code(s) == code)
+        .count()
+}
+
 /// PostgreSQL (a cluster of the test's own) restarts under continuous holds and seat-map
 /// reads: every request is answered within 10 s, with HTTP 200 and either success or
 /// RETRY_LATER (with retryAfterMs) — never INTERNAL, never a 5xx, never a hang — readiness
@@ -472,6 +500,7 @@ async fn postgres_restart_answers_retry_later_then_recovers() {
     )
     .await;
     let (event_id, seats) = app.create_event(20, 50).await;
+    let started = Instant::now();
     let next_seat = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let log: Arc<Mutex<Vec<Sent>>> = Arc::default();
@@ -519,6 +548,7 @@ async fn postgres_restart_answers_retry_later_then_recovers() {
                     record(&log, "holdSeats", sent_at, status, body);
                     match code.as_deref() {
                         Some("RETRY_LATER") => {
+                            // Pacing: the answer says when to try again.
                             tokio::time::sleep(Duration::from_millis(wait.clamp(20, 200))).await;
                         }
                         Some("SEAT_UNAVAILABLE") => {
@@ -537,81 +567,70 @@ async fn postgres_restart_answers_retry_later_then_recovers() {
             while !stop.load(Ordering::SeqCst) {
                 let sent_at = Instant::now();
                 let (status, body) = app
-                    .post(None, &json!({"query": "query($e: ID!) { seatMap(eventId: $e) { seq } }", "variables": {"e": event_id}}))
+                    .post(
+                        None,
+                        &json!({"query": ops::SEAT_SEQ, "variables": {"e": event_id}}),
+                    )
                     .await;
                 record(&log, "seatMap", sent_at, status, body);
+                // Pacing: a reader looks a few times a second.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    wait_until("holds succeed before the restart", STORM_WITHIN, || async {
+        holds_answered(&log, started, "OK") >= 20
+    })
+    .await;
     let stopping_at = Instant::now();
     pg.stop().await;
     let stopped_at = Instant::now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ready_down = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .expect("readyz")
-        .status();
-    let alive = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("healthz")
-        .status();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    wait_until(
+        "readiness reports the database down",
+        STORM_WITHIN,
+        || async { app.readiness().await == 503 },
+    )
+    .await;
+    let alive = app.get("/healthz").await.status();
+    wait_until(
+        "the outage is answered RETRY_LATER",
+        STORM_WITHIN,
+        || async { holds_answered(&log, stopping_at, "RETRY_LATER") >= 5 },
+    )
+    .await;
     pg.start_again().await;
     let back_at = Instant::now();
 
     // Wait for holds to succeed again, then a little more traffic.
-    let recovered_at = loop {
-        let first_ok = lock(&log)
-            .iter()
-            .filter(|s| {
-                s.op == "holdSeats"
-                    && s.sent_at >= back_at
-                    && s.status == 200
-                    && s.body["errors"].is_null()
-            })
-            .map(|s| s.sent_at + s.took)
-            .min();
-        if let Some(at) = first_ok {
-            break at;
-        }
-        assert!(
-            back_at.elapsed() < Duration::from_secs(20),
-            "holds never succeeded again after PostgreSQL came back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let recovered_at = wait_for(
+        "holds succeed again after PostgreSQL came back",
+        Duration::from_secs(20),
+        || async {
+            lock(&log)
+                .iter()
+                .filter(|s| s.op == "holdSeats" && s.sent_at >= back_at && answer_code(s) == "OK")
+                .map(|s| s.sent_at + s.took)
+                .min()
+        },
+    )
+    .await;
+    wait_until("holds go on after the recovery", STORM_WITHIN, || async {
+        holds_answered(&log, recovered_at, "OK") >= 20
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
     for w in join_all(workers).await {
         w.expect("traffic worker");
     }
-    let ready_back = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .expect("readyz")
-        .status();
+    let ready_back = app.readiness().await;
 
     let log = std::mem::take(&mut *lock(&log));
     let mut counts: HashMap<(&str, String), usize> = HashMap::new();
     let mut problems = Vec::new();
     let mut retry_later_in_outage = 0;
     for s in &log {
-        let code = if s.status == 200 {
-            error_code(&s.body).unwrap_or_else(|| "OK".into())
-        } else {
-            format!("HTTP {}", s.status)
-        };
+        let code = answer_code(s);
         *counts.entry((s.op, code.clone())).or_default() += 1;
         if s.took >= Duration::from_secs(10) {
             problems.push(format!("{} took {:?}", s.op, s.took));
@@ -650,7 +669,6 @@ async fn postgres_restart_answers_retry_later_then_recovers() {
         retry_later_in_outage > 0,
         "the outage was seen as RETRY_LATER"
     );
-    assert_eq!(ready_down, 503, "readiness reports the database down");
     assert_eq!(alive, 200, "liveness does not depend on the database");
     assert_eq!(ready_back, 200);
     assert!(
@@ -732,6 +750,7 @@ async fn redis_outage_under_two_instances_gate_and_feed_recover() {
             app.post(Some(t), &body)
         })),
         async {
+            // The point: Redis dies while the storm is in flight.
             tokio::time::sleep(Duration::from_millis(20)).await;
             redis.kill();
         }
@@ -800,45 +819,51 @@ async fn redis_outage_under_two_instances_gate_and_feed_recover() {
     // The gate claims in Redis again on both instances (its breaker closes after a cool-down):
     // a seat claimed in Redis by someone else is refused although the database has it free.
     let client = redis::Client::open(_redis.url().as_str()).expect("redis url");
-    let mut conn = client
+    let conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
     let namespace = redis_namespace(&a).await;
-    let gate_back = Instant::now();
+    let next_probe = AtomicUsize::new(probe);
     for app in [&a, &b] {
-        loop {
-            assert!(
-                gate_back.elapsed() < Duration::from_secs(20),
-                "the gate never came back"
-            );
-            let seat = seats[probe].clone();
-            probe += 1;
-            let key = onsale::booking::gate::keys(
-                &namespace,
-                event_id.parse().expect("id"),
-                &[seat.parse().expect("id")],
-            )
-            .remove(0);
-            let _: () = redis::cmd("SET")
-                .arg(&key)
-                .arg("someone-else")
-                .arg("PX")
-                .arg(10_000)
-                .query_async(&mut conn)
-                .await
-                .expect("set");
-            let body = app
-                .hold_seats(&a.token(&format!("prober-{probe}")), &event_id, &[&seat])
-                .await;
-            if error_code(&body).as_deref() == Some("SEAT_UNAVAILABLE") {
-                assert_eq!(body["errors"][0]["extensions"]["seatIds"], json!([seat]));
-                break;
-            }
-            // Bypassed (breaker still open): the database gave the seat out; try another later.
-            data(&body, "holdSeats");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        // Each probe claims a fresh seat in Redis and asks the instance for it; while the
+        // breaker is still open the database gives the seat out, and the next probe comes later.
+        wait_for_every(
+            "the gate to be in force again",
+            Duration::from_secs(20),
+            Duration::from_millis(500),
+            || {
+                let n = next_probe.fetch_add(1, Ordering::SeqCst);
+                let seat = seats[n].clone();
+                let token = a.token(&format!("prober-{n}"));
+                let (namespace, event_id, mut conn) = (&namespace, &event_id, conn.clone());
+                async move {
+                    let key = onsale::booking::gate::keys(
+                        namespace,
+                        event_id.parse().expect("id"),
+                        &[seat.parse().expect("id")],
+                    )
+                    .remove(0);
+                    let _: () = redis::cmd("SET")
+                        .arg(&key)
+                        .arg("someone-else")
+                        .arg("PX")
+                        .arg(10_000)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("set");
+                    let body = app.hold_seats(&token, event_id, &[&seat]).await;
+                    if error_code(&body).as_deref() == Some("SEAT_UNAVAILABLE") {
+                        assert_eq!(body["errors"][0]["extensions"]["seatIds"], json!([seat]));
+                        return Some(());
+                    }
+                    // Bypassed (breaker still open): the database gave the seat out.
+                    data(&body, "holdSeats");
+                    None
+                }
+            },
+        )
+        .await;
     }
     println!(
         "gate in force again {:?} after Redis came back",

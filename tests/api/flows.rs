@@ -1,6 +1,6 @@
 //! Every contract operation through HTTP, on both backends.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -120,14 +120,7 @@ both_backends!(hold_confirm_cancel_round_trip, |backend| async move {
     assert_eq!(booking["seats"][0]["status"], "BOOKED");
     let statuses = app.seat_statuses(&event_id).await;
     assert_eq!(statuses[&seats[0]], "BOOKED");
-    let body = app
-        .gql(
-            Some(&alice),
-            "query($id: ID!) { hold(id: $id) { status } }",
-            json!({"id": hold_id}),
-        )
-        .await;
-    assert_eq!(data(&body, "hold")["status"], "CONFIRMED");
+    assert_eq!(app.hold_status(&alice, &hold_id).await, "CONFIRMED");
     // Confirming again: the hold is no longer active.
     let body = app
         .gql(Some(&alice), CONFIRM_HOLD, json!({"h": hold_id}))
@@ -158,18 +151,12 @@ both_backends!(hold_confirm_cancel_round_trip, |backend| async move {
         )
         .await;
     assert_eq!(data(&body, "myBookings")[0]["id"], booking_id.as_str());
-    let body = app
-        .gql(Some(&bob), "{ myBookings { id } }", json!({}))
-        .await;
+    let body = app.gql(Some(&bob), ops::MY_BOOKING_IDS, json!({})).await;
     assert_eq!(data(&body, "myBookings").as_array().map(Vec::len), Some(0));
 
     // cancelBooking (someone else may not)
     let body = app
-        .gql(
-            Some(&bob),
-            "mutation($b: ID!) { cancelBooking(bookingId: $b) { id } }",
-            json!({"b": booking_id}),
-        )
+        .gql(Some(&bob), CANCEL_BOOKING, json!({"b": booking_id}))
         .await;
     assert_eq!(expect_error(&body), "FORBIDDEN");
     let body = app
@@ -190,10 +177,7 @@ both_backends!(hold_confirm_cancel_round_trip, |backend| async move {
 
     // The freed seat can be held again, and released.
     let body = app.hold_seats(&bob, &event_id, &[&seats[0]]).await;
-    let bob_hold = data(&body, "holdSeats")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let bob_hold = crate::helpers::hold_id(&body);
     let body = app
         .gql(Some(&bob), RELEASE_HOLD, json!({"h": bob_hold}))
         .await;
@@ -238,12 +222,12 @@ both_backends!(
         data(&body, "holdSeats");
 
         let body = app
-        .gql(
-            Some(&carol),
-            "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 3) { status totalCents seats { id row number status } } }",
-            json!({"e": event_id}),
-        )
-        .await;
+            .gql(
+                Some(&carol),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, 3, None),
+            )
+            .await;
         let hold = data(&body, "holdBestAvailable");
         assert_eq!(hold["status"], "ACTIVE");
         let held = hold["seats"].as_array().expect("seats");
@@ -269,14 +253,26 @@ both_backends!(
         let body = app
             .gql(
                 Some(&carol),
-                "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 0) { id } }",
-                json!({"e": event_id}),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, 0, None),
             )
             .await;
         assert_eq!(expect_error(&body), "BAD_USER_INPUT");
-        let body = app.gql(Some(&carol), "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 1, section: \"Nope\") { id } }", json!({"e": event_id})).await;
+        let body = app
+            .gql(
+                Some(&carol),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, 1, Some("Nope")),
+            )
+            .await;
         assert_eq!(expect_error(&body), "BAD_USER_INPUT");
-        let body = app.gql(Some(&carol), "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 2, section: \"Main\") { seats { id } } }", json!({"e": event_id})).await;
+        let body = app
+            .gql(
+                Some(&carol),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, 2, Some("Main")),
+            )
+            .await;
         assert_eq!(
             data(&body, "holdBestAvailable")["seats"]
                 .as_array()
@@ -299,8 +295,8 @@ both_backends!(
         let body = app
             .gql(
                 Some(&carol),
-                "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 2) { id } }",
-                json!({"e": event_id}),
+                ops::HOLD_BEST_AVAILABLE,
+                ops::vars::best_available(&event_id, 2, None),
             )
             .await;
         assert_eq!(expect_error(&body), "SEAT_UNAVAILABLE");
@@ -312,7 +308,7 @@ both_backends!(
     create_event_is_admin_only_and_validated,
     |backend| async move {
         let app = TestApp::spawn(backend).await;
-        let create = "mutation($input: CreateEventInput!) { createEvent(input: $input) { id name seatCount available } }";
+        let create = ops::CREATE_EVENT_DETAILS;
         let input = json!({"input": {"name": "  Gala  ", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z",
         "sections": [{"name": "Floor", "rows": [{"label": "A", "seats": 3, "priceCents": 500}, {"label": "B", "seats": 2, "priceCents": 0}]}]}});
         let body = app
@@ -327,21 +323,28 @@ both_backends!(
         assert_eq!(event["seatCount"], 5);
         assert_eq!(event["available"], 5);
 
+        let with = |mut variables: Value, field: &str, value: Value| {
+            variables["input"][field] = value;
+            variables
+        };
+        let good = event_input("X", "F", "A", json!(1), json!(1));
         for bad in [
-            json!({"name": "", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": 1}]}]}),
-            json!({"name": "X", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": []}),
-            json!({"name": "X", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 0, "priceCents": 1}]}]}),
-            json!({"name": "X", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": -5}]}]}),
-            json!({"name": "X", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": 1}, {"label": "A", "seats": 1, "priceCents": 1}]}]}),
-            json!({"name": "X\u{0007}", "venue": "Hall", "startsAt": "2031-05-01T19:30:00Z", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": 1}]}]}),
-            json!({"name": "X", "venue": "Hall", "startsAt": "not a date", "sections": [{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": 1}]}]}),
+            event_input("", "F", "A", json!(1), json!(1)),
+            with(good.clone(), "sections", json!([])),
+            event_input("X", "F", "A", json!(0), json!(1)),
+            event_input("X", "F", "A", json!(1), json!(-5)),
+            with(
+                good.clone(),
+                "sections",
+                json!([{"name": "F", "rows": [{"label": "A", "seats": 1, "priceCents": 1}, {"label": "A", "seats": 1, "priceCents": 1}]}]),
+            ),
+            event_input("X\u{0007}", "F", "A", json!(1), json!(1)),
+            with(good.clone(), "startsAt", json!("not a date")),
         ] {
-            let body = app
-                .gql(Some(&app.admin_token()), create, json!({"input": bad}))
-                .await;
+            let body = app.gql(Some(&app.admin_token()), create, bad.clone()).await;
             assert_eq!(expect_error(&body), "BAD_USER_INPUT", "{bad}");
         }
-        let body = app.gql(None, "{ events { id } }", json!({})).await;
+        let body = app.gql(None, ops::EVENT_IDS, json!({})).await;
         assert_eq!(
             data(&body, "events").as_array().map(Vec::len),
             Some(1),
@@ -353,39 +356,16 @@ both_backends!(
 
 both_backends!(health_and_readiness, |backend| async move {
     let app = TestApp::spawn(backend).await;
-    let health = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(health.status(), 200);
-    let ready = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 200);
-    let page = app
-        .client
-        .get(format!("{}/", app.base))
-        .send()
-        .await
-        .expect("graphiql");
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(app.readiness().await, 200);
+    let page = app.get("/").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(
         html.contains("/graphiql/app.js"),
         "GraphiQL's page loads its script (tests/api/graphiql.rs checks the rest)"
     );
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(metrics.status(), 200);
+    assert_eq!(app.get("/metrics").await.status(), 200);
     app.stop().await;
 });
 
@@ -401,7 +381,7 @@ async fn demo_event_is_seeded_once() {
     assert!(events[0]["seatCount"].as_i64().expect("count") >= 200);
     app.stop().await;
     let again = TestApp::spawn_on(&url, Options::default().set("SEED_DEMO", "true")).await;
-    let body = again.gql(None, "{ events { id } }", json!({})).await;
+    let body = again.gql(None, ops::EVENT_IDS, json!({})).await;
     assert_eq!(data(&body, "events").as_array().map(Vec::len), Some(1));
     again.stop().await;
 }

@@ -41,7 +41,7 @@ async fn mutations_are_rate_limited_per_user_with_retry_later() {
         .await;
     assert_eq!(data(&body, "holdSeats")["status"], "ACTIVE");
     for _ in 0..10 {
-        let body = app.gql(Some(&alice), "{ myHolds { id } }", json!({})).await;
+        let body = app.gql(Some(&alice), ops::MY_HOLD_IDS, json!({})).await;
         assert!(body["errors"].is_null());
     }
     app.stop().await;
@@ -87,10 +87,7 @@ async fn active_holds_per_user_are_capped() {
     let (event_id, seats) = app.create_event(1, 5).await;
     let alice = app.token("alice");
     let first = app.hold_seats(&alice, &event_id, &[&seats[0]]).await;
-    let first_id = data(&first, "holdSeats")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let first_id = hold_id(&first);
     data(
         &app.hold_seats(&alice, &event_id, &[&seats[1]]).await,
         "holdSeats",
@@ -147,15 +144,7 @@ async fn audience_and_issuer_are_enforced_when_configured() {
             .set("JWT_ISSUER", "https://login.example"),
     )
     .await;
-    let now = chrono::Utc::now().timestamp();
-    let sign = |claims: serde_json::Value| {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-        )
-        .expect("sign")
-    };
+    let now = now();
     let cases = [
         (json!({"sub": "a", "exp": now + 60}), "UNAUTHENTICATED"),
         (
@@ -173,7 +162,11 @@ async fn audience_and_issuer_are_enforced_when_configured() {
     ];
     for (claims, expected) in cases {
         let body = app
-            .gql(Some(&sign(claims.clone())), "{ myHolds { id } }", json!({}))
+            .gql(
+                Some(&sign(&claims, JWT_SECRET)),
+                ops::MY_HOLD_IDS,
+                json!({}),
+            )
             .await;
         assert_eq!(
             error_code(&body).unwrap_or_else(|| "OK".into()),
@@ -192,7 +185,7 @@ async fn request_ids_are_echoed_and_metrics_count_operations() {
         .client
         .post(format!("{}/graphql", app.base))
         .header("x-request-id", "trace-me-123")
-        .json(&json!({"query": "{ events { id } }"}))
+        .json(&json!({"query": ops::EVENT_IDS}))
         .send()
         .await
         .expect("sent");
@@ -202,12 +195,7 @@ async fn request_ids_are_echoed_and_metrics_count_operations() {
             .and_then(|v| v.to_str().ok()),
         Some("trace-me-123")
     );
-    let resp = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("sent");
+    let resp = app.get("/healthz").await;
     assert!(
         resp.headers().get("x-request-id").is_some(),
         "a request id is generated"
@@ -224,15 +212,7 @@ async fn request_ids_are_echoed_and_metrics_count_operations() {
         ),
         "SEAT_UNAVAILABLE"
     );
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics().await;
     for needle in [
         r#"onsale_graphql_operations_total{field="holdSeats",code="OK"}"#,
         r#"onsale_graphql_operations_total{field="holdSeats",code="SEAT_UNAVAILABLE"}"#,

@@ -15,7 +15,7 @@ both_backends!(same_key_same_hold_and_booking, |backend| async move {
     let second = app.gql(Some(&alice), HOLD_SEATS, vars).await;
     let hold_id = data(&first, "holdSeats")["id"].clone();
     assert_eq!(data(&second, "holdSeats")["id"], hold_id);
-    let body = app.gql(Some(&alice), "{ myHolds { id } }", json!({})).await;
+    let body = app.gql(Some(&alice), ops::MY_HOLD_IDS, json!({})).await;
     assert_eq!(data(&body, "myHolds").as_array().map(Vec::len), Some(1));
     assert_eq!(app.seat_map(&event_id).await["seq"], 1, "one effect");
 
@@ -31,13 +31,11 @@ both_backends!(same_key_same_hold_and_booking, |backend| async move {
     assert_eq!(expect_error(&body), "SEAT_UNAVAILABLE");
 
     // holdBestAvailable with a key.
-    let best = "mutation($e: ID!, $k: String) { holdBestAvailable(eventId: $e, count: 2, idempotencyKey: $k) { id } }";
+    let best = ops::vars::best_available_keyed(&event_id, 2, "best-1");
     let a = app
-        .gql(Some(&bob), best, json!({"e": event_id, "k": "best-1"}))
+        .gql(Some(&bob), ops::HOLD_BEST_AVAILABLE, best.clone())
         .await;
-    let b = app
-        .gql(Some(&bob), best, json!({"e": event_id, "k": "best-1"}))
-        .await;
+    let b = app.gql(Some(&bob), ops::HOLD_BEST_AVAILABLE, best).await;
     assert_eq!(
         data(&a, "holdBestAvailable")["id"],
         data(&b, "holdBestAvailable")["id"]
@@ -63,9 +61,7 @@ both_backends!(same_key_same_hold_and_booking, |backend| async move {
         data(&c1, "confirmHold")["id"],
         data(&c2, "confirmHold")["id"]
     );
-    let body = app
-        .gql(Some(&alice), "{ myBookings { id } }", json!({}))
-        .await;
+    let body = app.gql(Some(&alice), ops::MY_BOOKING_IDS, json!({})).await;
     assert_eq!(data(&body, "myBookings").as_array().map(Vec::len), Some(1));
     app.stop().await;
 });
@@ -86,7 +82,7 @@ both_backends!(
             })
             .collect();
         assert_eq!(ids.len(), 1, "every retry got the same hold");
-        let body = app.gql(Some(&alice), "{ myHolds { id } }", json!({})).await;
+        let body = app.gql(Some(&alice), ops::MY_HOLD_IDS, json!({})).await;
         assert_eq!(data(&body, "myHolds").as_array().map(Vec::len), Some(1));
         assert_eq!(app.seat_map(&event_id).await["seq"], 2);
         app.stop().await;

@@ -6,16 +6,10 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::*;
+use crate::procs::ints;
 use crate::ws::{Protocol, Subscription};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn hold_id(body: &Value) -> String {
-    data(body, "holdSeats")["id"]
-        .as_str()
-        .expect("hold id")
-        .to_owned()
-}
 
 /// Two instances on one PostgreSQL and one Redis: a subscriber on A sees what B does within a
 /// second — the hold, the release, and a later hold's expiry — in `seq` order; both protocols.
@@ -35,10 +29,6 @@ async fn changes_cross_instances_through_redis() {
     let alice = b.token("alice");
     let body = b.hold_seats(&alice, &event_id, &[&seats[2]]).await;
     let first = hold_id(&body);
-    let body = b.gql(Some(&alice), RELEASE_HOLD, json!({"h": first})).await;
-    data(&body, "releaseHold");
-    b.hold_seats(&alice, &event_id, &[&seats[3]]).await; // left to expire
-
     for sub in [&mut transport, &mut legacy] {
         let held = sub.next_change(SECOND).await;
         assert_eq!(held["seatId"], seats[2].as_str());
@@ -46,6 +36,14 @@ async fn changes_cross_instances_through_redis() {
         assert_eq!(held["eventId"], event_id.as_str());
         assert!(held["holdExpiresAt"].is_string());
         assert_eq!(held["seq"], 1);
+    }
+    // Both feeds are live now (each has delivered a change), so what B does next can reach
+    // them only through Redis.
+    let body = b.gql(Some(&alice), RELEASE_HOLD, json!({"h": first})).await;
+    data(&body, "releaseHold");
+    b.hold_seats(&alice, &event_id, &[&seats[3]]).await; // left to expire
+
+    for sub in [&mut transport, &mut legacy] {
         let released = sub.next_change(SECOND).await;
         assert_eq!(
             (
@@ -200,16 +198,14 @@ async fn redis_restart_bookings_continue_and_subscriptions_recover() {
             "no long wait on a dead Redis"
         );
     }
-    let ready = b
-        .client
-        .get(format!("{}/readyz", b.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 503, "readiness reports Redis down");
+    assert_eq!(b.readiness().await, 503, "readiness reports Redis down");
 
     let _redis = OwnRedis::start(port);
-    tokio::time::sleep(Duration::from_secs(3)).await; // reconnect backoff is at most 2 s
+    // B's connection answers again (readiness) and A's subscriber is back (its bus is healthy).
+    wait_until("both instances are back on Redis", 10 * SECOND, || async {
+        b.readiness().await == 200 && a.metrics().await.contains("onsale_seat_bus_healthy 1")
+    })
+    .await;
     b.hold_seats(&alice, &event_id, &[&seats[3]]).await;
     let got: Vec<i64> = vec![
         sub.next_change(3 * SECOND).await["seq"]
@@ -223,13 +219,7 @@ async fn redis_restart_bookings_continue_and_subscriptions_recover() {
         vec![2, 3, 4],
         "missed changes filled in, in order, then live"
     );
-    let ready = b
-        .client
-        .get(format!("{}/readyz", b.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 200);
+    assert_eq!(b.readiness().await, 200);
     a.stop().await;
     b.stop().await;
 }
@@ -257,6 +247,8 @@ async fn graphql_ws_library_client_sees_changes() {
         .expect("read")
         .expect("a line");
     assert_eq!(first, r#"{"connected":true}"#);
+    // This client subscribes from now and nothing acknowledges a subscription: give the
+    // server a moment to have read it (the Rust client here uses afterSeq instead).
     tokio::time::sleep(Duration::from_millis(200)).await;
     let alice = app.token("alice");
     app.hold_seats(&alice, &event_id, &[&seats[0]]).await;
@@ -305,7 +297,11 @@ both_backends!(
         let alice = app.token("alice");
         app.hold_seats(&alice, &event_id, &[&seats[0]]).await;
         app.hold_seats(&alice, &event_id, &[&seats[1]]).await;
-        tokio::time::sleep(Duration::from_millis(1800)).await;
+        // Retention is 1 s and the sweeper prunes every 200 ms: wait until the log is empty.
+        wait_until("the change log is pruned", 10 * SECOND, || {
+            change_log_is_empty(&app.database_url, &event_id)
+        })
+        .await;
         let mut sub =
             Subscription::seat_changes(&app.base, Protocol::TransportWs, &event_id, Some(0)).await;
         let payload = sub.next(SECOND).await.expect("an error");
@@ -372,6 +368,14 @@ async fn deployments_sharing_a_redis_stay_apart() {
     );
     let mut prod_feed =
         Subscription::seat_changes(&production.base, Protocol::TransportWs, &event_p, None).await;
+    // A change of production's own first, so that its feed is surely live.
+    data(
+        &production
+            .hold_seats(&production.token("b"), &event_p, &[&seats_p[1]])
+            .await,
+        "holdSeats",
+    );
+    assert_eq!(prod_feed.next_change(SECOND).await["seq"], 1);
     data(
         &staging
             .hold_seats(&staging.token("a"), &event_s, &[&seats_s[0]])
@@ -379,6 +383,7 @@ async fn deployments_sharing_a_redis_stay_apart() {
         "holdSeats",
     );
     assert!(
+        // The point: nothing arrives in this while.
         prod_feed.next(Duration::from_millis(700)).await.is_none(),
         "no change leaks across"
     );
@@ -390,7 +395,21 @@ async fn deployments_sharing_a_redis_stay_apart() {
         "ACTIVE",
         "the gate is not fooled either"
     );
-    assert_eq!(prod_feed.next_change(SECOND).await["seq"], 1);
+    assert_eq!(prod_feed.next_change(SECOND).await["seq"], 2);
     staging.stop().await;
     production.stop().await;
+}
+
+/// Whether the event's change log is empty.
+async fn change_log_is_empty(database_url: &str, event_id: &str) -> bool {
+    let conn = sea_orm::Database::connect(database_url)
+        .await
+        .expect("connect");
+    let rows = ints(
+        &conn,
+        &format!("SELECT COUNT(*) FROM seat_changes WHERE event_id = {event_id}"),
+    )
+    .await;
+    let _ = conn.close().await;
+    rows == [0]
 }

@@ -1,6 +1,8 @@
 //! Payments against a real Stripe-compatible server (localstripe): checkout, the card step
 //! as a browser would do it, webhooks, the worker, late payments, crashes and refunds.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -68,19 +70,17 @@ async fn intent_status(client: &reqwest::Client, intent: &str) -> String {
     body["status"].as_str().unwrap_or_default().to_owned()
 }
 
-/// Waits (bounded) until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..60 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting for: {what}");
+/// How long the worker, Stripe and its webhooks get to settle something.
+const SETTLES_WITHIN: Duration = Duration::from_secs(15);
+
+/// Waits until the PaymentIntent's status on the Stripe server is `status`.
+async fn wait_for_intent(client: &reqwest::Client, intent: &str, status: &str) {
+    wait_until(
+        &format!("PaymentIntent {intent} {status}"),
+        SETTLES_WITHIN,
+        || async { intent_status(client, intent).await == status },
+    )
+    .await;
 }
 
 /// Holds one seat and starts its checkout; returns (event, seats, hold id, checkout,
@@ -91,10 +91,7 @@ async fn held_and_started(
 ) -> (String, Vec<String>, String, Value, String) {
     let (event_id, seats) = app.create_event(1, 4).await;
     let body = app.hold_seats(token, &event_id, &[&seats[0]]).await;
-    let hold_id = data(&body, "holdSeats")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let hold_id = hold_id(&body);
     let body = app
         .gql(Some(token), START, json!({"h": hold_id, "k": "pay-1"}))
         .await;
@@ -160,16 +157,9 @@ async fn register_webhook(app: &TestApp) {
 }
 
 async fn webhooks_processed(app: &TestApp) -> bool {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
+    app.metrics()
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.contains(r#"onsale_webhook_results_total{result="ok"}"#)
+        .contains(r#"onsale_webhook_results_total{result="ok"}"#)
 }
 
 both_backends!(checkout_happy_path, |backend| async move {
@@ -231,15 +221,12 @@ both_backends!(checkout_happy_path, |backend| async move {
     assert_eq!(booking["paymentIntentId"], intent.as_str());
     assert_eq!(booking["seats"][0]["status"], "BOOKED");
     assert_eq!(app.seat_statuses(&event_id).await[&seats[0]], "BOOKED");
-    eventually("the payment is captured", || async {
-        intent_status(&app.client, &intent).await == "succeeded"
-    })
-    .await;
+    wait_for_intent(&app.client, &intent, "succeeded").await;
     // Completing again returns the same booking; the webhook localstripe sends after the
     // capture arrives, verifies, and changes nothing.
     let body = app.gql(Some(&alice), COMPLETE, json!({"h": hold_id})).await;
     assert_eq!(data(&body, "completeCheckout")["id"], booking["id"]);
-    eventually("localstripe's webhook is processed", || {
+    wait_until("localstripe's webhook is processed", SETTLES_WITHIN, || {
         webhooks_processed(&app)
     })
     .await;
@@ -320,10 +307,7 @@ async fn replayed_webhook_books_once_and_forgeries_change_nothing() {
     assert_eq!(booked.len(), 1, "{booked:?}");
     assert_eq!(booked[0]["status"], "CONFIRMED");
     assert_eq!(app.seat_statuses(&event_id).await[&seats[0]], "BOOKED");
-    eventually("captured", || async {
-        intent_status(&app.client, &intent).await == "succeeded"
-    })
-    .await;
+    wait_for_intent(&app.client, &intent, "succeeded").await;
     app.stop().await;
 }
 
@@ -338,15 +322,12 @@ async fn worker_books_a_checkout_nobody_completed() {
     let alice = app.token("alice");
     let (event_id, seats, _hold_id, _, intent) = held_and_started(&app, &alice).await;
     assert_eq!(pay(&app.client, &intent, "pm_card_visa").await, 200);
-    eventually("the worker books it", || async {
+    wait_until("the worker books it", SETTLES_WITHIN, || async {
         bookings(&app, &alice).await.len() == 1
     })
     .await;
     assert_eq!(app.seat_statuses(&event_id).await[&seats[0]], "BOOKED");
-    eventually("captured", || async {
-        intent_status(&app.client, &intent).await == "succeeded"
-    })
-    .await;
+    wait_for_intent(&app.client, &intent, "succeeded").await;
     app.stop().await;
 }
 
@@ -377,14 +358,7 @@ async fn declined_card_releases_the_hold() {
     let sig = sign(&payload, WEBHOOK_SECRET, chrono::Utc::now().timestamp());
     assert_eq!(post_webhook(&app, &payload, Some(&sig)).await, 200);
     assert_eq!(app.seat_statuses(&event_id).await[&seats[0]], "AVAILABLE");
-    let body = app
-        .gql(
-            Some(&alice),
-            "query($id: ID!) { hold(id: $id) { status } }",
-            json!({"id": hold_id}),
-        )
-        .await;
-    assert_eq!(data(&body, "hold")["status"], "RELEASED");
+    assert_eq!(app.hold_status(&alice, &hold_id).await, "RELEASED");
     assert!(bookings(&app, &alice).await.is_empty());
     app.stop().await;
 }
@@ -402,31 +376,21 @@ async fn late_payment_is_cancelled_not_charged() {
     .await;
     let alice = app.token("alice");
     let (event_id, seats, hold_id, _, intent) = held_and_started(&app, &alice).await;
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // The hold (1 s, extended by the 1 s grace when the checkout started) runs out.
+    wait_until("alice's hold runs out", SETTLES_WITHIN, || async {
+        app.seat_statuses(&event_id).await[&seats[0]] == "AVAILABLE"
+    })
+    .await;
     let bob = app.token("bob");
-    let body = app.hold_seats(&bob, &event_id, &[&seats[0]]).await;
-    let bob_hold = data(&body, "holdSeats")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let bob_hold = crate::helpers::hold_id(&app.hold_seats(&bob, &event_id, &[&seats[0]]).await);
     assert_eq!(pay(&app.client, &intent, "pm_card_visa").await, 200);
     assert_eq!(
         expect_error(&app.gql(Some(&alice), COMPLETE, json!({"h": hold_id})).await),
         "HOLD_EXPIRED"
     );
-    eventually("the authorisation is cancelled", || async {
-        intent_status(&app.client, &intent).await == "canceled"
-    })
-    .await;
+    wait_for_intent(&app.client, &intent, "canceled").await;
     assert!(bookings(&app, &alice).await.is_empty());
-    let body = app
-        .gql(
-            Some(&bob),
-            "query($id: ID!) { hold(id: $id) { status } }",
-            json!({"id": bob_hold}),
-        )
-        .await;
-    assert_eq!(data(&body, "hold")["status"], "ACTIVE");
+    assert_eq!(app.hold_status(&bob, &bob_hold).await, "ACTIVE");
     assert_eq!(app.seat_statuses(&event_id).await[&seats[0]], "HELD");
     app.stop().await;
 }
@@ -443,7 +407,10 @@ async fn capture_interrupted_by_a_crash_is_finished_after_restart() {
     assert_eq!(pay(&app.client, &intent, "pm_card_visa").await, 200);
     let body = app.gql(Some(&alice), COMPLETE, json!({"h": hold_id})).await;
     assert_eq!(data(&body, "completeCheckout")["status"], "CONFIRMED");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until("a capture is tried and fails", SETTLES_WITHIN, || async {
+        proxy.captures_refused() > 0
+    })
+    .await;
     assert_eq!(
         intent_status(&app.client, &intent).await,
         "requires_capture",
@@ -454,10 +421,7 @@ async fn capture_interrupted_by_a_crash_is_finished_after_restart() {
 
     let restarted = TestApp::spawn_on(&url, payments(&stripe_base())).await;
     // The failed attempts backed off; the new worker picks the capture up when it is due.
-    eventually("the restarted worker captures", || async {
-        intent_status(&restarted.client, &intent).await == "succeeded"
-    })
-    .await;
+    wait_for_intent(&restarted.client, &intent, "succeeded").await;
     let booked = bookings(&restarted, &alice).await;
     assert_eq!(booked.len(), 1);
     assert_eq!(booked[0]["status"], "CONFIRMED");
@@ -479,13 +443,9 @@ async fn cancelling_a_paid_booking_refunds_it() {
         .as_str()
         .expect("id")
         .to_owned();
-    eventually("captured", || async {
-        intent_status(&app.client, &intent).await == "succeeded"
-    })
-    .await;
-    let cancel = "mutation($b: ID!) { cancelBooking(bookingId: $b) { id status } }";
+    wait_for_intent(&app.client, &intent, "succeeded").await;
     let body = app
-        .gql(Some(&alice), cancel, json!({"b": booking_id}))
+        .gql(Some(&alice), CANCEL_BOOKING, json!({"b": booking_id}))
         .await;
     assert!(
         ["CANCELLED", "REFUNDED"].contains(
@@ -495,7 +455,7 @@ async fn cancelling_a_paid_booking_refunds_it() {
         )
     );
     assert_eq!(app.seat_statuses(&event_id).await[&seats[0]], "AVAILABLE");
-    eventually("refunded", || async {
+    wait_until("refunded", SETTLES_WITHIN, || async {
         bookings(&app, &alice)
             .await
             .first()
@@ -504,7 +464,7 @@ async fn cancelling_a_paid_booking_refunds_it() {
     .await;
     // Again: unchanged, and no second refund.
     let body = app
-        .gql(Some(&alice), cancel, json!({"b": booking_id}))
+        .gql(Some(&alice), CANCEL_BOOKING, json!({"b": booking_id}))
         .await;
     assert_eq!(data(&body, "cancelBooking")["status"], "REFUNDED");
     app.stop().await;
@@ -516,10 +476,7 @@ async fn payments_off_answers_clearly() {
     let alice = app.token("alice");
     let (event_id, seats) = app.create_event(1, 2).await;
     let body = app.hold_seats(&alice, &event_id, &[&seats[0]]).await;
-    let hold_id = data(&body, "holdSeats")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let hold_id = hold_id(&body);
     assert_eq!(
         expect_error(&app.gql(Some(&alice), START, json!({"h": hold_id})).await),
         "BAD_USER_INPUT"
@@ -536,6 +493,7 @@ async fn payments_off_answers_clearly() {
 /// Forwards to a Stripe server but answers every capture with a 500.
 struct FailingCaptureProxy {
     base: String,
+    refused: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -547,12 +505,16 @@ impl FailingCaptureProxy {
 
         onsale::payment::install_crypto_provider();
         let client = reqwest::Client::new();
+        let refused = Arc::new(AtomicUsize::new(0));
+        let counter = refused.clone();
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let client = client.clone();
                 let upstream = upstream.clone();
+                let counter = counter.clone();
                 async move {
                     if uri.path().ends_with("/capture") {
+                        counter.fetch_add(1, Ordering::SeqCst);
                         return (
                             StatusCode::INTERNAL_SERVER_ERROR,
                             "{\"error\":{\"message\":\"down\"}}",
@@ -585,7 +547,16 @@ impl FailingCaptureProxy {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { base, task }
+        Self {
+            base,
+            refused,
+            task,
+        }
+    }
+
+    /// How many captures it has answered with a 500.
+    fn captures_refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 }
 

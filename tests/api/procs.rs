@@ -82,7 +82,7 @@ impl OnsaleProcess {
             if healthy {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await; // polls until healthy
         }
         panic!("onsale did not become healthy:\n{}", self.log_tail());
     }

@@ -16,12 +16,7 @@ async fn cached_map_shows_changes_from_another_instance_at_once() {
     let mut holds = Vec::new();
     for (i, seat) in seats.iter().enumerate().take(8) {
         let body = b.hold_seats(&alice, &event_id, &[seat]).await;
-        holds.push(
-            data(&body, "holdSeats")["id"]
-                .as_str()
-                .expect("id")
-                .to_owned(),
-        );
+        holds.push(hold_id(&body));
         let map = a.seat_map(&event_id).await;
         assert_eq!(map["event"]["held"], i + 1, "A sees B's hold {i} at once");
         assert_eq!(map["seq"], i + 1);

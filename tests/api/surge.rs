@@ -54,6 +54,7 @@ async fn redis_dying_mid_storm_still_one_winner() {
     let (results, ()) = tokio::join!(
         join_all(tokens.iter().map(|t| app.post(Some(t), &body))),
         async {
+            // The point: Redis dies while the storm is in flight.
             tokio::time::sleep(Duration::from_millis(20)).await;
             redis.kill();
         }
@@ -104,7 +105,12 @@ async fn claim_of_a_crashed_instance_expires() {
         .hold_seats(&app.token("alice"), &event_id, &[&seats[0]])
         .await;
     assert_eq!(expect_error(&body), "SEAT_UNAVAILABLE", "claimed right now");
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    wait_until(
+        "the dead instance's claim runs out",
+        Duration::from_secs(5),
+        || gate_free(&conn, &key),
+    )
+    .await;
     let body = app
         .hold_seats(&app.token("alice"), &event_id, &[&seats[0]])
         .await;
@@ -113,15 +119,24 @@ async fn claim_of_a_crashed_instance_expires() {
         "ACTIVE",
         "free once the claim ran out"
     );
-    // Our own claim was released (compare-and-delete), not left to expire.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let left: Option<String> = redis::cmd("GET")
-        .arg(&key)
-        .query_async(&mut conn)
+    // Our own claim was released (compare-and-delete), well before its TTL would end it.
+    wait_until(
+        "our own claim is deleted",
+        Duration::from_millis(onsale::booking::gate::CLAIM_TTL_MS as u64 / 2),
+        || gate_free(&conn, &key),
+    )
+    .await;
+    app.stop().await;
+}
+
+/// Whether nobody holds a claim on the gate's `key`.
+async fn gate_free(conn: &redis::aio::MultiplexedConnection, key: &str) -> bool {
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn.clone())
         .await
         .expect("get");
-    assert_eq!(left, None);
-    app.stop().await;
+    holder.is_none()
 }
 
 /// With a tiny in-flight limit, excess mutations are refused at once with RETRY_LATER and
@@ -163,14 +178,7 @@ async fn overload_is_shed_with_retry_later() {
                     .as_u64()
                     .is_some_and(|ms| ms > 0)
             );
-            let mut retried = app.post(Some(token), body).await.1;
-            for _ in 0..20 {
-                if error_code(&retried).as_deref() != Some("RETRY_LATER") {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                retried = app.post(Some(token), body).await.1;
-            }
+            let retried = retrying(|| async { app.post(Some(token), body).await.1 }).await;
             assert_eq!(data(&retried, "holdSeats")["status"], "ACTIVE");
         }
     }

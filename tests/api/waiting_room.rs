@@ -14,14 +14,10 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::ws::{Protocol, Subscription};
 
-const CONFIGURE: &str = "mutation($e: ID!, $i: WaitingRoomInput!) { configureWaitingRoom(eventId: $e, input: $i) { eventId enabled opensAt admitPerSecond admissionTtlSecs open joined admitted } }";
-const ROOM: &str = "query($e: ID!) { waitingRoom(eventId: $e) { enabled open joined admitted } }";
-const JOIN: &str = "mutation($e: ID!) { joinQueue(eventId: $e) { id eventId position admitted admissionToken queueNumber waitingForOpening opensAt estimatedWaitSecs admissionExpiresAt } }";
-const QUEUE_STATUS: &str = "subscription($t: ID!) { queueStatus(ticketId: $t) { ticketId position estimatedWaitSecs admitted admissionToken waitingForOpening admissionExpiresAt } }";
-const REQUEST_SEATS: &str = "mutation($e: ID!, $s: [ID!]!, $k: String) { requestSeats(eventId: $e, seatIds: $s, idempotencyKey: $k) { id status queueNumber errorCode hold { id } } }";
-const SEAT_REQUEST: &str = "query($id: ID!) { seatRequest(id: $id) { id status queueNumber errorCode errorMessage hold { id status seats { id } } } }";
-const SEAT_REQUEST_SUB: &str =
-    "subscription($id: ID!) { seatRequest(id: $id) { id status errorCode hold { id } } }";
+use ops::{
+    CONFIGURE_WAITING_ROOM as CONFIGURE, JOIN_QUEUE as JOIN, QUEUE_STATUS, REQUEST_SEATS,
+    SEAT_REQUEST, SEAT_REQUEST_UPDATES, WAITING_ROOM as ROOM,
+};
 
 fn with_redis(url: &str) -> Options {
     Options::default().set("REDIS_URL", url)
@@ -35,42 +31,22 @@ async fn configure(
     rate: i32,
     ttl: i32,
 ) -> Value {
+    let input = ops::WaitingRoomInput {
+        enabled,
+        opens_at: opens_at.map(|t| t.to_rfc3339()),
+        admit_per_second: rate.into(),
+        admission_ttl_secs: ttl.into(),
+    };
     app.gql(
         Some(&app.admin_token()),
         CONFIGURE,
-        json!({"e": event_id, "i": {
-            "enabled": enabled,
-            "opensAt": opens_at.map(|t| t.to_rfc3339()),
-            "admitPerSecond": rate,
-            "admissionTtlSecs": ttl,
-        }}),
+        ops::vars::configure_waiting_room(event_id, &input),
     )
     .await
 }
 
 async fn join(app: &TestApp, token: &str, event_id: &str) -> Value {
     retrying(|| app.gql(Some(token), JOIN, json!({"e": event_id}))).await
-}
-
-/// Runs an operation again while it answers RETRY_LATER, after `retryAfterMs`, as the
-/// contract tells clients to: a burst on a loaded test machine may make Redis answers slow.
-async fn retrying<F, Fut>(op: F) -> Value
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Value>,
-{
-    let mut body = op().await;
-    for _ in 0..20 {
-        if error_code(&body).as_deref() != Some("RETRY_LATER") {
-            break;
-        }
-        let wait = body["errors"][0]["extensions"]["retryAfterMs"]
-            .as_u64()
-            .unwrap_or(200);
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        body = op().await;
-    }
-    body
 }
 
 /// POSTs an operation with an optional admission header.
@@ -109,11 +85,13 @@ async fn admin_room(app: &TestApp, event_id: &str) -> Value {
 }
 
 /// Follows a ticket until its admission (or `limit`); returns each update with its time.
+/// Tells `live` (if given) once the first update has come: the subscription is running.
 async fn follow(
     base: String,
     token: String,
     ticket: String,
     limit: Duration,
+    live: Option<tokio::sync::mpsc::UnboundedSender<()>>,
 ) -> Vec<(Instant, Value)> {
     let mut sub = Subscription::start(
         &base,
@@ -129,6 +107,9 @@ async fn follow(
         let Some(payload) = sub.next(limit.saturating_sub(started.elapsed())).await else {
             break;
         };
+        if let Some(live) = &live {
+            let _ = live.send(());
+        }
         if error_code(&payload).as_deref() == Some("RETRY_LATER") {
             continue;
         }
@@ -202,6 +183,7 @@ async fn lottery_at_the_opening_then_paced_admissions_across_instances() {
 
     // Some people watch their place live, on both instances.
     let watched: Vec<usize> = (0..N).step_by(N / 24).collect();
+    let (live, mut following) = tokio::sync::mpsc::unbounded_channel();
     let followers: Vec<_> = watched
         .iter()
         .map(|&i| {
@@ -216,10 +198,18 @@ async fn lottery_at_the_opening_then_paced_admissions_across_instances() {
                 tokens[i].clone(),
                 ticket,
                 Duration::from_secs(30),
+                Some(live.clone()),
             ))
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut live_followers = 0;
+    while live_followers < watched.len() {
+        tokio::time::timeout(Duration::from_secs(10), following.recv())
+            .await
+            .expect("every follower gets its first update")
+            .expect("followers run");
+        live_followers += 1;
+    }
 
     // Open in a second.
     let opens_at = Utc::now() + chrono::Duration::milliseconds(1_000);
@@ -247,6 +237,7 @@ async fn lottery_at_the_opening_then_paced_admissions_across_instances() {
         if admitted as usize >= N || Instant::now() > deadline {
             break;
         }
+        // Sampling the pace: the samples over time are what the test checks.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
@@ -419,6 +410,7 @@ async fn holds_need_a_valid_admission() {
         alice.clone(),
         ticket_id.clone(),
         Duration::from_secs(10),
+        None,
     )
     .await;
     let admitted = &seen.last().expect("updates").1;
@@ -469,6 +461,7 @@ async fn holds_need_a_valid_admission() {
     let left = (until.with_timezone(&Utc) - Utc::now())
         .num_milliseconds()
         .max(0);
+    // The condition is the clock: the window ends at a time the answer gave.
     tokio::time::sleep(Duration::from_millis(left.unsigned_abs() + 100)).await;
     let body = post_admitted(
         &app,
@@ -652,24 +645,21 @@ async fn queued_requests_are_answered_in_arrival_order_through_worker_deaths() {
     assert_eq!(expect_error(&body), "FORBIDDEN");
     // Halfway through, stop whichever instance is working the queue.
     let half = N / 2;
-    let started = Instant::now();
-    loop {
-        let body = a
-            .gql(
-                Some(&requests[half].0),
-                SEAT_REQUEST,
-                json!({"id": queued[half]["id"]}),
-            )
-            .await;
-        if data(&body, "seatRequest")["status"] != "QUEUED" {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the queue moves"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the queue moves halfway",
+        Duration::from_secs(30),
+        || async {
+            let body = a
+                .gql(
+                    Some(&requests[half].0),
+                    SEAT_REQUEST,
+                    json!({"id": queued[half]["id"]}),
+                )
+                .await;
+            data(&body, "seatRequest")["status"] != "QUEUED"
+        },
+    )
+    .await;
     let holder: Option<String> = redis::cmd("GET")
         .arg(&lease)
         .query_async(&mut redis)
@@ -691,7 +681,7 @@ async fn queued_requests_are_answered_in_arrival_order_through_worker_deaths() {
         &survivor.base,
         Protocol::TransportWs,
         json!({"Authorization": format!("Bearer {}", requests[last].0)}),
-        SEAT_REQUEST_SUB,
+        SEAT_REQUEST_UPDATES,
         json!({"id": queued[last]["id"]}),
     )
     .await;
@@ -706,30 +696,29 @@ async fn queued_requests_are_answered_in_arrival_order_through_worker_deaths() {
     }
     assert!(final_update["errors"].is_null(), "{final_update}");
     let started = Instant::now();
-    let outcomes: Vec<Value> = loop {
-        let outcomes: Vec<Value> = futures::stream::iter(queued.iter().zip(&requests))
-            .map(|(r, (token, _))| {
-                let app = &survivor;
-                async move {
-                    let body =
-                        retrying(|| app.gql(Some(token), SEAT_REQUEST, json!({"id": r["id"]})))
-                            .await;
-                    data(&body, "seatRequest").clone()
-                }
-            })
-            .buffered(64)
-            .collect()
-            .await;
-        let waiting = outcomes.iter().filter(|o| o["status"] == "QUEUED").count();
-        if waiting == 0 {
-            break outcomes;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{waiting} requests never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let outcomes: Vec<Value> = wait_for_every(
+        "every request answered",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let outcomes: Vec<Value> = futures::stream::iter(queued.iter().zip(&requests))
+                .map(|(r, (token, _))| {
+                    let app = &survivor;
+                    async move {
+                        let body =
+                            retrying(|| app.gql(Some(token), SEAT_REQUEST, json!({"id": r["id"]})))
+                                .await;
+                        data(&body, "seatRequest").clone()
+                    }
+                })
+                .buffered(64)
+                .collect()
+                .await;
+            let waiting = outcomes.iter().filter(|o| o["status"] == "QUEUED").count();
+            (waiting == 0).then_some(outcomes)
+        },
+    )
+    .await;
     println!("the rest answered {:?} after the stop", started.elapsed());
     assert_eq!(
         final_update["data"]["seatRequest"]["status"],
@@ -848,8 +837,8 @@ async fn a_lost_redis_closes_the_room() {
         &app,
         &bob,
         None,
-        "mutation($e: ID!) { holdBestAvailable(eventId: $e, count: 1) { id } }",
-        json!({"e": event_id}),
+        ops::HOLD_BEST_AVAILABLE,
+        ops::vars::best_available(&event_id, 1, None),
     )
     .await;
     assert_eq!(expect_error(&body), "FORBIDDEN");

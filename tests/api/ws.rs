@@ -8,6 +8,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
+use crate::helpers::ops;
+
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -85,24 +87,29 @@ impl Subscription {
         Self { socket, protocol }
     }
 
-    /// Subscribes to `seatChanges` for an event.
+    /// Subscribes to `seatChanges` for an event, after `after_seq`. `None` means from now: the
+    /// seat map's `seq` as this call reads it, so every change made once it has returned
+    /// arrives. (Without `afterSeq` the server starts wherever the log is when it gets to the
+    /// subscription, and no message tells the client when that was.) For an event the seat map
+    /// does not know, it subscribes without `afterSeq`, to get the server's error.
     pub async fn seat_changes(
         base: &str,
         protocol: Protocol,
         event_id: &str,
         after_seq: Option<i64>,
     ) -> Self {
-        let sub = Self::start(
+        let after_seq = match after_seq {
+            Some(seq) => Some(seq),
+            None => current_seq(base, event_id).await,
+        };
+        Self::start(
             base,
             protocol,
             json!({}),
-            "subscription($e: ID!, $a: Int) { seatChanges(eventId: $e, afterSeq: $a) { eventId seatId status holdExpiresAt seq } }",
-            json!({"e": event_id, "a": after_seq}),
+            ops::SEAT_CHANGES,
+            ops::vars::seat_changes(event_id, after_seq),
         )
-        .await;
-        // The subscription is registered once the server has read the message; give it a beat.
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        sub
+        .await
     }
 
     /// The next payload (`data` or `errors`) within `timeout`, or `None`.
@@ -138,6 +145,20 @@ impl Subscription {
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
     }
+}
+
+/// The event's latest change (`seatMap { seq }`), or `None` if the seat map has none to give.
+async fn current_seq(base: &str, event_id: &str) -> Option<i64> {
+    let body: Value = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .json(&json!({"query": ops::SEAT_SEQ, "variables": ops::vars::event(event_id)}))
+        .send()
+        .await
+        .expect("seatMap sent")
+        .json()
+        .await
+        .expect("seatMap answer");
+    body["data"]["seatMap"]["seq"].as_i64()
 }
 
 async fn send(socket: &mut Socket, msg: Value) {

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use futures::StreamExt;
-use serde_json::json;
 use tokio::sync::watch;
 
 use crate::cli::FanoutArgs;
@@ -56,7 +55,7 @@ pub async fn run(ctx: &Ctx, args: &FanoutArgs) -> anyhow::Result<Report> {
                     let sub = Subscription::start(
                         &url,
                         ops::SEAT_CHANGES,
-                        json!({"e": event_id}),
+                        ops::vars::event(&event_id),
                         Duration::from_secs(10),
                     )
                     .await;

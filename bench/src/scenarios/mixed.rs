@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
 
 use crate::cli::MixedArgs;
 use crate::client::{Answer, OK, Parse, TIMEOUT, TRANSPORT};
@@ -195,7 +194,7 @@ impl Worker {
         let answer: Answer = self
             .ctx
             .api
-            .call(Some(token), query, json!({"h": hold.id}), Parse::Full)
+            .call(Some(token), query, ops::vars::hold(&hold.id), Parse::Full)
             .await;
         self.stats[slot].record_answer(&answer);
         match answer.code.as_str() {

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use serde_json::json;
 use tokio::sync::Barrier;
 
 use crate::client::{Answer, Api, Parse};
@@ -71,7 +70,7 @@ pub async fn hold(api: &Api, user: &User, event_id: &str, seats: &[&str]) -> Ans
     api.call(
         Some(&user.token),
         ops::HOLD_SEATS,
-        json!({"e": event_id, "s": seats}),
+        ops::vars::seats(event_id, seats),
         Parse::Full,
     )
     .await
@@ -82,7 +81,7 @@ pub async fn read_seat_map(api: &Api, event_id: &str) -> Answer {
     api.call(
         None,
         ops::SEAT_MAP,
-        json!({"e": event_id}),
+        ops::vars::event(event_id),
         Parse::ErrorsOnly,
     )
     .await

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Barrier;
 
 use crate::cli::WaitingRoomArgs;
@@ -120,12 +120,15 @@ pub async fn run(ctx: &Ctx, args: &WaitingRoomArgs) -> anyhow::Result<Report> {
         .expect(
             Some(&admin),
             ops::CONFIGURE_WAITING_ROOM,
-            json!({"e": event.id, "i": {
-                "enabled": true,
-                "opensAt": opens_at.to_rfc3339(),
-                "admitPerSecond": rate,
-                "admissionTtlSecs": ADMISSION_TTL_SECS,
-            }}),
+            ops::vars::configure_waiting_room(
+                &event.id,
+                &ops::WaitingRoomInput {
+                    enabled: true,
+                    opens_at: Some(opens_at.to_rfc3339()),
+                    admit_per_second: i64::from(rate),
+                    admission_ttl_secs: ADMISSION_TTL_SECS,
+                },
+            ),
         )
         .await
         .context("cannot configure the waiting room (does the server run with REDIS_URL?)")?;
@@ -306,7 +309,7 @@ pub async fn run(ctx: &Ctx, args: &WaitingRoomArgs) -> anyhow::Result<Report> {
     );
     let room = ctx
         .api
-        .expect(Some(&admin), ops::WAITING_ROOM, json!({"e": event.id}))
+        .expect(Some(&admin), ops::WAITING_ROOM, ops::vars::event(&event.id))
         .await?;
     let room = &room["waitingRoom"];
     report.check(
@@ -413,7 +416,7 @@ async fn queued_user(
                 Some(&user.token),
                 &[("x-admission-token", admission.as_str())],
                 ops::HOLD_SEATS,
-                json!({"e": event_id, "s": [seat]}),
+                ops::vars::seats(event_id, &[seat]),
                 Parse::Full,
             )
             .await;
@@ -439,7 +442,7 @@ async fn join_queue(ctx: &Ctx, user: &User, event_id: &str) -> Answer {
         .call(
             Some(&user.token),
             ops::JOIN_QUEUE,
-            json!({"e": event_id}),
+            ops::vars::event(event_id),
             Parse::Full,
         )
         .await
@@ -528,7 +531,7 @@ async fn queued_phase(ctx: &Ctx, report: &mut Report, m: usize, c: usize) -> any
                         .call(
                             Some(&user.token),
                             ops::REQUEST_SEATS,
-                            json!({"e": event_id, "s": [seat], "k": key}),
+                            ops::vars::seats_keyed(&event_id, &[&seat], &key),
                             Parse::Full,
                         )
                         .await;
@@ -575,7 +578,7 @@ async fn queued_phase(ctx: &Ctx, report: &mut Report, m: usize, c: usize) -> any
                         .call(
                             Some(&token),
                             ops::SEAT_REQUEST,
-                            json!({"id": id}),
+                            ops::vars::id(&id),
                             Parse::Full,
                         )
                         .await;
