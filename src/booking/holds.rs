@@ -14,6 +14,7 @@ use tracing::instrument;
 use super::BookingService;
 use super::admission::Admission;
 use super::best_available::adjacent_blocks;
+use super::events::Viewer;
 use super::idempotency::{self, Operation};
 use super::rules::{check_requested, claimable, ensure_active};
 use super::seats::{Claim, set_claim};
@@ -23,6 +24,7 @@ use crate::db::RowLock;
 use crate::domain::clock::{millis, now_ms};
 use crate::domain::input::{IdempotencyKey, SeatCount, SeatIds};
 use crate::domain::limits::MY_LIST_LIMIT;
+use crate::domain::sale::SaleWindow;
 use crate::domain::seat_change::{PendingChange, SeatChange};
 use crate::domain::status::{HoldStatus, SeatStatus, seat_status_at};
 use crate::domain::views::{HoldView, SeatView};
@@ -79,14 +81,11 @@ impl BookingService {
         key: Option<&IdempotencyKey>,
         op: Operation,
     ) -> Result<(HoldView, Vec<SeatChange>), AppError> {
+        self.open_event(user, event_id).await?;
         let seats = seat::Entity::find()
             .filter(seat::Column::Id.is_in(ids.to_vec()))
             .all(&self.db.conn)
             .await?;
-        if seats.len() != ids.len() || seats.iter().any(|s| s.event_id != event_id) {
-            // Only then can the event itself be unknown: each of its seats proves it exists.
-            self.require_event(event_id).await?;
-        }
         check_requested(&seats, ids, event_id, now_ms())?;
         self.db
             .write(|txn| async move {
@@ -117,7 +116,7 @@ impl BookingService {
         if let Some(view) = self.replay_hold(user, op, key.as_ref()).await? {
             return Ok(view);
         }
-        self.require_event(event_id).await?;
+        self.open_event(user, event_id).await?;
         if let Some(name) = &section {
             let exists = seat::Entity::find()
                 .filter(seat::Column::EventId.eq(event_id))
@@ -265,15 +264,19 @@ impl BookingService {
         }
     }
 
-    pub(crate) async fn require_event(&self, event_id: i64) -> Result<(), AppError> {
-        views::existing(
-            event::Entity::find_by_id(event_id)
-                .one(&self.db.conn)
-                .await?,
-            "event",
-            &event_id.to_string(),
-        )
-        .map(|_| ())
+    /// The event if it takes new holds from `user` now: a DRAFT is unknown to customers, and
+    /// an event off sale or outside its window is `NOT_ON_SALE`. The hold's transaction checks
+    /// again under the event's lock ([`Self::create_hold`]).
+    pub(crate) async fn open_event(
+        &self,
+        user: &User,
+        event_id: i64,
+    ) -> Result<event::Model, AppError> {
+        let event = self.visible_event(event_id, Viewer::of(user.admin)).await?;
+        SaleWindow::of(&event)
+            .check(now_ms())
+            .map_err(AppError::not_on_sale)?;
+        Ok(event)
     }
 
     /// Locks the hold's seats (ascending ids), then reads the hold as it is now: the first
@@ -469,7 +472,11 @@ impl BookingService {
             .map(|id| PendingChange::available(*id))
             .chain(ids.iter().map(|id| PendingChange::held(*id, expires)))
             .collect();
-        let published = log::append(txn, event_id, pending).await?;
+        let (published, event) = log::append_locking_event(txn, event_id, pending).await?;
+        // Under the event's lock: a status change committed meanwhile is seen here.
+        SaleWindow::of(&event)
+            .check(now)
+            .map_err(AppError::not_on_sale)?;
         idempotency::record_if(txn, &user.id, op, key, &hold_id).await?;
         let view = HoldView {
             id: hold_id,

@@ -1,7 +1,7 @@
 //! The demo event seeded into an empty database, so a newcomer has seats to book at once.
 
 use super::BookingService;
-use super::event_input::{NewEvent, NewRow, NewSection};
+use super::event_input::{NewEvent, NewRow, NewSection, SaleSettings};
 use crate::domain::clock::now_ms;
 use crate::error::AppError;
 
@@ -38,6 +38,7 @@ pub fn demo_event() -> NewEvent {
                 rows: rows("ABCDE", 16, 4_500),
             },
         ],
+        sale: SaleSettings::default(),
     }
 }
 

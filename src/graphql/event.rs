@@ -1,12 +1,14 @@
 //! Events and seat maps.
 
-use async_graphql::{Context, ID, InputObject, Object, Result};
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
 
 use super::errors::GqlResultExt;
-use super::types::{Event, SeatMap};
-use super::{booking, caller};
-use crate::booking::event_input::{NewEvent, NewRow, NewSection};
+use super::types::{Event, EventStatus, SeatMap};
+use super::{booking, caller, checkout};
+use crate::auth::Caller;
+use crate::booking::event_input::{EventUpdate, NewEvent, NewRow, NewSection, SaleSettings};
+use crate::booking::events::Viewer;
 use crate::domain::input::{parse_label, parse_numeric_id};
 use crate::domain::limits::SECTION_NAME_MAX_CHARS;
 
@@ -32,6 +34,36 @@ pub struct CreateEventInput {
     pub venue: String,
     pub starts_at: DateTime<Utc>,
     pub sections: Vec<SectionInput>,
+    /// ON_SALE unless given.
+    pub status: Option<EventStatus>,
+    /// When sales open (inclusive).
+    pub sales_start_at: Option<DateTime<Utc>>,
+    /// When sales close (exclusive).
+    pub sales_end_at: Option<DateTime<Utc>>,
+}
+
+/// Changes to an event: a field left out stays as it is; an explicit null clears a window end.
+#[derive(InputObject)]
+pub struct UpdateEventInput {
+    pub name: Option<String>,
+    pub venue: Option<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub sales_start_at: MaybeUndefined<DateTime<Utc>>,
+    pub sales_end_at: MaybeUndefined<DateTime<Utc>>,
+}
+
+/// An instant that may be left out (unchanged) or null (cleared).
+fn patch(value: MaybeUndefined<DateTime<Utc>>) -> Option<Option<i64>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(at) => Some(Some(at.timestamp_millis())),
+    }
+}
+
+/// Admins see DRAFT events; everyone else does not.
+pub(crate) fn viewer(ctx: &Context<'_>) -> Viewer {
+    Viewer::of(matches!(caller(ctx), Caller::User(user) if user.admin))
 }
 
 #[derive(Default)]
@@ -41,7 +73,7 @@ pub struct EventQuery;
 impl EventQuery {
     /// All events, soonest first, with live seat counts.
     async fn events(&self, ctx: &Context<'_>) -> Result<Vec<Event>> {
-        let events = booking(ctx).events().await.gql()?;
+        let events = booking(ctx).events(viewer(ctx)).await.gql()?;
         Ok(events.into_iter().map(Into::into).collect())
     }
 
@@ -50,7 +82,11 @@ impl EventQuery {
         let Ok(id) = parse_numeric_id(&id, "event") else {
             return Ok(None);
         };
-        Ok(booking(ctx).event(id).await.gql()?.map(Into::into))
+        Ok(booking(ctx)
+            .event(id, viewer(ctx))
+            .await
+            .gql()?
+            .map(Into::into))
     }
 
     /// The seats of an event (optionally one section) with the `seq` the map reflects.
@@ -67,7 +103,7 @@ impl EventQuery {
             .transpose()
             .gql()?;
         let map = booking(ctx)
-            .seat_map(event_id, section.as_deref())
+            .seat_map(event_id, section.as_deref(), viewer(ctx))
             .await
             .gql()?;
         Ok(map.into())
@@ -102,7 +138,51 @@ impl EventMutation {
                         .collect(),
                 })
                 .collect(),
+            sale: SaleSettings {
+                status: input
+                    .status
+                    .map_or_else(|| SaleSettings::default().status, Into::into),
+                sales_start_at_ms: input.sales_start_at.map(|at| at.timestamp_millis()),
+                sales_end_at_ms: input.sales_end_at.map(|at| at.timestamp_millis()),
+            },
         };
         Ok(booking(ctx).create_event(input).await.gql()?.into())
+    }
+
+    /// Changes an event's details, sales window or limits (admin only).
+    async fn update_event(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateEventInput,
+    ) -> Result<Event> {
+        caller(ctx).admin().gql()?;
+        let id = parse_numeric_id(&id, "event").gql()?;
+        let change = EventUpdate {
+            name: input.name,
+            venue: input.venue,
+            starts_at_ms: input.starts_at.map(|at| at.timestamp_millis()),
+            sales_start_at_ms: patch(input.sales_start_at),
+            sales_end_at_ms: patch(input.sales_end_at),
+        };
+        Ok(booking(ctx).update_event(id, change).await.gql()?.into())
+    }
+
+    /// Moves an event through its life (admin only): DRAFT → ON_SALE or CANCELLED,
+    /// ON_SALE ↔ PAUSED, ON_SALE or PAUSED → CLOSED, CLOSED → ON_SALE, any → CANCELLED
+    /// (final: releases every hold, cancels every booking and refunds the paid ones).
+    async fn set_event_status(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        status: EventStatus,
+    ) -> Result<Event> {
+        caller(ctx).admin().gql()?;
+        let id = parse_numeric_id(&id, "event").gql()?;
+        Ok(checkout(ctx)
+            .set_event_status(id, status.into())
+            .await
+            .gql()?
+            .into())
     }
 }

@@ -14,6 +14,7 @@ mod graphiql;
 mod hardening;
 mod hostile;
 mod idempotency;
+mod inventory_lifecycle;
 mod live;
 mod payments;
 mod pg_proxy;

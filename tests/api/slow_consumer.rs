@@ -4,7 +4,8 @@
 use futures::StreamExt;
 use onsale::auth::User;
 use onsale::booking::admission::Admission;
-use onsale::booking::event_input::{NewEvent, NewRow, NewSection};
+use onsale::booking::event_input::{NewEvent, NewRow, NewSection, SaleSettings};
+use onsale::booking::events::Viewer;
 use onsale::config::Config;
 use onsale::domain::input::SeatIds;
 use onsale::realtime::SUBSCRIBER_BUFFER;
@@ -44,12 +45,18 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
                     })
                     .collect(),
             }],
+            sale: SaleSettings::default(),
         })
         .await
         .expect("event");
     let mut feed = Box::pin(app.feed().open(event.id, None).await.expect("feed"));
     // More changes than the buffer holds, while the subscriber reads nothing.
-    let first_seat = service.seat_map(event.id, None).await.expect("map").seats[0].id;
+    let first_seat = service
+        .seat_map(event.id, None, Viewer::Public)
+        .await
+        .expect("map")
+        .seats[0]
+        .id;
     let holds = SUBSCRIBER_BUFFER / 10 + 10;
     for i in 0..holds {
         let user = User {
