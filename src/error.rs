@@ -2,7 +2,7 @@
 //! variant. It knows neither GraphQL nor the database: `graphql::errors` turns it into a
 //! GraphQL error, `db::errors` turns database errors into it.
 
-use crate::domain::sale::NotOnSale;
+use crate::domain::sale::{LimitKind, NotOnSale, OverLimit};
 use crate::domain::status::EventStatus;
 
 /// Everything a request can end in, other than success.
@@ -28,6 +28,9 @@ pub enum AppError {
         sales_start_at_ms: Option<i64>,
         message: String,
     },
+    /// Over a per-event limit.
+    #[error("{message}")]
+    LimitExceeded { over: OverLimit, message: String },
     #[error("{message}")]
     RetryLater {
         retry_after_ms: u64,
@@ -50,6 +53,7 @@ impl AppError {
             Self::HoldExpired => "HOLD_EXPIRED",
             Self::HoldNotActive(_) => "HOLD_NOT_ACTIVE",
             Self::NotOnSale { .. } => "NOT_ON_SALE",
+            Self::LimitExceeded { .. } => "LIMIT_EXCEEDED",
             Self::RetryLater { .. } => "RETRY_LATER",
             Self::Internal(_) => "INTERNAL",
         }
@@ -94,6 +98,19 @@ impl AppError {
             sales_start_at_ms,
             message,
         }
+    }
+
+    /// Over a per-event limit, as a client reads it.
+    pub fn limit_exceeded(over: OverLimit) -> Self {
+        let limit = over.limit;
+        let message = match over.kind {
+            LimitKind::Order => format!("at most {limit} seat(s) and place(s) per hold"),
+            LimitKind::Buyer => {
+                format!("at most {limit} seat(s) and place(s) per buyer for this event")
+            }
+            LimitKind::Extensions => "this hold cannot be extended any further".to_owned(),
+        };
+        Self::LimitExceeded { over, message }
     }
 
     /// Whether retrying the same operation may succeed (the database said "try again").

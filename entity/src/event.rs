@@ -18,6 +18,10 @@ pub struct Model {
     pub sales_start_at_ms: Option<i64>,
     /// Sales close at this instant (exclusive); `None`: open until closed.
     pub sales_end_at_ms: Option<i64>,
+    /// Most seats and places in one hold; `None`: the server's default.
+    pub max_seats_per_order: Option<i32>,
+    /// Most seats and places across one buyer's active holds and confirmed bookings.
+    pub max_seats_per_buyer: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

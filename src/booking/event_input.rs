@@ -8,6 +8,7 @@ use crate::domain::limits::{
     EVENT_NAME_MAX_CHARS, LATEST_INSTANT_MS, MAX_PRICE_CENTS, MAX_SEATS_PER_EVENT,
     MAX_SEATS_PER_ROW, ROW_LABEL_MAX_CHARS, SECTION_NAME_MAX_CHARS,
 };
+use crate::domain::sale::BuyerLimits;
 use crate::domain::status::EventStatus;
 use crate::error::AppError;
 use entity::event;
@@ -20,6 +21,7 @@ pub struct NewEvent {
     pub starts_at_ms: i64,
     pub sections: Vec<NewSection>,
     pub sale: SaleSettings,
+    pub limits: BuyerLimits,
 }
 
 /// An event's status and sales window.
@@ -49,6 +51,8 @@ pub struct EventUpdate {
     pub starts_at_ms: Option<i64>,
     pub sales_start_at_ms: Option<Option<i64>>,
     pub sales_end_at_ms: Option<Option<i64>>,
+    pub max_seats_per_order: Option<Option<i32>>,
+    pub max_seats_per_buyer: Option<Option<i32>>,
 }
 
 impl EventUpdate {
@@ -70,7 +74,14 @@ impl EventUpdate {
         if let Some(end) = self.sales_end_at_ms {
             next.sales_end_at_ms = end;
         }
+        if let Some(limit) = self.max_seats_per_order {
+            next.max_seats_per_order = limit;
+        }
+        if let Some(limit) = self.max_seats_per_buyer {
+            next.max_seats_per_buyer = limit;
+        }
         check_window(next.sales_start_at_ms, next.sales_end_at_ms)?;
+        check_limits(BuyerLimits::of(&next))?;
         Ok(next)
     }
 }
@@ -83,6 +94,19 @@ fn check_instant(ms: i64, field: &str) -> Result<i64, AppError> {
             "{field} must be between 1970 and 9999"
         )))
     }
+}
+
+/// Limits, where given, allow at least one seat.
+fn check_limits(limits: BuyerLimits) -> Result<(), AppError> {
+    for (value, name) in [
+        (limits.per_order, "maxSeatsPerOrder"),
+        (limits.per_buyer, "maxSeatsPerBuyer"),
+    ] {
+        if value.is_some_and(|v| v < 1) {
+            return Err(AppError::BadInput(format!("{name} must be at least 1")));
+        }
+    }
+    Ok(())
 }
 
 /// Both ends, where given, are valid instants and the window is not empty.
@@ -131,6 +155,7 @@ pub struct ValidEvent {
     pub starts_at_ms: i64,
     pub seats: Vec<NewSeat>,
     pub sale: SaleSettings,
+    pub limits: BuyerLimits,
 }
 
 impl NewEvent {
@@ -138,6 +163,7 @@ impl NewEvent {
     pub fn validate(self) -> Result<ValidEvent, AppError> {
         check_instant(self.starts_at_ms, "startsAt")?;
         check_window(self.sale.sales_start_at_ms, self.sale.sales_end_at_ms)?;
+        check_limits(self.limits)?;
         let name = parse_label(&self.name, "name", EVENT_NAME_MAX_CHARS)?;
         let venue = parse_label(&self.venue, "venue", EVENT_NAME_MAX_CHARS)?;
         if self.sections.is_empty() {
@@ -198,6 +224,7 @@ impl NewEvent {
             starts_at_ms: self.starts_at_ms,
             seats,
             sale: self.sale,
+            limits: self.limits,
         })
     }
 }
@@ -221,6 +248,7 @@ mod tests {
             starts_at_ms: 1_000,
             sections,
             sale: SaleSettings::default(),
+            limits: BuyerLimits::default(),
         }
     }
 
@@ -336,6 +364,8 @@ mod tests {
             status: EventStatus::OnSale,
             sales_start_at_ms: Some(100),
             sales_end_at_ms: Some(200),
+            max_seats_per_order: None,
+            max_seats_per_buyer: Some(4),
         }
     }
 
@@ -363,5 +393,22 @@ mod tests {
             Err(AppError::BadInput(message)) => assert!(message.contains("before salesEndAt")),
             other => panic!("expected BAD_USER_INPUT, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn limits_are_set_cleared_and_at_least_one() {
+        let change = EventUpdate {
+            max_seats_per_order: Some(Some(2)),
+            max_seats_per_buyer: Some(None),
+            ..EventUpdate::default()
+        };
+        let next = change.apply(stored()).expect("valid");
+        assert_eq!(next.max_seats_per_order, Some(2));
+        assert_eq!(next.max_seats_per_buyer, None);
+        let zero = EventUpdate {
+            max_seats_per_buyer: Some(Some(0)),
+            ..EventUpdate::default()
+        };
+        assert!(matches!(zero.apply(stored()), Err(AppError::BadInput(_))));
     }
 }

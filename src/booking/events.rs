@@ -65,6 +65,8 @@ impl BookingService {
             status: Set(valid.sale.status),
             sales_start_at_ms: Set(valid.sale.sales_start_at_ms),
             sales_end_at_ms: Set(valid.sale.sales_end_at_ms),
+            max_seats_per_order: Set(valid.limits.per_order),
+            max_seats_per_buyer: Set(valid.limits.per_buyer),
             ..Default::default()
         })
         .exec_with_returning(&tx.txn)
@@ -161,6 +163,8 @@ impl BookingService {
                     starts_at_ms: Set(updated.starts_at_ms),
                     sales_start_at_ms: Set(updated.sales_start_at_ms),
                     sales_end_at_ms: Set(updated.sales_end_at_ms),
+                    max_seats_per_order: Set(updated.max_seats_per_order),
+                    max_seats_per_buyer: Set(updated.max_seats_per_buyer),
                     ..Default::default()
                 }
                 .update(txn)

@@ -3,6 +3,7 @@
 use super::BookingService;
 use super::event_input::{NewEvent, NewRow, NewSection, SaleSettings};
 use crate::domain::clock::now_ms;
+use crate::domain::sale::BuyerLimits;
 use crate::error::AppError;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -39,6 +40,7 @@ pub fn demo_event() -> NewEvent {
             },
         ],
         sale: SaleSettings::default(),
+        limits: BuyerLimits::default(),
     }
 }
 

@@ -67,10 +67,104 @@ impl SaleWindow {
     }
 }
 
+/// Which per-event limit a hold would break.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    /// Seats and places in one hold.
+    Order,
+    /// Seats and places across one buyer's active holds and confirmed bookings.
+    Buyer,
+    /// Extensions of one hold.
+    Extensions,
+}
+
+impl LimitKind {
+    /// The contract's `extensions.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Order => "ORDER",
+            Self::Buyer => "BUYER",
+            Self::Extensions => "EXTENSIONS",
+        }
+    }
+}
+
+/// A limit a request would go over: which, and its configured value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverLimit {
+    pub kind: LimitKind,
+    pub limit: i64,
+}
+
+/// The per-event limits on what one buyer takes (`None`: no limit beyond the server's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuyerLimits {
+    pub per_order: Option<i32>,
+    pub per_buyer: Option<i32>,
+}
+
+impl BuyerLimits {
+    pub fn of(event: &entity::event::Model) -> Self {
+        Self {
+            per_order: event.max_seats_per_order,
+            per_buyer: event.max_seats_per_buyer,
+        }
+    }
+
+    /// Whether a hold of `in_order` seats and places fits the per-order limit.
+    pub fn check_order(&self, in_order: usize) -> Result<(), OverLimit> {
+        match self.per_order {
+            Some(limit) if in_order > usize::try_from(limit).unwrap_or(0) => Err(OverLimit {
+                kind: LimitKind::Order,
+                limit: i64::from(limit),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the buyer's total, counting the new hold, fits the per-buyer limit.
+    pub fn check_buyer(&self, total: i64) -> Result<(), OverLimit> {
+        match self.per_buyer {
+            Some(limit) if total > i64::from(limit) => Err(OverLimit {
+                kind: LimitKind::Buyer,
+                limit: i64::from(limit),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use EventStatus::{Cancelled, Closed, Draft, OnSale, Paused};
+
+    #[test]
+    fn limits_allow_up_to_their_value() {
+        let limits = BuyerLimits {
+            per_order: Some(2),
+            per_buyer: Some(3),
+        };
+        assert_eq!(limits.check_order(2), Ok(()));
+        assert_eq!(
+            limits.check_order(3),
+            Err(OverLimit {
+                kind: LimitKind::Order,
+                limit: 2
+            })
+        );
+        assert_eq!(limits.check_buyer(3), Ok(()));
+        assert_eq!(
+            limits.check_buyer(4),
+            Err(OverLimit {
+                kind: LimitKind::Buyer,
+                limit: 3
+            })
+        );
+        let none = BuyerLimits::default();
+        assert_eq!(none.check_order(usize::MAX), Ok(()));
+        assert_eq!(none.check_buyer(i64::MAX), Ok(()));
+    }
 
     const ALL: [EventStatus; 5] = [Draft, OnSale, Paused, Closed, Cancelled];
 

@@ -1,7 +1,7 @@
 //! What the services return: events, seat maps, holds and bookings as clients see them at
 //! one moment, apart from the tables and from the GraphQL types that wrap them.
 
-use super::sale::SaleWindow;
+use super::sale::{BuyerLimits, SaleWindow};
 use super::status::{BookingStatus, EventStatus, HoldStatus, SeatStatus, seat_status_at};
 
 /// A seat as clients see it at one moment.
@@ -53,6 +53,7 @@ pub struct EventView {
     pub sales_end_at_ms: Option<i64>,
     /// ON_SALE and inside the sales window at the moment of the view.
     pub on_sale_now: bool,
+    pub limits: BuyerLimits,
 }
 
 /// How many of an event's seats show each status at one moment.
@@ -67,6 +68,7 @@ impl EventView {
     /// The stored event with its seat counts, as it shows at `now`.
     pub fn of(event: entity::event::Model, counts: SeatCounts, now: i64) -> Self {
         let window = SaleWindow::of(&event);
+        let limits = BuyerLimits::of(&event);
         Self {
             id: event.id,
             name: event.name,
@@ -80,6 +82,7 @@ impl EventView {
             sales_start_at_ms: event.sales_start_at_ms,
             sales_end_at_ms: event.sales_end_at_ms,
             on_sale_now: window.on_sale_at(now),
+            limits,
         }
     }
 }

@@ -29,6 +29,10 @@ impl ErrorExtensions for AppError {
                 } => {
                     ext.set("salesStartAt", datetime(*start).to_value());
                 }
+                Self::LimitExceeded { over, .. } => {
+                    ext.set("limit", over.limit);
+                    ext.set("kind", over.kind.as_str());
+                }
                 Self::RetryLater { retry_after_ms, .. } => {
                     ext.set("retryAfterMs", *retry_after_ms);
                 }

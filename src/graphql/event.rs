@@ -11,6 +11,7 @@ use crate::booking::event_input::{EventUpdate, NewEvent, NewRow, NewSection, Sal
 use crate::booking::events::Viewer;
 use crate::domain::input::{parse_label, parse_numeric_id};
 use crate::domain::limits::SECTION_NAME_MAX_CHARS;
+use crate::domain::sale::BuyerLimits;
 
 /// One row of seats, numbered 1 to `seats`.
 #[derive(InputObject)]
@@ -40,9 +41,14 @@ pub struct CreateEventInput {
     pub sales_start_at: Option<DateTime<Utc>>,
     /// When sales close (exclusive).
     pub sales_end_at: Option<DateTime<Utc>>,
+    /// Most seats and places in one hold (null: the server's default).
+    pub max_seats_per_order: Option<i32>,
+    /// Most seats and places per buyer across active holds and confirmed bookings.
+    pub max_seats_per_buyer: Option<i32>,
 }
 
-/// Changes to an event: a field left out stays as it is; an explicit null clears a window end.
+/// Changes to an event: a field left out stays as it is; an explicit null clears a limit or a
+/// window end.
 #[derive(InputObject)]
 pub struct UpdateEventInput {
     pub name: Option<String>,
@@ -50,15 +56,21 @@ pub struct UpdateEventInput {
     pub starts_at: Option<DateTime<Utc>>,
     pub sales_start_at: MaybeUndefined<DateTime<Utc>>,
     pub sales_end_at: MaybeUndefined<DateTime<Utc>>,
+    pub max_seats_per_order: MaybeUndefined<i32>,
+    pub max_seats_per_buyer: MaybeUndefined<i32>,
 }
 
-/// An instant that may be left out (unchanged) or null (cleared).
-fn patch(value: MaybeUndefined<DateTime<Utc>>) -> Option<Option<i64>> {
+/// A field that may be left out (unchanged) or null (cleared).
+fn patch<T, U>(value: MaybeUndefined<T>, convert: impl FnOnce(T) -> U) -> Option<Option<U>> {
     match value {
         MaybeUndefined::Undefined => None,
         MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(at) => Some(Some(at.timestamp_millis())),
+        MaybeUndefined::Value(v) => Some(Some(convert(v))),
     }
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
 }
 
 /// Admins see DRAFT events; everyone else does not.
@@ -142,8 +154,12 @@ impl EventMutation {
                 status: input
                     .status
                     .map_or_else(|| SaleSettings::default().status, Into::into),
-                sales_start_at_ms: input.sales_start_at.map(|at| at.timestamp_millis()),
-                sales_end_at_ms: input.sales_end_at.map(|at| at.timestamp_millis()),
+                sales_start_at_ms: input.sales_start_at.map(millis),
+                sales_end_at_ms: input.sales_end_at.map(millis),
+            },
+            limits: BuyerLimits {
+                per_order: input.max_seats_per_order,
+                per_buyer: input.max_seats_per_buyer,
             },
         };
         Ok(booking(ctx).create_event(input).await.gql()?.into())
@@ -161,9 +177,11 @@ impl EventMutation {
         let change = EventUpdate {
             name: input.name,
             venue: input.venue,
-            starts_at_ms: input.starts_at.map(|at| at.timestamp_millis()),
-            sales_start_at_ms: patch(input.sales_start_at),
-            sales_end_at_ms: patch(input.sales_end_at),
+            starts_at_ms: input.starts_at.map(millis),
+            sales_start_at_ms: patch(input.sales_start_at, millis),
+            sales_end_at_ms: patch(input.sales_end_at, millis),
+            max_seats_per_order: patch(input.max_seats_per_order, |v| v),
+            max_seats_per_buyer: patch(input.max_seats_per_buyer, |v| v),
         };
         Ok(booking(ctx).update_event(id, change).await.gql()?.into())
     }

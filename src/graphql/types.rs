@@ -75,6 +75,10 @@ pub struct Event {
     pub sales_start_at: Option<DateTime<Utc>>,
     /// When sales close (exclusive); null: when the event is closed.
     pub sales_end_at: Option<DateTime<Utc>>,
+    /// Most seats and places in one hold; null: the server's default.
+    pub max_seats_per_order: Option<i32>,
+    /// Most seats and places in one buyer's active holds and confirmed bookings of this event.
+    pub max_seats_per_buyer: Option<i32>,
 }
 
 impl From<EventView> for Event {
@@ -92,6 +96,8 @@ impl From<EventView> for Event {
             on_sale_now: e.on_sale_now,
             sales_start_at: e.sales_start_at_ms.map(datetime),
             sales_end_at: e.sales_end_at_ms.map(datetime),
+            max_seats_per_order: e.limits.per_order,
+            max_seats_per_buyer: e.limits.per_buyer,
         }
     }
 }

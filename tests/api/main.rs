@@ -15,6 +15,7 @@ mod hardening;
 mod hostile;
 mod idempotency;
 mod inventory_lifecycle;
+mod inventory_limits;
 mod live;
 mod payments;
 mod pg_proxy;

@@ -8,6 +8,7 @@ use onsale::booking::event_input::{NewEvent, NewRow, NewSection, SaleSettings};
 use onsale::booking::events::Viewer;
 use onsale::config::Config;
 use onsale::domain::input::SeatIds;
+use onsale::domain::sale::BuyerLimits;
 use onsale::realtime::SUBSCRIBER_BUFFER;
 use onsale::startup::Application;
 
@@ -46,6 +47,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
                     .collect(),
             }],
             sale: SaleSettings::default(),
+            limits: BuyerLimits::default(),
         })
         .await
         .expect("event");
