@@ -17,6 +17,8 @@ mod hostile;
 mod hostile_connections;
 mod hostile_limits;
 mod idempotency;
+mod inventory_lifecycle;
+mod inventory_limits;
 mod live;
 mod payments;
 mod pg_proxy;
