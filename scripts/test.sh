@@ -30,6 +30,9 @@ fi
 section "cargo clippy"
 cargo clippy --all-targets --workspace -- -D warnings
 
+# The fuzz targets (tests/api/fuzz.rs) run 20 s each within the suite: about a minute.
+export FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+
 if cargo nextest --version >/dev/null 2>&1; then
     section "cargo nextest run"
     cargo nextest run --workspace --no-fail-fast

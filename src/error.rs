@@ -2,6 +2,9 @@
 //! variant. It knows neither GraphQL nor the database: `graphql::errors` turns it into a
 //! GraphQL error, `db::errors` turns database errors into it.
 
+use crate::domain::sale::{LimitKind, NotOnSale, OverLimit};
+use crate::domain::status::EventStatus;
+
 /// Everything a request can end in, other than success.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -19,6 +22,15 @@ pub enum AppError {
     HoldExpired,
     #[error("the hold is {0}, not active")]
     HoldNotActive(&'static str),
+    /// The event takes no new holds now (`sales_start_at_ms`: when its window opens).
+    #[error("{message}")]
+    NotOnSale {
+        sales_start_at_ms: Option<i64>,
+        message: String,
+    },
+    /// Over a per-event limit.
+    #[error("{message}")]
+    LimitExceeded { over: OverLimit, message: String },
     #[error("{message}")]
     RetryLater {
         retry_after_ms: u64,
@@ -40,6 +52,8 @@ impl AppError {
             Self::SeatUnavailable { .. } => "SEAT_UNAVAILABLE",
             Self::HoldExpired => "HOLD_EXPIRED",
             Self::HoldNotActive(_) => "HOLD_NOT_ACTIVE",
+            Self::NotOnSale { .. } => "NOT_ON_SALE",
+            Self::LimitExceeded { .. } => "LIMIT_EXCEEDED",
             Self::RetryLater { .. } => "RETRY_LATER",
             Self::Internal(_) => "INTERNAL",
         }
@@ -63,6 +77,40 @@ impl AppError {
             )
         };
         Self::SeatUnavailable { seat_ids, message }
+    }
+
+    /// Why an event takes no new holds, as a client reads it.
+    pub fn not_on_sale(why: NotOnSale) -> Self {
+        let (sales_start_at_ms, message) = match why {
+            NotOnSale::Status(EventStatus::Draft) => (None, "the event is not on sale yet".into()),
+            NotOnSale::Status(EventStatus::Paused) => (None, "sales are paused".into()),
+            NotOnSale::Status(EventStatus::Closed) => (None, "sales are closed".into()),
+            NotOnSale::Status(EventStatus::Cancelled) => (None, "the event is cancelled".into()),
+            NotOnSale::Status(EventStatus::OnSale) | NotOnSale::Over => {
+                (None, "sales are over".into())
+            }
+            NotOnSale::NotYet { sales_start_at_ms } => (
+                Some(sales_start_at_ms),
+                "sales have not opened yet; see extensions.salesStartAt".to_owned(),
+            ),
+        };
+        Self::NotOnSale {
+            sales_start_at_ms,
+            message,
+        }
+    }
+
+    /// Over a per-event limit, as a client reads it.
+    pub fn limit_exceeded(over: OverLimit) -> Self {
+        let limit = over.limit;
+        let message = match over.kind {
+            LimitKind::Order => format!("at most {limit} seat(s) and place(s) per hold"),
+            LimitKind::Buyer => {
+                format!("at most {limit} seat(s) and place(s) per buyer for this event")
+            }
+            LimitKind::Extensions => "this hold cannot be extended any further".to_owned(),
+        };
+        Self::LimitExceeded { over, message }
     }
 
     /// Whether retrying the same operation may succeed (the database said "try again").

@@ -1,5 +1,5 @@
 -- pgbench script: the statements onsale sends to PostgreSQL for one `holdSeats` of one seat
--- (src/booking/holds.rs hold_seats / create_hold, src/realtime/log.rs append), without HTTP,
+-- (src/booking/holds.rs hold_seats / create_hold, src/realtime/log.rs append_locking_event), without HTTP,
 -- GraphQL, the ORM or the seat gate. The answer is built from what the transaction wrote,
 -- so nothing is read back. tests/api/sql_mirror.rs checks that onsale still sends exactly
 -- these statements, in this order.
@@ -16,6 +16,9 @@
 \endif
 \set hold_id random(1, 9000000000000000000)
 
+-- the event: is it visible to the caller and on sale now (else NOT_FOUND / NOT_ON_SALE)?
+SELECT id, name, venue, starts_at_ms, seq, created_at_ms, status, sales_start_at_ms, sales_end_at_ms
+FROM events WHERE id = :event_id LIMIT 1;
 -- the cheap check without locks: a taken seat ends the request here (SEAT_UNAVAILABLE)
 SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
        CASE WHEN status = 'AVAILABLE'
@@ -53,7 +56,7 @@ WHERE id IN (:seat)
   AND (status = 'AVAILABLE'
        OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint));
 UPDATE events SET seq = seq + 1 WHERE id = :event_id
-RETURNING id, name, venue, starts_at_ms, seq, created_at_ms \gset e_
+RETURNING id, name, venue, starts_at_ms, seq, created_at_ms, status, sales_start_at_ms, sales_end_at_ms \gset e_
 INSERT INTO seat_changes (event_id, seq, seat_id, status, hold_expires_at_ms, created_at_ms)
 VALUES (:event_id, :e_seq, :seat, 'HELD',
         (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms,

@@ -72,3 +72,22 @@ pub enum CheckoutState {
     #[sea_orm(string_value = "FAILED")]
     Failed,
 }
+
+/// Where an event is in its life: only an `OnSale` event (inside its sales window) takes new
+/// holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum EventStatus {
+    /// Being prepared: invisible to customers.
+    #[sea_orm(string_value = "DRAFT")]
+    Draft,
+    #[sea_orm(string_value = "ON_SALE")]
+    OnSale,
+    #[sea_orm(string_value = "PAUSED")]
+    Paused,
+    #[sea_orm(string_value = "CLOSED")]
+    Closed,
+    /// Final: every hold released, every booking cancelled or refunded.
+    #[sea_orm(string_value = "CANCELLED")]
+    Cancelled,
+}

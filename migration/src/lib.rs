@@ -7,6 +7,8 @@ mod m20261121_000002_seat_change_retention;
 mod m20261121_000003_waiting_room;
 mod m20261121_000004_checkouts;
 mod m20261121_000005_deployment;
+mod m20261202_000006_event_lifecycle;
+mod m20261202_000007_event_limits;
 
 pub struct Migrator;
 
@@ -19,6 +21,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000003_waiting_room::Migration),
             Box::new(m20261121_000004_checkouts::Migration),
             Box::new(m20261121_000005_deployment::Migration),
+            Box::new(m20261202_000006_event_lifecycle::Migration),
+            Box::new(m20261202_000007_event_limits::Migration),
         ]
     }
 }

@@ -8,7 +8,10 @@ use crate::domain::limits::{
     EVENT_NAME_MAX_CHARS, LATEST_INSTANT_MS, MAX_PRICE_CENTS, MAX_SEATS_PER_EVENT,
     MAX_SEATS_PER_ROW, ROW_LABEL_MAX_CHARS, SECTION_NAME_MAX_CHARS,
 };
+use crate::domain::sale::BuyerLimits;
+use crate::domain::status::EventStatus;
 use crate::error::AppError;
+use entity::event;
 
 /// A new event as an admin describes it.
 #[derive(Clone, Debug)]
@@ -17,6 +20,109 @@ pub struct NewEvent {
     pub venue: String,
     pub starts_at_ms: i64,
     pub sections: Vec<NewSection>,
+    pub sale: SaleSettings,
+    pub limits: BuyerLimits,
+}
+
+/// An event's status and sales window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SaleSettings {
+    pub status: EventStatus,
+    pub sales_start_at_ms: Option<i64>,
+    pub sales_end_at_ms: Option<i64>,
+}
+
+impl Default for SaleSettings {
+    fn default() -> Self {
+        Self {
+            status: EventStatus::OnSale,
+            sales_start_at_ms: None,
+            sales_end_at_ms: None,
+        }
+    }
+}
+
+/// A change to an event: `None` leaves a field as it is; for a field that may be unset,
+/// `Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct EventUpdate {
+    pub name: Option<String>,
+    pub venue: Option<String>,
+    pub starts_at_ms: Option<i64>,
+    pub sales_start_at_ms: Option<Option<i64>>,
+    pub sales_end_at_ms: Option<Option<i64>>,
+    pub max_seats_per_order: Option<Option<i32>>,
+    pub max_seats_per_buyer: Option<Option<i32>>,
+}
+
+impl EventUpdate {
+    /// `current` with this change applied, checked as a new event's fields are.
+    pub fn apply(&self, current: event::Model) -> Result<event::Model, AppError> {
+        let mut next = current;
+        if let Some(name) = &self.name {
+            next.name = parse_label(name, "name", EVENT_NAME_MAX_CHARS)?;
+        }
+        if let Some(venue) = &self.venue {
+            next.venue = parse_label(venue, "venue", EVENT_NAME_MAX_CHARS)?;
+        }
+        if let Some(starts_at_ms) = self.starts_at_ms {
+            next.starts_at_ms = check_instant(starts_at_ms, "startsAt")?;
+        }
+        if let Some(start) = self.sales_start_at_ms {
+            next.sales_start_at_ms = start;
+        }
+        if let Some(end) = self.sales_end_at_ms {
+            next.sales_end_at_ms = end;
+        }
+        if let Some(limit) = self.max_seats_per_order {
+            next.max_seats_per_order = limit;
+        }
+        if let Some(limit) = self.max_seats_per_buyer {
+            next.max_seats_per_buyer = limit;
+        }
+        check_window(next.sales_start_at_ms, next.sales_end_at_ms)?;
+        check_limits(BuyerLimits::of(&next))?;
+        Ok(next)
+    }
+}
+
+fn check_instant(ms: i64, field: &str) -> Result<i64, AppError> {
+    if (0..=LATEST_INSTANT_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(AppError::BadInput(format!(
+            "{field} must be between 1970 and 9999"
+        )))
+    }
+}
+
+/// Limits, where given, allow at least one seat.
+fn check_limits(limits: BuyerLimits) -> Result<(), AppError> {
+    for (value, name) in [
+        (limits.per_order, "maxSeatsPerOrder"),
+        (limits.per_buyer, "maxSeatsPerBuyer"),
+    ] {
+        if value.is_some_and(|v| v < 1) {
+            return Err(AppError::BadInput(format!("{name} must be at least 1")));
+        }
+    }
+    Ok(())
+}
+
+/// Both ends, where given, are valid instants and the window is not empty.
+fn check_window(start: Option<i64>, end: Option<i64>) -> Result<(), AppError> {
+    if let Some(start) = start {
+        check_instant(start, "salesStartAt")?;
+    }
+    if let Some(end) = end {
+        check_instant(end, "salesEndAt")?;
+    }
+    match (start, end) {
+        (Some(start), Some(end)) if start >= end => Err(AppError::BadInput(
+            "salesStartAt must be before salesEndAt".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -48,16 +154,16 @@ pub struct ValidEvent {
     pub venue: String,
     pub starts_at_ms: i64,
     pub seats: Vec<NewSeat>,
+    pub sale: SaleSettings,
+    pub limits: BuyerLimits,
 }
 
 impl NewEvent {
     /// Checks every field; the first problem is the error.
     pub fn validate(self) -> Result<ValidEvent, AppError> {
-        if !(0..=LATEST_INSTANT_MS).contains(&self.starts_at_ms) {
-            return Err(AppError::BadInput(
-                "startsAt must be between 1970 and 9999".into(),
-            ));
-        }
+        check_instant(self.starts_at_ms, "startsAt")?;
+        check_window(self.sale.sales_start_at_ms, self.sale.sales_end_at_ms)?;
+        check_limits(self.limits)?;
         let name = parse_label(&self.name, "name", EVENT_NAME_MAX_CHARS)?;
         let venue = parse_label(&self.venue, "venue", EVENT_NAME_MAX_CHARS)?;
         if self.sections.is_empty() {
@@ -117,6 +223,8 @@ impl NewEvent {
             venue,
             starts_at_ms: self.starts_at_ms,
             seats,
+            sale: self.sale,
+            limits: self.limits,
         })
     }
 }
@@ -139,6 +247,8 @@ mod tests {
             venue: "Hall".into(),
             starts_at_ms: 1_000,
             sections,
+            sale: SaleSettings::default(),
+            limits: BuyerLimits::default(),
         }
     }
 
@@ -231,5 +341,74 @@ mod tests {
             .map(|i| row(&format!("R{i}"), 1_000, 0))
             .collect();
         assert!(refused(event(vec![section("S", rows)])).contains("at most"));
+    }
+
+    #[test]
+    fn a_sales_window_must_not_be_empty() {
+        let mut input = event(vec![section("S", vec![row("A", 1, 0)])]);
+        input.sale.sales_start_at_ms = Some(2_000);
+        input.sale.sales_end_at_ms = Some(2_000);
+        assert!(refused(input.clone()).contains("before salesEndAt"));
+        input.sale.sales_end_at_ms = Some(2_001);
+        assert!(input.validate().is_ok());
+    }
+
+    fn stored() -> event::Model {
+        event::Model {
+            id: 1,
+            name: "Gala".into(),
+            venue: "Hall".into(),
+            starts_at_ms: 1_000,
+            seq: 0,
+            created_at_ms: 0,
+            status: EventStatus::OnSale,
+            sales_start_at_ms: Some(100),
+            sales_end_at_ms: Some(200),
+            max_seats_per_order: None,
+            max_seats_per_buyer: Some(4),
+        }
+    }
+
+    #[test]
+    fn an_update_changes_what_it_names_and_null_clears_a_window_end() {
+        let change = EventUpdate {
+            name: Some(" Ball ".into()),
+            sales_end_at_ms: Some(None),
+            ..EventUpdate::default()
+        };
+        let next = change.apply(stored()).expect("valid");
+        assert_eq!(next.name, "Ball");
+        assert_eq!(next.venue, "Hall");
+        assert_eq!(next.sales_start_at_ms, Some(100));
+        assert_eq!(next.sales_end_at_ms, None);
+    }
+
+    #[test]
+    fn an_update_keeps_the_window_well_ordered() {
+        let change = EventUpdate {
+            sales_start_at_ms: Some(Some(300)),
+            ..EventUpdate::default()
+        };
+        match change.apply(stored()) {
+            Err(AppError::BadInput(message)) => assert!(message.contains("before salesEndAt")),
+            other => panic!("expected BAD_USER_INPUT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn limits_are_set_cleared_and_at_least_one() {
+        let change = EventUpdate {
+            max_seats_per_order: Some(Some(2)),
+            max_seats_per_buyer: Some(None),
+            ..EventUpdate::default()
+        };
+        let next = change.apply(stored()).expect("valid");
+        assert_eq!(next.max_seats_per_order, Some(2));
+        assert_eq!(next.max_seats_per_buyer, None);
+        let zero = EventUpdate {
+            max_seats_per_buyer: Some(Some(0)),
+            ..EventUpdate::default()
+        };
+        assert!(matches!(zero.apply(stored()), Err(AppError::BadInput(_))));
     }
 }

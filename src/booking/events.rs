@@ -3,22 +3,38 @@
 
 use std::collections::HashMap;
 
+use sea_orm::ActiveValue::Unchanged;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use tracing::instrument;
 
 use super::BookingService;
-use super::event_input::NewEvent;
+use super::event_input::{EventUpdate, NewEvent};
 use super::views;
+use crate::db::RowLock;
 use crate::domain::clock::now_ms;
 use crate::domain::limits::SEAT_INSERT_CHUNK;
-use crate::domain::status::SeatStatus;
-use crate::domain::views::{EventView, SeatMapView, SeatView};
+use crate::domain::sale::status_change_allowed;
+use crate::domain::status::{EventStatus, SeatStatus};
+use crate::domain::views::{EventView, SeatCounts, SeatMapView, SeatView};
 use crate::error::AppError;
 use entity::{event, seat};
+
+/// Who is looking at events: DRAFT events are shown to admins only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Viewer {
+    Public,
+    Admin,
+}
+
+impl Viewer {
+    pub fn of(admin: bool) -> Self {
+        if admin { Self::Admin } else { Self::Public }
+    }
+}
 
 #[derive(Debug, FromQueryResult)]
 struct StatusCount {
@@ -46,6 +62,11 @@ impl BookingService {
             starts_at_ms: Set(valid.starts_at_ms),
             seq: Set(0),
             created_at_ms: Set(now_ms()),
+            status: Set(valid.sale.status),
+            sales_start_at_ms: Set(valid.sale.sales_start_at_ms),
+            sales_end_at_ms: Set(valid.sale.sales_end_at_ms),
+            max_seats_per_order: Set(valid.limits.per_order),
+            max_seats_per_buyer: Set(valid.limits.per_buyer),
             ..Default::default()
         })
         .exec_with_returning(&tx.txn)
@@ -76,14 +97,16 @@ impl BookingService {
         }
         tx.commit().await?;
         tracing::info!(event.id = created.id, "event created");
-        self.event(created.id)
-            .await?
-            .ok_or_else(|| AppError::Internal("created event vanished".into()))
+        self.event_view(created.id).await
     }
 
-    /// All events, soonest first, with live counts.
-    pub async fn events(&self) -> Result<Vec<EventView>, AppError> {
-        let events = event::Entity::find()
+    /// All events `viewer` may see, soonest first, with live counts.
+    pub async fn events(&self, viewer: Viewer) -> Result<Vec<EventView>, AppError> {
+        let mut query = event::Entity::find();
+        if viewer == Viewer::Public {
+            query = query.filter(event::Column::Status.ne(EventStatus::Draft));
+        }
+        let events = query
             .order_by_asc(event::Column::StartsAtMs)
             .order_by_asc(event::Column::Id)
             .all(&self.db.conn)
@@ -91,12 +114,111 @@ impl BookingService {
         self.with_counts(events).await
     }
 
-    /// One event, or `None` if there is no such event.
-    pub async fn event(&self, id: i64) -> Result<Option<EventView>, AppError> {
-        let Some(model) = event::Entity::find_by_id(id).one(&self.db.conn).await? else {
-            return Ok(None);
-        };
-        Ok(self.with_counts(vec![model]).await?.pop())
+    /// One event, or `None` if there is no such event (or `viewer` may not see it).
+    pub async fn event(&self, id: i64, viewer: Viewer) -> Result<Option<EventView>, AppError> {
+        match self.visible_event(id, viewer).await {
+            Ok(model) => Ok(self.with_counts(vec![model]).await?.pop()),
+            Err(AppError::NotFound(_)) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The stored event if `viewer` may see it: to the public a DRAFT is like an unknown id.
+    pub async fn visible_event(&self, id: i64, viewer: Viewer) -> Result<event::Model, AppError> {
+        let found = event::Entity::find_by_id(id).one(&self.db.conn).await?;
+        views::existing(
+            found.filter(|e| viewer == Viewer::Admin || e.status != EventStatus::Draft),
+            "event",
+            &id.to_string(),
+        )
+    }
+
+    /// The event as an admin sees it now.
+    async fn event_view(&self, id: i64) -> Result<EventView, AppError> {
+        self.event(id, Viewer::Admin)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("event {id} does not exist")))
+    }
+
+    /// Changes an event's details or sale settings; the window must stay well-ordered.
+    #[instrument(skip_all, fields(event.id = id), err(level = "debug"))]
+    pub async fn update_event(&self, id: i64, change: EventUpdate) -> Result<EventView, AppError> {
+        let change = &change;
+        self.db
+            .write(|txn| async move {
+                let txn = &*txn;
+                let current = views::existing(
+                    self.db
+                        .locking(event::Entity::find_by_id(id), RowLock::Wait)
+                        .one(txn)
+                        .await?,
+                    "event",
+                    &id.to_string(),
+                )?;
+                let updated = change.apply(current)?;
+                event::ActiveModel {
+                    id: Unchanged(id),
+                    name: Set(updated.name),
+                    venue: Set(updated.venue),
+                    starts_at_ms: Set(updated.starts_at_ms),
+                    sales_start_at_ms: Set(updated.sales_start_at_ms),
+                    sales_end_at_ms: Set(updated.sales_end_at_ms),
+                    max_seats_per_order: Set(updated.max_seats_per_order),
+                    max_seats_per_buyer: Set(updated.max_seats_per_buyer),
+                    ..Default::default()
+                }
+                .update(txn)
+                .await?;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(event.id = id, "event updated");
+        self.event_view(id).await
+    }
+
+    /// Moves an event to `to` if the contract's table allows it (setting the current status
+    /// changes nothing). Returns the status it had. Cancelling an event's holds and bookings is
+    /// the caller's next step (`CheckoutService::set_event_status`), because paid bookings are
+    /// refunded through the payment outbox.
+    #[instrument(skip_all, fields(event.id = id, to = ?to), err(level = "debug"))]
+    pub async fn set_event_status(
+        &self,
+        id: i64,
+        to: EventStatus,
+    ) -> Result<EventStatus, AppError> {
+        let from = self
+            .db
+            .write(|txn| async move {
+                let txn = &*txn;
+                let current = views::existing(
+                    self.db
+                        .locking(event::Entity::find_by_id(id), RowLock::Wait)
+                        .one(txn)
+                        .await?,
+                    "event",
+                    &id.to_string(),
+                )?;
+                if !status_change_allowed(current.status, to) {
+                    return Err(AppError::BadInput(format!(
+                        "an event cannot go from {} to {}",
+                        current.status.to_value(),
+                        to.to_value()
+                    )));
+                }
+                if current.status != to {
+                    event::Entity::update_many()
+                        .col_expr(event::Column::Status, Expr::value(to))
+                        .filter(event::Column::Id.eq(id))
+                        .exec(txn)
+                        .await?;
+                }
+                Ok(current.status)
+            })
+            .await?;
+        if from != to {
+            tracing::info!(event.id = id, from = ?from, to = ?to, "event status changed");
+        }
+        Ok(from)
     }
 
     async fn with_counts(&self, events: Vec<event::Model>) -> Result<Vec<EventView>, AppError> {
@@ -143,19 +265,12 @@ impl BookingService {
         Ok(events
             .into_iter()
             .map(|e| {
-                let total = get(e.id, None);
-                let held = get(e.id, Some(SeatStatus::Held));
-                let booked = get(e.id, Some(SeatStatus::Booked));
-                EventView {
-                    id: e.id,
-                    name: e.name,
-                    venue: e.venue,
-                    starts_at_ms: e.starts_at_ms,
-                    seat_count: total,
-                    available: total - held - booked,
-                    held,
-                    booked,
-                }
+                let counts = SeatCounts {
+                    total: get(e.id, None),
+                    held: get(e.id, Some(SeatStatus::Held)),
+                    booked: get(e.id, Some(SeatStatus::Booked)),
+                };
+                EventView::of(e, counts, now)
             })
             .collect())
     }
@@ -168,14 +283,9 @@ impl BookingService {
         &self,
         event_id: i64,
         section: Option<&str>,
+        viewer: Viewer,
     ) -> Result<SeatMapView, AppError> {
-        let event = views::existing(
-            event::Entity::find_by_id(event_id)
-                .one(&self.db.conn)
-                .await?,
-            "event",
-            &event_id.to_string(),
-        )?;
+        let event = self.visible_event(event_id, viewer).await?;
         let now = now_ms();
         let seq = event.seq;
         let seats = match &self.seat_maps {
@@ -192,16 +302,12 @@ impl BookingService {
         let count = |status: SeatStatus| {
             i64::try_from(seats.iter().filter(|s| s.status == status).count()).unwrap_or(i64::MAX)
         };
-        let event = EventView {
-            id: event.id,
-            name: event.name,
-            venue: event.venue,
-            starts_at_ms: event.starts_at_ms,
-            seat_count: i64::try_from(seats.len()).unwrap_or(i64::MAX),
-            available: count(SeatStatus::Available),
+        let counts = SeatCounts {
+            total: i64::try_from(seats.len()).unwrap_or(i64::MAX),
             held: count(SeatStatus::Held),
             booked: count(SeatStatus::Booked),
         };
+        let event = EventView::of(event, counts, now);
         let seats = match section {
             Some(name) => seats.into_iter().filter(|s| s.section == name).collect(),
             None => seats,

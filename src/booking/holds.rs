@@ -4,7 +4,7 @@
 //! Locking: every write transaction locks seat rows first, in ascending id order, then the
 //! hold or booking row, then the event's change counter. One order everywhere, so no deadlock.
 
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Set, TransactionTrait,
@@ -14,6 +14,7 @@ use tracing::instrument;
 use super::BookingService;
 use super::admission::Admission;
 use super::best_available::adjacent_blocks;
+use super::events::Viewer;
 use super::idempotency::{self, Operation};
 use super::rules::{check_requested, claimable, ensure_active};
 use super::seats::{Claim, set_claim};
@@ -23,12 +24,13 @@ use crate::db::RowLock;
 use crate::domain::clock::{millis, now_ms};
 use crate::domain::input::{IdempotencyKey, SeatCount, SeatIds};
 use crate::domain::limits::MY_LIST_LIMIT;
+use crate::domain::sale::{BuyerLimits, SaleWindow};
 use crate::domain::seat_change::{PendingChange, SeatChange};
-use crate::domain::status::{HoldStatus, SeatStatus, seat_status_at};
+use crate::domain::status::{BookingStatus, HoldStatus, SeatStatus, seat_status_at};
 use crate::domain::views::{HoldView, SeatView};
 use crate::error::AppError;
 use crate::realtime::log;
-use entity::{event, hold, hold_seat, seat};
+use entity::{booking, booking_seat, event, hold, hold_seat, seat};
 
 /// How many adjacent blocks `holdBestAvailable` tries to lock before it takes any free seats.
 const BLOCKS_TRIED: usize = 5;
@@ -79,14 +81,14 @@ impl BookingService {
         key: Option<&IdempotencyKey>,
         op: Operation,
     ) -> Result<(HoldView, Vec<SeatChange>), AppError> {
+        let event = self.open_event(user, event_id).await?;
+        BuyerLimits::of(&event)
+            .check_order(ids.len())
+            .map_err(AppError::limit_exceeded)?;
         let seats = seat::Entity::find()
             .filter(seat::Column::Id.is_in(ids.to_vec()))
             .all(&self.db.conn)
             .await?;
-        if seats.len() != ids.len() || seats.iter().any(|s| s.event_id != event_id) {
-            // Only then can the event itself be unknown: each of its seats proves it exists.
-            self.require_event(event_id).await?;
-        }
         check_requested(&seats, ids, event_id, now_ms())?;
         self.db
             .write(|txn| async move {
@@ -117,7 +119,10 @@ impl BookingService {
         if let Some(view) = self.replay_hold(user, op, key.as_ref()).await? {
             return Ok(view);
         }
-        self.require_event(event_id).await?;
+        let event = self.open_event(user, event_id).await?;
+        BuyerLimits::of(&event)
+            .check_order(count.get())
+            .map_err(AppError::limit_exceeded)?;
         if let Some(name) = &section {
             let exists = seat::Entity::find()
                 .filter(seat::Column::EventId.eq(event_id))
@@ -265,15 +270,19 @@ impl BookingService {
         }
     }
 
-    pub(crate) async fn require_event(&self, event_id: i64) -> Result<(), AppError> {
-        views::existing(
-            event::Entity::find_by_id(event_id)
-                .one(&self.db.conn)
-                .await?,
-            "event",
-            &event_id.to_string(),
-        )
-        .map(|_| ())
+    /// The event if it takes new holds from `user` now: a DRAFT is unknown to customers, and
+    /// an event off sale or outside its window is `NOT_ON_SALE`. The hold's transaction checks
+    /// again under the event's lock ([`Self::create_hold`]).
+    pub(crate) async fn open_event(
+        &self,
+        user: &User,
+        event_id: i64,
+    ) -> Result<event::Model, AppError> {
+        let event = self.visible_event(event_id, Viewer::of(user.admin)).await?;
+        SaleWindow::of(&event)
+            .check(now_ms())
+            .map_err(AppError::not_on_sale)?;
+        Ok(event)
     }
 
     /// Locks the hold's seats (ascending ids), then reads the hold as it is now: the first
@@ -469,7 +478,23 @@ impl BookingService {
             .map(|id| PendingChange::available(*id))
             .chain(ids.iter().map(|id| PendingChange::held(*id, expires)))
             .collect();
-        let published = log::append(txn, event_id, pending).await?;
+        let (published, event) = log::append_locking_event(txn, event_id, pending).await?;
+        // Under the event's lock: a status or limit change committed meanwhile is seen here,
+        // and so is every hold of this buyer committed before (their transactions took the
+        // same lock), so parallel holds cannot beat the per-buyer limit.
+        SaleWindow::of(&event)
+            .check(now)
+            .map_err(AppError::not_on_sale)?;
+        let limits = BuyerLimits::of(&event);
+        limits
+            .check_order(locked.len())
+            .map_err(AppError::limit_exceeded)?;
+        if limits.per_buyer.is_some() {
+            let total = buyer_seats(txn, &user.id, event_id, now).await?;
+            limits
+                .check_buyer(total)
+                .map_err(AppError::limit_exceeded)?;
+        }
         idempotency::record_if(txn, &user.id, op, key, &hold_id).await?;
         let view = HoldView {
             id: hold_id,
@@ -565,6 +590,42 @@ fn only_available(n: usize) -> AppError {
         seat_ids: Vec::new(),
         message: format!("only {n} seat(s) are available"),
     }
+}
+
+/// Seats and places `user_id` has of the event at `now`: in active unexpired holds (this
+/// transaction's new one included) and in confirmed bookings.
+async fn buyer_seats<C: ConnectionTrait>(
+    txn: &C,
+    user_id: &str,
+    event_id: i64,
+    now: i64,
+) -> Result<i64, AppError> {
+    let holds = Query::select()
+        .column(hold::Column::Id)
+        .from(hold::Entity)
+        .and_where(hold::Column::UserId.eq(user_id))
+        .and_where(hold::Column::EventId.eq(event_id))
+        .and_where(hold::Column::Status.eq(HoldStatus::Active))
+        .and_where(hold::Column::ExpiresAtMs.gt(now))
+        .to_owned();
+    let in_holds = hold_seat::Entity::find()
+        .filter(hold_seat::Column::Active.eq(true))
+        .filter(hold_seat::Column::HoldId.in_subquery(holds))
+        .count(txn)
+        .await?;
+    let bookings = Query::select()
+        .column(booking::Column::Id)
+        .from(booking::Entity)
+        .and_where(booking::Column::UserId.eq(user_id))
+        .and_where(booking::Column::EventId.eq(event_id))
+        .and_where(booking::Column::Status.eq(BookingStatus::Confirmed))
+        .to_owned();
+    let in_bookings = booking_seat::Entity::find()
+        .filter(booking_seat::Column::Active.eq(true))
+        .filter(booking_seat::Column::BookingId.in_subquery(bookings))
+        .count(txn)
+        .await?;
+    Ok(i64::try_from(in_holds + in_bookings).unwrap_or(i64::MAX))
 }
 
 /// Seat ids of a hold, ascending.

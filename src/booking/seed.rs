@@ -1,8 +1,9 @@
 //! The demo event seeded into an empty database, so a newcomer has seats to book at once.
 
 use super::BookingService;
-use super::event_input::{NewEvent, NewRow, NewSection};
+use super::event_input::{NewEvent, NewRow, NewSection, SaleSettings};
 use crate::domain::clock::now_ms;
+use crate::domain::sale::BuyerLimits;
 use crate::error::AppError;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -38,6 +39,8 @@ pub fn demo_event() -> NewEvent {
                 rows: rows("ABCDE", 16, 4_500),
             },
         ],
+        sale: SaleSettings::default(),
+        limits: BuyerLimits::default(),
     }
 }
 

@@ -17,6 +17,7 @@
 //! once, in any order, on any instance. The decisions themselves are pure code in `state`.
 //! Cancelling a booking lives here too, since a paid one must give the money back.
 
+mod event_cancel;
 mod outbox;
 mod saga;
 pub mod state;

@@ -418,9 +418,21 @@ impl CheckoutService {
             return views::booking(&db.conn, booking_id).await;
         }
         let _slot = self.booking.admit_mutation()?;
+        self.cancel_stored_booking(&stored).await?;
+        views::booking(&db.conn, booking_id).await
+    }
+
+    /// Cancels a booking that was confirmed when read, frees and publishes its seats, and
+    /// gives a paid one's money back. Nothing happens if it is no longer confirmed.
+    pub(super) async fn cancel_stored_booking(
+        &self,
+        stored: &booking::Model,
+    ) -> Result<(), AppError> {
         let paid = stored.payment_intent_id.is_some();
-        let stored = &stored;
-        let published = db
+        let booking_id = stored.id.as_str();
+        let published = self
+            .booking
+            .db()
             .write(|txn| async move {
                 let txn = &*txn;
                 if paid {
@@ -437,7 +449,7 @@ impl CheckoutService {
             // Refund (or cancel the authorisation) now; the worker retries if Stripe fails.
             self.run_outbox_step(&stored.hold_id).await;
         }
-        views::booking(&db.conn, booking_id).await
+        Ok(())
     }
 
     /// Cancels a paid booking inside `txn` and queues the money's return: a refund if it was

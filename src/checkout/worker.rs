@@ -16,9 +16,10 @@ use entity::{checkout, hold};
 const PASS_BATCH: u64 = 50;
 
 impl CheckoutService {
-    /// One pass of the checkout worker: due Stripe calls, then checkouts left waiting whose
-    /// intent is fetched and settled.
+    /// One pass of the checkout worker: cancelled events left half wound up, due Stripe calls,
+    /// then checkouts left waiting whose intent is fetched and settled.
     pub async fn run_checkout_pass(&self) -> Result<(), AppError> {
+        self.finish_cancellations().await?;
         let Some(stripe) = self.stripe.as_ref() else {
             return Ok(());
         };
@@ -105,11 +106,9 @@ impl CheckoutService {
         Ok(())
     }
 
-    /// Runs the checkout worker every `interval` until shutdown (nothing with payments off).
+    /// Runs the checkout worker every `interval` until shutdown (with payments off, it only
+    /// finishes cancelled events).
     pub async fn run_checkout_worker(self, interval: std::time::Duration, shutdown: Shutdown) {
-        if self.stripe.is_none() {
-            return;
-        }
         tasks::every(interval, shutdown, || async {
             if let Err(err) = self.run_checkout_pass().await {
                 tracing::warn!(error = %err, "checkout worker pass failed; will try again");

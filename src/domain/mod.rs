@@ -7,6 +7,7 @@ pub mod clock;
 pub mod fixtures;
 pub mod input;
 pub mod limits;
+pub mod sale;
 pub mod seat_change;
 pub mod status;
 pub mod views;

@@ -2,7 +2,7 @@
 //! rules that read them at a moment: a hold that has run out no longer counts, even before
 //! the sweeper records it.
 
-pub use entity::status::{BookingStatus, CheckoutState, HoldStatus, SeatStatus};
+pub use entity::status::{BookingStatus, CheckoutState, EventStatus, HoldStatus, SeatStatus};
 
 /// What a seat stored as `stored` (held until `hold_expires_at_ms`) shows at `now`.
 pub fn live_seat_status(

@@ -1,7 +1,8 @@
 //! What the services return: events, seat maps, holds and bookings as clients see them at
 //! one moment, apart from the tables and from the GraphQL types that wrap them.
 
-use super::status::{BookingStatus, HoldStatus, SeatStatus, seat_status_at};
+use super::sale::{BuyerLimits, SaleWindow};
+use super::status::{BookingStatus, EventStatus, HoldStatus, SeatStatus, seat_status_at};
 
 /// A seat as clients see it at one moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +48,43 @@ pub struct EventView {
     pub available: i64,
     pub held: i64,
     pub booked: i64,
+    pub status: EventStatus,
+    pub sales_start_at_ms: Option<i64>,
+    pub sales_end_at_ms: Option<i64>,
+    /// ON_SALE and inside the sales window at the moment of the view.
+    pub on_sale_now: bool,
+    pub limits: BuyerLimits,
+}
+
+/// How many of an event's seats show each status at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeatCounts {
+    pub total: i64,
+    pub held: i64,
+    pub booked: i64,
+}
+
+impl EventView {
+    /// The stored event with its seat counts, as it shows at `now`.
+    pub fn of(event: entity::event::Model, counts: SeatCounts, now: i64) -> Self {
+        let window = SaleWindow::of(&event);
+        let limits = BuyerLimits::of(&event);
+        Self {
+            id: event.id,
+            name: event.name,
+            venue: event.venue,
+            starts_at_ms: event.starts_at_ms,
+            seat_count: counts.total,
+            available: counts.total - counts.held - counts.booked,
+            held: counts.held,
+            booked: counts.booked,
+            status: event.status,
+            sales_start_at_ms: event.sales_start_at_ms,
+            sales_end_at_ms: event.sales_end_at_ms,
+            on_sale_now: window.on_sale_at(now),
+            limits,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -1,7 +1,9 @@
 //! The one mapping from service errors to GraphQL errors: the contract's `extensions.code`
 //! and the extensions each code carries. Internal causes are logged, never sent.
 
-use async_graphql::ErrorExtensions;
+use async_graphql::{ErrorExtensions, ScalarType};
+
+use super::types::datetime;
 
 use crate::error::AppError;
 
@@ -20,6 +22,16 @@ impl ErrorExtensions for AppError {
                 Self::SeatUnavailable { seat_ids, .. } => {
                     let ids: Vec<String> = seat_ids.iter().map(i64::to_string).collect();
                     ext.set("seatIds", ids);
+                }
+                Self::NotOnSale {
+                    sales_start_at_ms: Some(start),
+                    ..
+                } => {
+                    ext.set("salesStartAt", datetime(*start).to_value());
+                }
+                Self::LimitExceeded { over, .. } => {
+                    ext.set("limit", over.limit);
+                    ext.set("kind", over.kind.as_str());
                 }
                 Self::RetryLater { retry_after_ms, .. } => {
                     ext.set("retryAfterMs", *retry_after_ms);

@@ -1,14 +1,17 @@
 //! Events and seat maps.
 
-use async_graphql::{Context, ID, InputObject, Object, Result};
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
 
 use super::errors::GqlResultExt;
-use super::types::{Event, SeatMap};
-use super::{booking, caller};
-use crate::booking::event_input::{NewEvent, NewRow, NewSection};
+use super::types::{Event, EventStatus, SeatMap};
+use super::{booking, caller, checkout};
+use crate::auth::Caller;
+use crate::booking::event_input::{EventUpdate, NewEvent, NewRow, NewSection, SaleSettings};
+use crate::booking::events::Viewer;
 use crate::domain::input::{parse_label, parse_numeric_id};
 use crate::domain::limits::SECTION_NAME_MAX_CHARS;
+use crate::domain::sale::BuyerLimits;
 
 /// One row of seats, numbered 1 to `seats`.
 #[derive(InputObject)]
@@ -32,6 +35,47 @@ pub struct CreateEventInput {
     pub venue: String,
     pub starts_at: DateTime<Utc>,
     pub sections: Vec<SectionInput>,
+    /// ON_SALE unless given.
+    pub status: Option<EventStatus>,
+    /// When sales open (inclusive).
+    pub sales_start_at: Option<DateTime<Utc>>,
+    /// When sales close (exclusive).
+    pub sales_end_at: Option<DateTime<Utc>>,
+    /// Most seats and places in one hold (null: the server's default).
+    pub max_seats_per_order: Option<i32>,
+    /// Most seats and places per buyer across active holds and confirmed bookings.
+    pub max_seats_per_buyer: Option<i32>,
+}
+
+/// Changes to an event: a field left out stays as it is; an explicit null clears a limit or a
+/// window end.
+#[derive(InputObject)]
+pub struct UpdateEventInput {
+    pub name: Option<String>,
+    pub venue: Option<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub sales_start_at: MaybeUndefined<DateTime<Utc>>,
+    pub sales_end_at: MaybeUndefined<DateTime<Utc>>,
+    pub max_seats_per_order: MaybeUndefined<i32>,
+    pub max_seats_per_buyer: MaybeUndefined<i32>,
+}
+
+/// A field that may be left out (unchanged) or null (cleared).
+fn patch<T, U>(value: MaybeUndefined<T>, convert: impl FnOnce(T) -> U) -> Option<Option<U>> {
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(convert(v))),
+    }
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+/// Admins see DRAFT events; everyone else does not.
+pub(crate) fn viewer(ctx: &Context<'_>) -> Viewer {
+    Viewer::of(matches!(caller(ctx), Caller::User(user) if user.admin))
 }
 
 #[derive(Default)]
@@ -41,7 +85,7 @@ pub struct EventQuery;
 impl EventQuery {
     /// All events, soonest first, with live seat counts.
     async fn events(&self, ctx: &Context<'_>) -> Result<Vec<Event>> {
-        let events = booking(ctx).events().await.gql()?;
+        let events = booking(ctx).events(viewer(ctx)).await.gql()?;
         Ok(events.into_iter().map(Into::into).collect())
     }
 
@@ -50,7 +94,11 @@ impl EventQuery {
         let Ok(id) = parse_numeric_id(&id, "event") else {
             return Ok(None);
         };
-        Ok(booking(ctx).event(id).await.gql()?.map(Into::into))
+        Ok(booking(ctx)
+            .event(id, viewer(ctx))
+            .await
+            .gql()?
+            .map(Into::into))
     }
 
     /// The seats of an event (optionally one section) with the `seq` the map reflects.
@@ -67,7 +115,7 @@ impl EventQuery {
             .transpose()
             .gql()?;
         let map = booking(ctx)
-            .seat_map(event_id, section.as_deref())
+            .seat_map(event_id, section.as_deref(), viewer(ctx))
             .await
             .gql()?;
         Ok(map.into())
@@ -102,7 +150,57 @@ impl EventMutation {
                         .collect(),
                 })
                 .collect(),
+            sale: SaleSettings {
+                status: input
+                    .status
+                    .map_or_else(|| SaleSettings::default().status, Into::into),
+                sales_start_at_ms: input.sales_start_at.map(millis),
+                sales_end_at_ms: input.sales_end_at.map(millis),
+            },
+            limits: BuyerLimits {
+                per_order: input.max_seats_per_order,
+                per_buyer: input.max_seats_per_buyer,
+            },
         };
         Ok(booking(ctx).create_event(input).await.gql()?.into())
+    }
+
+    /// Changes an event's details, sales window or limits (admin only).
+    async fn update_event(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateEventInput,
+    ) -> Result<Event> {
+        caller(ctx).admin().gql()?;
+        let id = parse_numeric_id(&id, "event").gql()?;
+        let change = EventUpdate {
+            name: input.name,
+            venue: input.venue,
+            starts_at_ms: input.starts_at.map(millis),
+            sales_start_at_ms: patch(input.sales_start_at, millis),
+            sales_end_at_ms: patch(input.sales_end_at, millis),
+            max_seats_per_order: patch(input.max_seats_per_order, |v| v),
+            max_seats_per_buyer: patch(input.max_seats_per_buyer, |v| v),
+        };
+        Ok(booking(ctx).update_event(id, change).await.gql()?.into())
+    }
+
+    /// Moves an event through its life (admin only): DRAFT → ON_SALE or CANCELLED,
+    /// ON_SALE ↔ PAUSED, ON_SALE or PAUSED → CLOSED, CLOSED → ON_SALE, any → CANCELLED
+    /// (final: releases every hold, cancels every booking and refunds the paid ones).
+    async fn set_event_status(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        status: EventStatus,
+    ) -> Result<Event> {
+        caller(ctx).admin().gql()?;
+        let id = parse_numeric_id(&id, "event").gql()?;
+        Ok(checkout(ctx)
+            .set_event_status(id, status.into())
+            .await
+            .gql()?
+            .into())
     }
 }

@@ -4,8 +4,9 @@ use async_graphql::{Context, ID, Result, Subscription};
 use futures::{Stream, StreamExt};
 
 use super::errors::GqlResultExt;
-use super::feed;
+use super::event::viewer;
 use super::types::SeatChange;
+use super::{booking, feed};
 use crate::domain::input::parse_numeric_id;
 
 #[derive(Default)]
@@ -22,6 +23,10 @@ impl SeatChangeSubscription {
         after_seq: Option<i32>,
     ) -> Result<impl Stream<Item = Result<SeatChange>> + use<>> {
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        booking(ctx)
+            .visible_event(event_id, viewer(ctx))
+            .await
+            .gql()?;
         let changes = feed(ctx)
             .open(event_id, after_seq.map(i64::from))
             .await

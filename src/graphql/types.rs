@@ -43,6 +43,19 @@ pub enum BookingStatus {
     Refunded,
 }
 
+/// Where an event is in its life; only ON_SALE events (inside their sales window) take holds.
+#[derive(Enum, Copy, Clone, Debug, Eq, PartialEq)]
+#[graphql(remote = "crate::domain::status::EventStatus")]
+pub enum EventStatus {
+    /// Being prepared: only admins see it.
+    Draft,
+    OnSale,
+    Paused,
+    Closed,
+    /// Final: holds released, bookings cancelled and paid ones refunded.
+    Cancelled,
+}
+
 /// An event with live seat counts.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Event {
@@ -55,6 +68,17 @@ pub struct Event {
     pub available: i32,
     pub held: i32,
     pub booked: i32,
+    pub status: EventStatus,
+    /// ON_SALE and inside the sales window right now.
+    pub on_sale_now: bool,
+    /// When sales open (inclusive); null: as soon as the event is ON_SALE.
+    pub sales_start_at: Option<DateTime<Utc>>,
+    /// When sales close (exclusive); null: when the event is closed.
+    pub sales_end_at: Option<DateTime<Utc>>,
+    /// Most seats and places in one hold; null: the server's default.
+    pub max_seats_per_order: Option<i32>,
+    /// Most seats and places in one buyer's active holds and confirmed bookings of this event.
+    pub max_seats_per_buyer: Option<i32>,
 }
 
 impl From<EventView> for Event {
@@ -68,6 +92,12 @@ impl From<EventView> for Event {
             available: int(e.available),
             held: int(e.held),
             booked: int(e.booked),
+            status: e.status.into(),
+            on_sale_now: e.on_sale_now,
+            sales_start_at: e.sales_start_at_ms.map(datetime),
+            sales_end_at: e.sales_end_at_ms.map(datetime),
+            max_seats_per_order: e.limits.per_order,
+            max_seats_per_buyer: e.limits.per_buyer,
         }
     }
 }

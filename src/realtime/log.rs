@@ -22,16 +22,26 @@ pub async fn append<C: ConnectionTrait>(
     if pending.is_empty() {
         return Ok(Vec::new());
     }
+    Ok(append_locking_event(txn, event_id, pending).await?.0)
+}
+
+/// Like [`append`] (`pending` must not be empty), and also returns the event row as it is
+/// under this transaction's lock: a status change of the event committed before is seen, one
+/// after waits for this commit. Rules that depend on the event's status or limits read it here.
+pub async fn append_locking_event<C: ConnectionTrait>(
+    txn: &C,
+    event_id: i64,
+    pending: Vec<PendingChange>,
+) -> Result<(Vec<SeatChange>, event::Model), AppError> {
     let n = i64::try_from(pending.len()).unwrap_or(i64::MAX);
-    let updated = event::Entity::update_many()
+    let event = event::Entity::update_many()
         .col_expr(event::Column::Seq, Expr::col(event::Column::Seq).add(n))
         .filter(event::Column::Id.eq(event_id))
         .exec_with_returning(txn)
-        .await?;
-    let last = updated
-        .first()
-        .map(|e| e.seq)
+        .await?
+        .pop()
         .ok_or_else(|| AppError::NotFound(format!("event {event_id} does not exist")))?;
+    let last = event.seq;
     let first = last - n + 1;
     let now = now_ms();
     let changes: Vec<SeatChange> = pending
@@ -56,7 +66,7 @@ pub async fn append<C: ConnectionTrait>(
     }))
     .exec(txn)
     .await?;
-    Ok(changes)
+    Ok((changes, event))
 }
 
 /// The event's latest `seq` (`NOT_FOUND` for an unknown event).

@@ -108,6 +108,8 @@ impl WaitingRoomService {
                     .into(),
             )
         })?;
+        // A request the worker would refuse is refused now, before it waits in the queue.
+        self.inner.booking.open_event(user, event_id).await?;
         self.require_admission(user, event_id, admission).await?;
         let room = self.inner.rooms.ensure(event_id).await?;
         let keys = RoomKeys::new(&room.queue_key);

@@ -4,9 +4,11 @@
 use futures::StreamExt;
 use onsale::auth::User;
 use onsale::booking::admission::Admission;
-use onsale::booking::event_input::{NewEvent, NewRow, NewSection};
+use onsale::booking::event_input::{NewEvent, NewRow, NewSection, SaleSettings};
+use onsale::booking::events::Viewer;
 use onsale::config::Config;
 use onsale::domain::input::SeatIds;
+use onsale::domain::sale::BuyerLimits;
 use onsale::realtime::SUBSCRIBER_BUFFER;
 use onsale::startup::Application;
 
@@ -44,12 +46,19 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
                     })
                     .collect(),
             }],
+            sale: SaleSettings::default(),
+            limits: BuyerLimits::default(),
         })
         .await
         .expect("event");
     let mut feed = Box::pin(app.feed().open(event.id, None).await.expect("feed"));
     // More changes than the buffer holds, while the subscriber reads nothing.
-    let first_seat = service.seat_map(event.id, None).await.expect("map").seats[0].id;
+    let first_seat = service
+        .seat_map(event.id, None, Viewer::Public)
+        .await
+        .expect("map")
+        .seats[0]
+        .id;
     let holds = SUBSCRIBER_BUFFER / 10 + 10;
     for i in 0..holds {
         let user = User {
