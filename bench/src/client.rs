@@ -69,11 +69,6 @@ pub enum Parse {
     ErrorsOnly,
 }
 
-/// How long an idle connection is kept for reuse: less than the server keeps one (it closes a
-/// connection that sends no request for `HTTP_HEADER_TIMEOUT_MS`, 5 s by default), since a
-/// request sent on a connection just as the server closes it is lost.
-const IDLE_CONNECTION_KEPT: Duration = Duration::from_secs(4);
-
 /// A cheap-to-clone handle on the server's HTTP API.
 #[derive(Clone)]
 pub struct Api {
@@ -94,7 +89,7 @@ impl Api {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(100_000)
-            .pool_idle_timeout(IDLE_CONNECTION_KEPT)
+            .pool_idle_timeout(Duration::from_secs(120))
             .tcp_nodelay(true)
             .build()
             .context("cannot build the HTTP client")?;

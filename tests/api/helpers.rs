@@ -139,9 +139,6 @@ impl TestApp {
             .or_insert_with(|| JWT_SECRET.to_owned());
         let config =
             Config::from_lookup(|k| env.get(k).cloned()).expect("valid test configuration");
-        // The server closes a connection that has sent no request for this long; a client
-        // reusing one just then would lose its request, so it lets such connections go first.
-        let idle_close = config.connections.header_timeout;
         let app = Application::build(config)
             .await
             .expect("application starts");
@@ -157,7 +154,6 @@ impl TestApp {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1024)
-            .pool_idle_timeout(idle_close / 2)
             .build()
             .expect("http client");
         Self {
