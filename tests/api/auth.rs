@@ -51,8 +51,7 @@ both_backends!(bad_tokens_are_unauthenticated, |backend| async move {
     let body = app.gql(None, HOLD_SEATS, vars.clone()).await;
     assert_eq!(expect_error(&body), "UNAUTHENTICATED", "no token");
     // Public reads work without a token, and ignore a bad one.
-    let body = app.gql(Some("junk"), ops::EVENT_IDS, json!({})).await;
-    assert_eq!(data(&body, "events").as_array().map(Vec::len), Some(1));
+    assert_eq!(app.count(Some("junk"), ops::EVENT_IDS, "events").await, 1);
     // Nothing was held by any of it.
     assert_eq!(app.seat_map(&event_id).await["event"]["held"], 0);
     // A well-formed token works.
@@ -87,8 +86,10 @@ both_backends!(nobody_acts_on_another_persons_hold, |backend| async move {
         .gql(Some(&mallory), HOLD_STATUS, json!({"id": hold_id}))
         .await;
     assert_eq!(expect_error(&body), "FORBIDDEN");
-    let body = app.gql(Some(&mallory), ops::MY_HOLD_IDS, json!({})).await;
-    assert_eq!(data(&body, "myHolds").as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        app.count(Some(&mallory), ops::MY_HOLD_IDS, "myHolds").await,
+        0
+    );
     // Alice's hold is untouched.
     assert_eq!(app.hold_status(&alice, &hold_id).await, "ACTIVE");
     app.stop().await;

@@ -268,6 +268,15 @@ impl TestApp {
         .await
     }
 
+    /// How many items the list `field` of `query` (without variables) answers.
+    pub async fn count(&self, token: Option<&str>, query: &str, field: &str) -> usize {
+        let body = self.gql(token, query, json!({})).await;
+        data(&body, field)
+            .as_array()
+            .unwrap_or_else(|| panic!("{field} is not a list: {body}"))
+            .len()
+    }
+
     /// The status of one of `token`'s holds.
     pub async fn hold_status(&self, token: &str, hold_id: &str) -> String {
         let body = self
