@@ -69,13 +69,7 @@ both_backends!(bad_arguments_get_clear_codes, |backend| async move {
         "empty idempotency key"
     );
     for count in [0, -1] {
-        let body = app
-            .gql(
-                Some(&alice),
-                ops::HOLD_BEST_AVAILABLE,
-                ops::vars::best_available(&event_id, count, None),
-            )
-            .await;
+        let body = app.hold_best(&alice, &event_id, count, None).await;
         assert_eq!(expect_error(&body), "BAD_USER_INPUT", "count {count}");
     }
     let body = app

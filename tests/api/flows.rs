@@ -226,13 +226,7 @@ both_backends!(
         let body = app.hold_seats(&dave, &event_id, &[row3[0], row3[3]]).await;
         data(&body, "holdSeats");
 
-        let body = app
-            .gql(
-                Some(&carol),
-                ops::HOLD_BEST_AVAILABLE,
-                ops::vars::best_available(&event_id, 3, None),
-            )
-            .await;
+        let body = app.hold_best(&carol, &event_id, 3, None).await;
         let hold = data(&body, "holdBestAvailable");
         assert_eq!(hold["status"], "ACTIVE");
         let held = hold["seats"].as_array().expect("seats");
@@ -255,29 +249,11 @@ both_backends!(
         );
 
         // count < 1, a missing section, and more seats than are free.
-        let body = app
-            .gql(
-                Some(&carol),
-                ops::HOLD_BEST_AVAILABLE,
-                ops::vars::best_available(&event_id, 0, None),
-            )
-            .await;
+        let body = app.hold_best(&carol, &event_id, 0, None).await;
         assert_eq!(expect_error(&body), "BAD_USER_INPUT");
-        let body = app
-            .gql(
-                Some(&carol),
-                ops::HOLD_BEST_AVAILABLE,
-                ops::vars::best_available(&event_id, 1, Some("Nope")),
-            )
-            .await;
+        let body = app.hold_best(&carol, &event_id, 1, Some("Nope")).await;
         assert_eq!(expect_error(&body), "BAD_USER_INPUT");
-        let body = app
-            .gql(
-                Some(&carol),
-                ops::HOLD_BEST_AVAILABLE,
-                ops::vars::best_available(&event_id, 2, Some("Main")),
-            )
-            .await;
+        let body = app.hold_best(&carol, &event_id, 2, Some("Main")).await;
         assert_eq!(
             data(&body, "holdBestAvailable")["seats"]
                 .as_array()
@@ -297,13 +273,7 @@ both_backends!(
             let ids: Vec<&str> = chunk.iter().map(String::as_str).collect();
             data(&app.hold_seats(&erin, &event_id, &ids).await, "holdSeats");
         }
-        let body = app
-            .gql(
-                Some(&carol),
-                ops::HOLD_BEST_AVAILABLE,
-                ops::vars::best_available(&event_id, 2, None),
-            )
-            .await;
+        let body = app.hold_best(&carol, &event_id, 2, None).await;
         assert_eq!(expect_error(&body), "SEAT_UNAVAILABLE");
         app.stop().await;
     }

@@ -268,6 +268,22 @@ impl TestApp {
         .await
     }
 
+    /// `holdBestAvailable` of `count` seats (in `section`, if given) for `token`.
+    pub async fn hold_best(
+        &self,
+        token: &str,
+        event_id: &str,
+        count: i64,
+        section: Option<&str>,
+    ) -> Value {
+        self.gql(
+            Some(token),
+            ops::HOLD_BEST_AVAILABLE,
+            ops::vars::best_available(event_id, count, section),
+        )
+        .await
+    }
+
     /// How many items the list `field` of `query` (without variables) answers.
     pub async fn count(&self, token: Option<&str>, query: &str, field: &str) -> usize {
         let body = self.gql(token, query, json!({})).await;
