@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use crate::domain::input::parse_label;
 use crate::domain::limits::{
-    EVENT_NAME_MAX_CHARS, LATEST_INSTANT_MS, MAX_PRICE_CENTS, MAX_SEATS_PER_EVENT,
-    MAX_SEATS_PER_ROW, ROW_LABEL_MAX_CHARS, SECTION_NAME_MAX_CHARS,
+    EVENT_NAME_MAX_CHARS, LATEST_INSTANT_MS, MAX_HOLD_EXTENSIONS, MAX_PRICE_CENTS,
+    MAX_SEATS_PER_EVENT, MAX_SEATS_PER_ROW, ROW_LABEL_MAX_CHARS, SECTION_NAME_MAX_CHARS,
 };
 use crate::domain::sale::BuyerLimits;
 use crate::domain::status::EventStatus;
@@ -24,12 +24,13 @@ pub struct NewEvent {
     pub limits: BuyerLimits,
 }
 
-/// An event's status and sales window.
+/// An event's status, sales window and how often a hold may be extended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SaleSettings {
     pub status: EventStatus,
     pub sales_start_at_ms: Option<i64>,
     pub sales_end_at_ms: Option<i64>,
+    pub max_hold_extensions: i32,
 }
 
 impl Default for SaleSettings {
@@ -38,6 +39,7 @@ impl Default for SaleSettings {
             status: EventStatus::OnSale,
             sales_start_at_ms: None,
             sales_end_at_ms: None,
+            max_hold_extensions: 1,
         }
     }
 }
@@ -53,6 +55,7 @@ pub struct EventUpdate {
     pub sales_end_at_ms: Option<Option<i64>>,
     pub max_seats_per_order: Option<Option<i32>>,
     pub max_seats_per_buyer: Option<Option<i32>>,
+    pub max_hold_extensions: Option<i32>,
 }
 
 impl EventUpdate {
@@ -79,6 +82,9 @@ impl EventUpdate {
         }
         if let Some(limit) = self.max_seats_per_buyer {
             next.max_seats_per_buyer = limit;
+        }
+        if let Some(allowed) = self.max_hold_extensions {
+            next.max_hold_extensions = check_extensions(allowed)?;
         }
         check_window(next.sales_start_at_ms, next.sales_end_at_ms)?;
         check_limits(BuyerLimits::of(&next))?;
@@ -107,6 +113,16 @@ fn check_limits(limits: BuyerLimits) -> Result<(), AppError> {
         }
     }
     Ok(())
+}
+
+fn check_extensions(allowed: i32) -> Result<i32, AppError> {
+    if (0..=MAX_HOLD_EXTENSIONS).contains(&allowed) {
+        Ok(allowed)
+    } else {
+        Err(AppError::BadInput(format!(
+            "maxHoldExtensions must be between 0 and {MAX_HOLD_EXTENSIONS}"
+        )))
+    }
 }
 
 /// Both ends, where given, are valid instants and the window is not empty.
@@ -164,6 +180,7 @@ impl NewEvent {
         check_instant(self.starts_at_ms, "startsAt")?;
         check_window(self.sale.sales_start_at_ms, self.sale.sales_end_at_ms)?;
         check_limits(self.limits)?;
+        check_extensions(self.sale.max_hold_extensions)?;
         let name = parse_label(&self.name, "name", EVENT_NAME_MAX_CHARS)?;
         let venue = parse_label(&self.venue, "venue", EVENT_NAME_MAX_CHARS)?;
         if self.sections.is_empty() {
@@ -366,6 +383,7 @@ mod tests {
             sales_end_at_ms: Some(200),
             max_seats_per_order: None,
             max_seats_per_buyer: Some(4),
+            max_hold_extensions: 1,
         }
     }
 

@@ -67,6 +67,7 @@ impl BookingService {
             sales_end_at_ms: Set(valid.sale.sales_end_at_ms),
             max_seats_per_order: Set(valid.limits.per_order),
             max_seats_per_buyer: Set(valid.limits.per_buyer),
+            max_hold_extensions: Set(valid.sale.max_hold_extensions),
             ..Default::default()
         })
         .exec_with_returning(&tx.txn)
@@ -165,6 +166,7 @@ impl BookingService {
                     sales_end_at_ms: Set(updated.sales_end_at_ms),
                     max_seats_per_order: Set(updated.max_seats_per_order),
                     max_seats_per_buyer: Set(updated.max_seats_per_buyer),
+                    max_hold_extensions: Set(updated.max_hold_extensions),
                     ..Default::default()
                 }
                 .update(txn)

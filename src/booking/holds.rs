@@ -23,8 +23,8 @@ use crate::auth::User;
 use crate::db::RowLock;
 use crate::domain::clock::{millis, now_ms};
 use crate::domain::input::{IdempotencyKey, SeatCount, SeatIds};
-use crate::domain::limits::MY_LIST_LIMIT;
-use crate::domain::sale::{BuyerLimits, SaleWindow};
+use crate::domain::limits::{MAX_HOLD_LIFETIME, MY_LIST_LIMIT};
+use crate::domain::sale::{BuyerLimits, Extension, SaleWindow};
 use crate::domain::seat_change::{PendingChange, SeatChange};
 use crate::domain::status::{BookingStatus, HoldStatus, SeatStatus, seat_status_at};
 use crate::domain::views::{HoldView, SeatView};
@@ -213,6 +213,79 @@ impl BookingService {
         self.bus.publish(published).await;
         tracing::info!(hold.id = %hold_id, "hold released");
         views::hold(&self.db.conn, hold_id).await
+    }
+
+    /// Keeps the caller's active hold longer: its expiry moves by the hold TTL, at most the
+    /// event's `maxHoldExtensions` times and never beyond two hours from its creation.
+    #[instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id), err(level = "debug"))]
+    pub async fn extend_hold(
+        &self,
+        user: &User,
+        hold_id: &str,
+        key: Option<IdempotencyKey>,
+    ) -> Result<HoldView, AppError> {
+        let op = Operation::ExtendHold;
+        if let Some(view) = self.replay_hold(user, op, key.as_ref()).await? {
+            return Ok(view);
+        }
+        let stored = views::owned_hold(&self.db.conn, user, hold_id).await?;
+        let outcome = async {
+            ensure_active(&stored, now_ms())?;
+            self.open_event(user, stored.event_id).await?;
+            let _slot = self.admit_mutation()?;
+            let key = key.as_ref();
+            self.db
+                .write(|txn| async move {
+                    let txn = &*txn;
+                    let (current, locked) = self.lock_hold(txn, hold_id).await?;
+                    ensure_active(&current, now_ms())?;
+                    let allowed = event::Entity::find_by_id(current.event_id)
+                        .select_only()
+                        .column(event::Column::MaxHoldExtensions)
+                        .into_tuple::<i32>()
+                        .one(txn)
+                        .await?
+                        .unwrap_or(0);
+                    let expires_at_ms = Extension {
+                        expires_at_ms: current.expires_at_ms,
+                        created_at_ms: current.created_at_ms,
+                        used: current.extensions_used,
+                        allowed,
+                    }
+                    .next_expiry(millis(self.settings.hold_ttl), millis(MAX_HOLD_LIFETIME))
+                    .map_err(AppError::limit_exceeded)?;
+                    let counted = hold::Entity::update_many()
+                        .col_expr(
+                            hold::Column::ExtensionsUsed,
+                            Expr::value(current.extensions_used + 1),
+                        )
+                        .filter(hold::Column::Id.eq(hold_id))
+                        .filter(hold::Column::ExtensionsUsed.eq(current.extensions_used))
+                        .exec(txn)
+                        .await?;
+                    if counted.rows_affected != 1 {
+                        return Err(AppError::HoldNotActive("being changed by another request"));
+                    }
+                    let published = self
+                        .extend_hold_in(txn, &current, &locked, expires_at_ms)
+                        .await?;
+                    idempotency::record_if(txn, &user.id, op, key, hold_id).await?;
+                    Ok(published)
+                })
+                .await
+        }
+        .await;
+        match outcome {
+            Ok(published) => {
+                self.bus.publish(published).await;
+                tracing::info!(hold.id = %hold_id, "hold extended");
+                views::hold(&self.db.conn, hold_id).await
+            }
+            Err(err) => match self.replay_hold(user, op, key.as_ref()).await {
+                Ok(Some(view)) => Ok(view),
+                _ => Err(err),
+            },
+        }
     }
 
     /// The caller's hold, `None` if it does not exist, `FORBIDDEN` if it is someone else's.
@@ -438,6 +511,7 @@ impl BookingService {
             total_cents: Set(total_cents),
             created_at_ms: Set(now),
             updated_at_ms: Set(now),
+            extensions_used: Set(0),
         })
         .exec_without_returning(txn)
         .await?;
@@ -510,6 +584,8 @@ impl BookingService {
             status: HoldStatus::Active,
             expires_at_ms: expires,
             total_cents,
+            created_at_ms: now,
+            extensions_left: event.max_hold_extensions.max(0),
         };
         Ok((view, published))
     }

@@ -43,5 +43,6 @@ pub fn hold(status: HoldStatus, expires_at_ms: i64) -> hold::Model {
         total_cents: 0,
         created_at_ms: 0,
         updated_at_ms: 0,
+        extensions_used: 0,
     }
 }

@@ -23,6 +23,11 @@ pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 200;
 /// Longest user id (`sub` claim), in bytes.
 pub const USER_ID_MAX_BYTES: usize = 200;
 
+/// Longest a hold may last from its creation, however often it is extended.
+pub const MAX_HOLD_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
+/// Most extensions an event may allow per hold.
+pub const MAX_HOLD_EXTENSIONS: i32 = 100;
+
 /// Most rows a "my holds" or "my bookings" list returns.
 pub const MY_LIST_LIMIT: u64 = 500;
 /// Most expired holds one sweep pass handles.

@@ -54,6 +54,7 @@ pub struct EventView {
     /// ON_SALE and inside the sales window at the moment of the view.
     pub on_sale_now: bool,
     pub limits: BuyerLimits,
+    pub max_hold_extensions: i32,
 }
 
 /// How many of an event's seats show each status at one moment.
@@ -83,6 +84,7 @@ impl EventView {
             sales_end_at_ms: event.sales_end_at_ms,
             on_sale_now: window.on_sale_at(now),
             limits,
+            max_hold_extensions: event.max_hold_extensions,
         }
     }
 }
@@ -103,6 +105,8 @@ pub struct HoldView {
     pub status: HoldStatus,
     pub expires_at_ms: i64,
     pub total_cents: i64,
+    pub created_at_ms: i64,
+    pub extensions_left: i32,
 }
 
 #[derive(Clone, Debug)]

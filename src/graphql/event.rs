@@ -45,6 +45,8 @@ pub struct CreateEventInput {
     pub max_seats_per_order: Option<i32>,
     /// Most seats and places per buyer across active holds and confirmed bookings.
     pub max_seats_per_buyer: Option<i32>,
+    /// How often `extendHold` may be used on one hold (1 unless given).
+    pub max_hold_extensions: Option<i32>,
 }
 
 /// Changes to an event: a field left out stays as it is; an explicit null clears a limit or a
@@ -58,6 +60,7 @@ pub struct UpdateEventInput {
     pub sales_end_at: MaybeUndefined<DateTime<Utc>>,
     pub max_seats_per_order: MaybeUndefined<i32>,
     pub max_seats_per_buyer: MaybeUndefined<i32>,
+    pub max_hold_extensions: Option<i32>,
 }
 
 /// A field that may be left out (unchanged) or null (cleared).
@@ -156,6 +159,9 @@ impl EventMutation {
                     .map_or_else(|| SaleSettings::default().status, Into::into),
                 sales_start_at_ms: input.sales_start_at.map(millis),
                 sales_end_at_ms: input.sales_end_at.map(millis),
+                max_hold_extensions: input
+                    .max_hold_extensions
+                    .unwrap_or(SaleSettings::default().max_hold_extensions),
             },
             limits: BuyerLimits {
                 per_order: input.max_seats_per_order,
@@ -182,6 +188,7 @@ impl EventMutation {
             sales_end_at_ms: patch(input.sales_end_at, millis),
             max_seats_per_order: patch(input.max_seats_per_order, |v| v),
             max_seats_per_buyer: patch(input.max_seats_per_buyer, |v| v),
+            max_hold_extensions: input.max_hold_extensions,
         };
         Ok(booking(ctx).update_event(id, change).await.gql()?.into())
     }

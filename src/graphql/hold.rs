@@ -101,6 +101,24 @@ impl HoldMutation {
             .into())
     }
 
+    /// Keeps your active hold longer: its expiry moves by the hold TTL, at most the event's
+    /// `maxHoldExtensions` times and never past two hours from its creation (LIMIT_EXCEEDED).
+    async fn extend_hold(
+        &self,
+        ctx: &Context<'_>,
+        hold_id: ID,
+        idempotency_key: Option<String>,
+    ) -> Result<Hold> {
+        let user = user(ctx).gql()?;
+        let hold_id = parse_uuid_id(&hold_id, "hold").gql()?;
+        let key = IdempotencyKey::parse(idempotency_key).gql()?;
+        Ok(booking(ctx)
+            .extend_hold(user, &hold_id, key)
+            .await
+            .gql()?
+            .into())
+    }
+
     /// Gives your hold's seats back at once.
     async fn release_hold(&self, ctx: &Context<'_>, hold_id: ID) -> Result<Hold> {
         let user = user(ctx).gql()?;

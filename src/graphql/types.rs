@@ -79,6 +79,8 @@ pub struct Event {
     pub max_seats_per_order: Option<i32>,
     /// Most seats and places in one buyer's active holds and confirmed bookings of this event.
     pub max_seats_per_buyer: Option<i32>,
+    /// How often `extendHold` may be used on one hold.
+    pub max_hold_extensions: i32,
 }
 
 impl From<EventView> for Event {
@@ -98,6 +100,7 @@ impl From<EventView> for Event {
             sales_end_at: e.sales_end_at_ms.map(datetime),
             max_seats_per_order: e.limits.per_order,
             max_seats_per_buyer: e.limits.per_buyer,
+            max_hold_extensions: e.max_hold_extensions,
         }
     }
 }
@@ -157,6 +160,11 @@ pub struct Hold {
     pub status: HoldStatus,
     pub expires_at: DateTime<Utc>,
     pub total_cents: i32,
+    /// Who holds it.
+    pub user_id: String,
+    /// How often `extendHold` may still be used on it.
+    pub extensions_left: i32,
+    pub created_at: DateTime<Utc>,
 }
 
 impl From<HoldView> for Hold {
@@ -168,6 +176,9 @@ impl From<HoldView> for Hold {
             status: h.status.into(),
             expires_at: datetime(h.expires_at_ms),
             total_cents: int(h.total_cents),
+            user_id: h.user_id,
+            extensions_left: h.extensions_left,
+            created_at: datetime(h.created_at_ms),
         }
     }
 }
