@@ -149,7 +149,7 @@ impl BookingService {
                 }
                 let tx = self.db.begin_write().await?;
                 let mut chosen = None;
-                for block in adjacent_blocks(&candidates, count)
+                for block in adjacent_blocks(&candidates, count, |_| true)
                     .into_iter()
                     .take(BLOCKS_TRIED)
                 {
