@@ -20,6 +20,10 @@ pub struct Model {
     pub hold_expires_at_ms: Option<i64>,
     pub booking_id: Option<String>,
     pub version: i64,
+    /// The price category (the seat's price is its category's); `None`: priced by its row.
+    pub category_id: Option<i64>,
+    /// An accessible place (wheelchair space or companion seat).
+    pub accessible: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,7 @@ mod m20261121_000005_deployment;
 mod m20261202_000006_event_lifecycle;
 mod m20261202_000007_event_limits;
 mod m20261202_000008_hold_extensions;
+mod m20261202_000009_categories;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_event_lifecycle::Migration),
             Box::new(m20261202_000007_event_limits::Migration),
             Box::new(m20261202_000008_hold_extensions::Migration),
+            Box::new(m20261202_000009_categories::Migration),
         ]
     }
 }

@@ -19,9 +19,9 @@ use crate::domain::clock::now_ms;
 use crate::domain::limits::SEAT_INSERT_CHUNK;
 use crate::domain::sale::status_change_allowed;
 use crate::domain::status::{EventStatus, SeatStatus};
-use crate::domain::views::{EventView, SeatCounts, SeatMapView, SeatView};
+use crate::domain::views::{CategoryView, EventView, SeatCounts, SeatMapView, SeatView};
 use crate::error::AppError;
-use entity::{event, seat};
+use entity::{category, event, seat};
 
 /// Who is looking at events: DRAFT events are shown to admins only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +49,32 @@ struct TotalCount {
     n: i64,
 }
 
+fn ids_of(events: &[event::Model]) -> Vec<i64> {
+    events.iter().map(|e| e.id).collect()
+}
+
+/// The categories of each of these events, in creation order.
+async fn categories_of<C: ConnectionTrait>(
+    conn: &C,
+    event_ids: &[i64],
+) -> Result<HashMap<i64, Vec<CategoryView>>, AppError> {
+    let mut by_event: HashMap<i64, Vec<CategoryView>> = HashMap::new();
+    for c in category::Entity::find()
+        .filter(category::Column::EventId.is_in(event_ids.to_vec()))
+        .order_by_asc(category::Column::Id)
+        .all(conn)
+        .await?
+    {
+        by_event.entry(c.event_id).or_default().push(CategoryView {
+            id: c.id,
+            name: c.name,
+            price_cents: c.price_cents,
+            color: c.color,
+        });
+    }
+    Ok(by_event)
+}
+
 impl BookingService {
     /// Creates an event and all its seats in one transaction.
     #[instrument(skip_all, fields(event.name = %input.name), err)]
@@ -72,6 +98,19 @@ impl BookingService {
         })
         .exec_with_returning(&tx.txn)
         .await?;
+        let mut category_ids = Vec::with_capacity(valid.categories.len());
+        for c in valid.categories {
+            let inserted = category::Entity::insert(category::ActiveModel {
+                event_id: Set(created.id),
+                name: Set(c.name),
+                price_cents: Set(i64::from(c.price_cents)),
+                color: Set(c.color),
+                ..Default::default()
+            })
+            .exec(&tx.txn)
+            .await?;
+            category_ids.push(inserted.last_insert_id);
+        }
         let rows: Vec<seat::ActiveModel> = valid
             .seats
             .into_iter()
@@ -88,6 +127,8 @@ impl BookingService {
                 hold_expires_at_ms: Set(None),
                 booking_id: Set(None),
                 version: Set(0),
+                category_id: Set(s.category.and_then(|i| category_ids.get(i).copied())),
+                accessible: Set(s.accessible),
                 ..Default::default()
             })
             .collect();
@@ -264,6 +305,7 @@ impl BookingService {
         }
         let get =
             |id: i64, status: Option<SeatStatus>| counts.get(&(id, status)).copied().unwrap_or(0);
+        let mut categories = categories_of(&self.db.conn, &ids_of(&events)).await?;
         Ok(events
             .into_iter()
             .map(|e| {
@@ -272,7 +314,8 @@ impl BookingService {
                     held: get(e.id, Some(SeatStatus::Held)),
                     booked: get(e.id, Some(SeatStatus::Booked)),
                 };
-                EventView::of(e, counts, now)
+                let of_event = categories.remove(&e.id).unwrap_or_default();
+                EventView::of(e, counts, of_event, now)
             })
             .collect())
     }
@@ -309,7 +352,11 @@ impl BookingService {
             held: count(SeatStatus::Held),
             booked: count(SeatStatus::Booked),
         };
-        let event = EventView::of(event, counts, now);
+        let of_event = categories_of(&self.db.conn, &[event_id])
+            .await?
+            .remove(&event_id)
+            .unwrap_or_default();
+        let event = EventView::of(event, counts, of_event, now);
         let seats = match section {
             Some(name) => seats.into_iter().filter(|s| s.section == name).collect(),
             None => seats,

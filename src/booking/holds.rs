@@ -30,7 +30,24 @@ use crate::domain::status::{BookingStatus, HoldStatus, SeatStatus, seat_status_a
 use crate::domain::views::{HoldView, SeatView};
 use crate::error::AppError;
 use crate::realtime::log;
-use entity::{booking, booking_seat, event, hold, hold_seat, seat};
+use entity::{booking, booking_seat, category, event, hold, hold_seat, seat};
+
+/// Which seats `holdBestAvailable` may choose.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeatFilter {
+    pub section: Option<String>,
+    pub category_id: Option<i64>,
+    /// `Some(true)`: accessible seats only; `Some(false)`: others only; `None`: any.
+    pub accessible: Option<bool>,
+}
+
+impl SeatFilter {
+    /// Whether a seat of the chosen section passes the category and accessibility filters.
+    fn admits(&self, seat: &seat::Model) -> bool {
+        self.category_id.is_none_or(|c| seat.category_id == Some(c))
+            && self.accessible.is_none_or(|a| seat.accessible == a)
+    }
+}
 
 /// How many adjacent blocks `holdBestAvailable` tries to lock before it takes any free seats.
 const BLOCKS_TRIED: usize = 5;
@@ -110,7 +127,7 @@ impl BookingService {
         user: &User,
         event_id: i64,
         count: SeatCount,
-        section: Option<String>,
+        filter: SeatFilter,
         key: Option<IdempotencyKey>,
         admission: Admission<'_>,
     ) -> Result<HoldView, AppError> {
@@ -123,6 +140,18 @@ impl BookingService {
         BuyerLimits::of(&event)
             .check_order(count.get())
             .map_err(AppError::limit_exceeded)?;
+        if let Some(category_id) = filter.category_id {
+            let of_event = category::Entity::find_by_id(category_id)
+                .one(&self.db.conn)
+                .await?
+                .is_some_and(|c| c.event_id == event_id);
+            if !of_event {
+                return Err(AppError::BadInput(format!(
+                    "event {event_id} has no category {category_id}"
+                )));
+            }
+        }
+        let section = filter.section.clone();
         if let Some(name) = &section {
             let exists = seat::Entity::find()
                 .filter(seat::Column::EventId.eq(event_id))
@@ -141,15 +170,17 @@ impl BookingService {
         let outcome = self
             .db
             .retry(|| async {
-                let candidates = self
+                // Every free seat of the section, so that neighbours outside the filter count.
+                let free = self
                     .claimable_seats(&self.db.conn, event_id, section.as_deref(), None)
                     .await?;
-                if candidates.len() < count {
-                    return Err(only_available(candidates.len()));
+                let eligible = free.iter().filter(|s| filter.admits(s)).count();
+                if eligible < count {
+                    return Err(only_available(eligible));
                 }
                 let tx = self.db.begin_write().await?;
                 let mut chosen = None;
-                for block in adjacent_blocks(&candidates, count, |_| true)
+                for block in adjacent_blocks(&free, count, |s| filter.admits(s))
                     .into_iter()
                     .take(BLOCKS_TRIED)
                 {
@@ -175,7 +206,12 @@ impl BookingService {
                     Some(locked) => locked,
                     None => {
                         let locked = self
-                            .claimable_seats(&tx.txn, event_id, section.as_deref(), Some(count))
+                            .claimable_seats(
+                                &tx.txn,
+                                event_id,
+                                section.as_deref(),
+                                Some((count, &filter)),
+                            )
                             .await?;
                         if locked.len() < count {
                             return Err(only_available(locked.len()));
@@ -440,14 +476,14 @@ impl BookingService {
         log::append(txn, current.event_id, pending).await
     }
 
-    /// Free seats of an event in best-first order (price, then layout). With `lock_count`,
-    /// locks that many of them, skipping rows others have locked.
+    /// Free seats of an event in best-first order (price, then layout). With `lock`, locks
+    /// that many of them that `filter` admits, skipping rows others have locked.
     async fn claimable_seats<C: ConnectionTrait>(
         &self,
         conn: &C,
         event_id: i64,
         section: Option<&str>,
-        lock_count: Option<usize>,
+        lock: Option<(usize, &SeatFilter)>,
     ) -> Result<Vec<seat::Model>, AppError> {
         let mut query = seat::Entity::find()
             .filter(seat::Column::EventId.eq(event_id))
@@ -455,6 +491,19 @@ impl BookingService {
         if let Some(section) = section {
             query = query.filter(seat::Column::Section.eq(section));
         }
+        let lock_count = lock.map(|(n, filter)| {
+            if let Some(category_id) = filter.category_id {
+                query = query
+                    .clone()
+                    .filter(seat::Column::CategoryId.eq(category_id));
+            }
+            if let Some(accessible) = filter.accessible {
+                query = query
+                    .clone()
+                    .filter(seat::Column::Accessible.eq(accessible));
+            }
+            n
+        });
         query = query
             .order_by_desc(seat::Column::PriceCents)
             .order_by_asc(seat::Column::Position);

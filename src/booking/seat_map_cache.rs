@@ -28,6 +28,8 @@ struct SeatInfo {
     row: String,
     number: i32,
     price_cents: i64,
+    category_id: Option<i64>,
+    accessible: bool,
 }
 
 /// One event's map at `seq`.
@@ -123,6 +125,8 @@ impl SeatMapCache {
                     price_cents: info.price_cents,
                     status: live,
                     hold_expires_at_ms: (live == SeatStatus::Held).then_some(*expires).flatten(),
+                    category_id: info.category_id,
+                    accessible: info.accessible,
                 }
             })
             .collect())
@@ -153,6 +157,8 @@ impl SeatMapCache {
                 row: s.row_label,
                 number: s.number,
                 price_cents: s.price_cents,
+                category_id: s.category_id,
+                accessible: s.accessible,
             })
             .collect();
         // Rows read after `seq` may already include later changes; replaying those again on

@@ -19,6 +19,8 @@ pub fn seat(id: i64) -> seat::Model {
         hold_expires_at_ms: None,
         booking_id: None,
         version: 0,
+        category_id: None,
+        accessible: false,
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 pub const EVENT_NAME_MAX_CHARS: usize = 200;
 /// Longest section name, in characters (also what `section:` arguments may be).
 pub const SECTION_NAME_MAX_CHARS: usize = 100;
+/// Longest category colour (a CSS colour such as `#1e90ff`), in characters.
+pub const COLOR_MAX_CHARS: usize = 32;
 /// Longest row label, in characters.
 pub const ROW_LABEL_MAX_CHARS: usize = 50;
 /// Most seats one event may have.

@@ -14,6 +14,8 @@ pub struct SeatView {
     pub price_cents: i64,
     pub status: SeatStatus,
     pub hold_expires_at_ms: Option<i64>,
+    pub category_id: Option<i64>,
+    pub accessible: bool,
 }
 
 impl SeatView {
@@ -34,6 +36,8 @@ impl SeatView {
             hold_expires_at_ms: (status == SeatStatus::Held)
                 .then_some(seat.hold_expires_at_ms)
                 .flatten(),
+            category_id: seat.category_id,
+            accessible: seat.accessible,
         }
     }
 }
@@ -55,6 +59,16 @@ pub struct EventView {
     pub on_sale_now: bool,
     pub limits: BuyerLimits,
     pub max_hold_extensions: i32,
+    pub categories: Vec<CategoryView>,
+}
+
+/// A price category of an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CategoryView {
+    pub id: i64,
+    pub name: String,
+    pub price_cents: i64,
+    pub color: Option<String>,
 }
 
 /// How many of an event's seats show each status at one moment.
@@ -67,7 +81,12 @@ pub struct SeatCounts {
 
 impl EventView {
     /// The stored event with its seat counts, as it shows at `now`.
-    pub fn of(event: entity::event::Model, counts: SeatCounts, now: i64) -> Self {
+    pub fn of(
+        event: entity::event::Model,
+        counts: SeatCounts,
+        categories: Vec<CategoryView>,
+        now: i64,
+    ) -> Self {
         let window = SaleWindow::of(&event);
         let limits = BuyerLimits::of(&event);
         Self {
@@ -85,6 +104,7 @@ impl EventView {
             on_sale_now: window.on_sale_at(now),
             limits,
             max_hold_extensions: event.max_hold_extensions,
+            categories,
         }
     }
 }

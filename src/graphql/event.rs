@@ -7,7 +7,9 @@ use super::errors::GqlResultExt;
 use super::types::{Event, EventStatus, SeatMap};
 use super::{booking, caller, checkout};
 use crate::auth::Caller;
-use crate::booking::event_input::{EventUpdate, NewEvent, NewRow, NewSection, SaleSettings};
+use crate::booking::event_input::{
+    EventUpdate, NewCategory, NewEvent, NewRow, NewSection, SaleSettings,
+};
 use crate::booking::events::Viewer;
 use crate::domain::input::{parse_label, parse_numeric_id};
 use crate::domain::limits::SECTION_NAME_MAX_CHARS;
@@ -19,6 +21,20 @@ pub struct RowInput {
     pub label: String,
     pub seats: i32,
     pub price_cents: i32,
+    /// A category name of the event: the seats take its price (`priceCents` must then be 0
+    /// or the category's price).
+    pub category: Option<String>,
+    /// Numbers of the row's accessible seats.
+    pub accessible: Option<Vec<i32>>,
+}
+
+/// A price category of a new event.
+#[derive(InputObject)]
+pub struct CategoryInput {
+    pub name: String,
+    pub price_cents: i32,
+    /// A display colour, such as `#1e90ff`.
+    pub color: Option<String>,
 }
 
 /// A named section of rows.
@@ -35,6 +51,8 @@ pub struct CreateEventInput {
     pub venue: String,
     pub starts_at: DateTime<Utc>,
     pub sections: Vec<SectionInput>,
+    /// Price categories that rows may name.
+    pub categories: Option<Vec<CategoryInput>>,
     /// ON_SALE unless given.
     pub status: Option<EventStatus>,
     /// When sales open (inclusive).
@@ -149,6 +167,8 @@ impl EventMutation {
                             label: r.label,
                             seats: r.seats,
                             price_cents: r.price_cents,
+                            category: r.category,
+                            accessible: r.accessible.unwrap_or_default(),
                         })
                         .collect(),
                 })
@@ -167,6 +187,16 @@ impl EventMutation {
                 per_order: input.max_seats_per_order,
                 per_buyer: input.max_seats_per_buyer,
             },
+            categories: input
+                .categories
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| NewCategory {
+                    name: c.name,
+                    price_cents: c.price_cents,
+                    color: c.color,
+                })
+                .collect(),
         };
         Ok(booking(ctx).create_event(input).await.gql()?.into())
     }

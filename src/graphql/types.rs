@@ -4,7 +4,7 @@ use async_graphql::{Enum, ID, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::domain::seat_change::SeatChange as DomainSeatChange;
-use crate::domain::views::{BookingView, EventView, HoldView, SeatMapView, SeatView};
+use crate::domain::views::{BookingView, CategoryView, EventView, HoldView, SeatMapView, SeatView};
 
 pub fn datetime(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
@@ -81,6 +81,27 @@ pub struct Event {
     pub max_seats_per_buyer: Option<i32>,
     /// How often `extendHold` may be used on one hold.
     pub max_hold_extensions: i32,
+    pub categories: Vec<Category>,
+}
+
+/// A price category: seats of a category cost its price.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Category {
+    pub id: ID,
+    pub name: String,
+    pub price_cents: i32,
+    pub color: Option<String>,
+}
+
+impl From<CategoryView> for Category {
+    fn from(c: CategoryView) -> Self {
+        Self {
+            id: ID(c.id.to_string()),
+            name: c.name,
+            price_cents: int(c.price_cents),
+            color: c.color,
+        }
+    }
 }
 
 impl From<EventView> for Event {
@@ -101,6 +122,7 @@ impl From<EventView> for Event {
             max_seats_per_order: e.limits.per_order,
             max_seats_per_buyer: e.limits.per_buyer,
             max_hold_extensions: e.max_hold_extensions,
+            categories: e.categories.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -116,6 +138,10 @@ pub struct Seat {
     pub status: SeatStatus,
     /// When the hold on this seat runs out; set while HELD.
     pub hold_expires_at: Option<DateTime<Utc>>,
+    /// Its price category, if it has one.
+    pub category_id: Option<ID>,
+    /// An accessible place.
+    pub accessible: bool,
 }
 
 impl From<SeatView> for Seat {
@@ -128,6 +154,8 @@ impl From<SeatView> for Seat {
             price_cents: int(s.price_cents),
             status: s.status.into(),
             hold_expires_at: s.hold_expires_at_ms.map(datetime),
+            category_id: s.category_id.map(|id| ID(id.to_string())),
+            accessible: s.accessible,
         }
     }
 }
