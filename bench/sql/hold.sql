@@ -22,8 +22,8 @@ SELECT id, name, venue, starts_at_ms, seq, created_at_ms, status, sales_start_at
 FROM events WHERE id = :event_id LIMIT 1;
 -- the cheap check without locks: a taken seat ends the request here (SEAT_UNAVAILABLE)
 SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
-       CASE WHEN status = 'AVAILABLE'
-              OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint)
+       CASE WHEN NOT blocked AND (status = 'AVAILABLE'
+              OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint))
             THEN 1 ELSE 0 END AS free
 FROM seats WHERE id IN (:seat) \gset c_
 \if :c_free
@@ -31,8 +31,8 @@ BEGIN;
 SET LOCAL lock_timeout = '500ms';
 SET LOCAL statement_timeout = '2500ms';
 SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
-       CASE WHEN status = 'AVAILABLE'
-              OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint)
+       CASE WHEN NOT blocked AND (status = 'AVAILABLE'
+              OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint))
             THEN 1 ELSE 0 END AS free,
        CASE WHEN status = 'HELD' THEN 1 ELSE 0 END AS reclaim
 FROM seats WHERE id IN (:seat) ORDER BY id FOR UPDATE \gset l_
@@ -53,7 +53,7 @@ INSERT INTO hold_seats (hold_id, seat_id, active) VALUES (:hold_id::text, :seat,
 UPDATE seats SET status = 'HELD', hold_id = :hold_id::text,
                  hold_expires_at_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms,
                  booking_id = NULL, version = version + 1
-WHERE id IN (:seat)
+WHERE id IN (:seat) AND blocked = false
   AND (status = 'AVAILABLE'
        OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint));
 UPDATE events SET seq = seq + 1 WHERE id = :event_id

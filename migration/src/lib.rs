@@ -11,6 +11,7 @@ mod m20261202_000006_event_lifecycle;
 mod m20261202_000007_event_limits;
 mod m20261202_000008_hold_extensions;
 mod m20261202_000009_categories;
+mod m20261202_000010_blocked_seats;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_event_limits::Migration),
             Box::new(m20261202_000008_hold_extensions::Migration),
             Box::new(m20261202_000009_categories::Migration),
+            Box::new(m20261202_000010_blocked_seats::Migration),
         ]
     }
 }

@@ -296,7 +296,21 @@ impl BookingService {
             .into_model::<TotalCount>()
             .all(&self.db.conn)
             .await?;
+        // Blocked seats keep their stored claim (AVAILABLE): counted apart.
+        let blocked = seat::Entity::find()
+            .select_only()
+            .column(seat::Column::EventId)
+            .column_as(Expr::col(seat::Column::Id).count(), "n")
+            .filter(seat::Column::EventId.is_in(events.iter().map(|e| e.id)))
+            .filter(seat::Column::Blocked.eq(true))
+            .group_by(seat::Column::EventId)
+            .into_model::<TotalCount>()
+            .all(&self.db.conn)
+            .await?;
         let mut counts: HashMap<(i64, Option<SeatStatus>), i64> = HashMap::new();
+        for row in blocked {
+            counts.insert((row.event_id, Some(SeatStatus::Blocked)), row.n);
+        }
         for row in rows {
             counts.insert((row.event_id, Some(row.status)), row.n);
         }
@@ -313,6 +327,7 @@ impl BookingService {
                     total: get(e.id, None),
                     held: get(e.id, Some(SeatStatus::Held)),
                     booked: get(e.id, Some(SeatStatus::Booked)),
+                    blocked: get(e.id, Some(SeatStatus::Blocked)),
                 };
                 let of_event = categories.remove(&e.id).unwrap_or_default();
                 EventView::of(e, counts, of_event, now)
@@ -333,15 +348,22 @@ impl BookingService {
         let event = self.visible_event(event_id, viewer).await?;
         let now = now_ms();
         let seq = event.seq;
-        let seats = match &self.seat_maps {
-            Some(cache) => cache.seats(&self.db.conn, event_id, seq, now).await?,
-            None => seat::Entity::find()
+        // Admins read the database: they see why seats are blocked, which the cache omits.
+        let seats = match (&self.seat_maps, viewer) {
+            (Some(cache), Viewer::Public) => cache.seats(&self.db.conn, event_id, seq, now).await?,
+            _ => seat::Entity::find()
                 .filter(seat::Column::EventId.eq(event_id))
                 .order_by_asc(seat::Column::Position)
                 .all(&self.db.conn)
                 .await?
                 .iter()
-                .map(|s| SeatView::of(s, now))
+                .map(|s| {
+                    let mut view = SeatView::of(s, now);
+                    if viewer == Viewer::Public {
+                        view.blocked_reason = None;
+                    }
+                    view
+                })
                 .collect(),
         };
         let count = |status: SeatStatus| {
@@ -351,6 +373,7 @@ impl BookingService {
             total: i64::try_from(seats.len()).unwrap_or(i64::MAX),
             held: count(SeatStatus::Held),
             booked: count(SeatStatus::Booked),
+            blocked: count(SeatStatus::Blocked),
         };
         let of_event = categories_of(&self.db.conn, &[event_id])
             .await?

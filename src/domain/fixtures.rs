@@ -21,6 +21,8 @@ pub fn seat(id: i64) -> seat::Model {
         version: 0,
         category_id: None,
         accessible: false,
+        blocked: false,
+        blocked_reason: None,
     }
 }
 

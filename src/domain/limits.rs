@@ -9,6 +9,10 @@ pub const EVENT_NAME_MAX_CHARS: usize = 200;
 pub const SECTION_NAME_MAX_CHARS: usize = 100;
 /// Longest category colour (a CSS colour such as `#1e90ff`), in characters.
 pub const COLOR_MAX_CHARS: usize = 32;
+/// Most seats one `blockSeats` or `unblockSeats` names.
+pub const MAX_SEATS_PER_BLOCK: usize = 1_000;
+/// Longest reason an organizer gives for blocking seats, in characters.
+pub const BLOCKED_REASON_MAX_CHARS: usize = 200;
 /// Longest row label, in characters.
 pub const ROW_LABEL_MAX_CHARS: usize = 50;
 /// Most seats one event may have.

@@ -16,6 +16,8 @@ pub struct SeatView {
     pub hold_expires_at_ms: Option<i64>,
     pub category_id: Option<i64>,
     pub accessible: bool,
+    /// Why the organizer blocked it (only for admins' eyes; views for others clear it).
+    pub blocked_reason: Option<String>,
 }
 
 impl SeatView {
@@ -38,6 +40,9 @@ impl SeatView {
                 .flatten(),
             category_id: seat.category_id,
             accessible: seat.accessible,
+            blocked_reason: (status == SeatStatus::Blocked)
+                .then(|| seat.blocked_reason.clone())
+                .flatten(),
         }
     }
 }
@@ -52,6 +57,7 @@ pub struct EventView {
     pub available: i64,
     pub held: i64,
     pub booked: i64,
+    pub blocked: i64,
     pub status: EventStatus,
     pub sales_start_at_ms: Option<i64>,
     pub sales_end_at_ms: Option<i64>,
@@ -77,6 +83,7 @@ pub struct SeatCounts {
     pub total: i64,
     pub held: i64,
     pub booked: i64,
+    pub blocked: i64,
 }
 
 impl EventView {
@@ -95,9 +102,10 @@ impl EventView {
             venue: event.venue,
             starts_at_ms: event.starts_at_ms,
             seat_count: counts.total,
-            available: counts.total - counts.held - counts.booked,
+            available: counts.total - counts.held - counts.booked - counts.blocked,
             held: counts.held,
             booked: counts.booked,
+            blocked: counts.blocked,
             status: event.status,
             sales_start_at_ms: event.sales_start_at_ms,
             sales_end_at_ms: event.sales_end_at_ms,

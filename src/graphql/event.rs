@@ -4,15 +4,15 @@ use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
 
 use super::errors::GqlResultExt;
-use super::types::{Event, EventStatus, SeatMap};
+use super::types::{Event, EventStatus, Seat, SeatMap};
 use super::{booking, caller, checkout};
 use crate::auth::Caller;
 use crate::booking::event_input::{
     EventUpdate, NewCategory, NewEvent, NewRow, NewSection, SaleSettings,
 };
 use crate::booking::events::Viewer;
-use crate::domain::input::{parse_label, parse_numeric_id};
-use crate::domain::limits::SECTION_NAME_MAX_CHARS;
+use crate::domain::input::{SeatIds, parse_label, parse_numeric_id};
+use crate::domain::limits::{MAX_SEATS_PER_BLOCK, SECTION_NAME_MAX_CHARS};
 use crate::domain::sale::BuyerLimits;
 
 /// One row of seats, numbered 1 to `seats`.
@@ -240,4 +240,42 @@ impl EventMutation {
             .gql()?
             .into())
     }
+
+    /// Takes seats off sale (admin only), all or none: each must be AVAILABLE (a held or booked
+    /// seat is SEAT_UNAVAILABLE with its id); an already BLOCKED seat is left as it is.
+    async fn block_seats(
+        &self,
+        ctx: &Context<'_>,
+        event_id: ID,
+        seat_ids: Vec<ID>,
+        reason: Option<String>,
+    ) -> Result<Vec<Seat>> {
+        caller(ctx).admin().gql()?;
+        let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        let seat_ids = seat_list(seat_ids).gql()?;
+        let seats = booking(ctx)
+            .block_seats(event_id, seat_ids, reason)
+            .await
+            .gql()?;
+        Ok(seats.into_iter().map(Into::into).collect())
+    }
+
+    /// Puts BLOCKED seats back on sale (admin only), all or none.
+    async fn unblock_seats(
+        &self,
+        ctx: &Context<'_>,
+        event_id: ID,
+        seat_ids: Vec<ID>,
+    ) -> Result<Vec<Seat>> {
+        caller(ctx).admin().gql()?;
+        let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        let seat_ids = seat_list(seat_ids).gql()?;
+        let seats = booking(ctx).unblock_seats(event_id, seat_ids).await.gql()?;
+        Ok(seats.into_iter().map(Into::into).collect())
+    }
+}
+
+fn seat_list(ids: Vec<ID>) -> Result<SeatIds, crate::error::AppError> {
+    let raw: Vec<String> = ids.into_iter().map(|id| id.0).collect();
+    SeatIds::parse(&raw, MAX_SEATS_PER_BLOCK)
 }

@@ -72,7 +72,10 @@ impl HoldMutation {
 
     /// Holds the best `count` free seats (adjacent in one row when possible, never stranding
     /// a single free seat when another choice does not).
-    #[expect(clippy::too_many_arguments, reason = "one per GraphQL argument of the contract")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one per GraphQL argument of the contract"
+    )]
     async fn hold_best_available(
         &self,
         ctx: &Context<'_>,

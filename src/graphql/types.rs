@@ -22,6 +22,8 @@ pub enum SeatStatus {
     Available,
     Held,
     Booked,
+    /// Taken off sale by the organizer.
+    Blocked,
 }
 
 /// Where a hold is in its life.
@@ -68,6 +70,8 @@ pub struct Event {
     pub available: i32,
     pub held: i32,
     pub booked: i32,
+    /// Seats taken off sale; seatCount = available + held + booked + blocked.
+    pub blocked: i32,
     pub status: EventStatus,
     /// ON_SALE and inside the sales window right now.
     pub on_sale_now: bool,
@@ -115,6 +119,7 @@ impl From<EventView> for Event {
             available: int(e.available),
             held: int(e.held),
             booked: int(e.booked),
+            blocked: int(e.blocked),
             status: e.status.into(),
             on_sale_now: e.on_sale_now,
             sales_start_at: e.sales_start_at_ms.map(datetime),
@@ -142,6 +147,8 @@ pub struct Seat {
     pub category_id: Option<ID>,
     /// An accessible place.
     pub accessible: bool,
+    /// Why the seat is blocked (admins only; null for everyone else).
+    pub blocked_reason: Option<String>,
 }
 
 impl From<SeatView> for Seat {
@@ -156,6 +163,7 @@ impl From<SeatView> for Seat {
             hold_expires_at: s.hold_expires_at_ms.map(datetime),
             category_id: s.category_id.map(|id| ID(id.to_string())),
             accessible: s.accessible,
+            blocked_reason: s.blocked_reason,
         }
     }
 }

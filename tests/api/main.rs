@@ -14,6 +14,7 @@ mod graphiql;
 mod hardening;
 mod hostile;
 mod idempotency;
+mod inventory_blocking;
 mod inventory_categories;
 mod inventory_extend;
 mod inventory_lifecycle;
