@@ -19,6 +19,7 @@ mod inventory_categories;
 mod inventory_extend;
 mod inventory_lifecycle;
 mod inventory_limits;
+mod inventory_upgrade;
 mod live;
 mod payments;
 mod pg_proxy;
