@@ -18,6 +18,9 @@ pub enum AppError {
     BadInput(String),
     #[error("{message}")]
     SeatUnavailable { seat_ids: Vec<i64>, message: String },
+    /// `unblockSeats` of seats that are not blocked.
+    #[error("these seats are not blocked")]
+    NotBlocked { seat_ids: Vec<i64> },
     #[error("the hold expired; hold the seats again")]
     HoldExpired,
     #[error("the hold is {0}, not active")]
@@ -48,7 +51,7 @@ impl AppError {
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
-            Self::BadInput(_) => "BAD_USER_INPUT",
+            Self::BadInput(_) | Self::NotBlocked { .. } => "BAD_USER_INPUT",
             Self::SeatUnavailable { .. } => "SEAT_UNAVAILABLE",
             Self::HoldExpired => "HOLD_EXPIRED",
             Self::HoldNotActive(_) => "HOLD_NOT_ACTIVE",

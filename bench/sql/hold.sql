@@ -17,12 +17,13 @@
 \set hold_id random(1, 9000000000000000000)
 
 -- the event: is it visible to the caller and on sale now (else NOT_FOUND / NOT_ON_SALE)?
-SELECT id, name, venue, starts_at_ms, seq, created_at_ms, status, sales_start_at_ms, sales_end_at_ms
+SELECT id, name, venue, starts_at_ms, seq, created_at_ms, status, sales_start_at_ms, sales_end_at_ms,
+       max_seats_per_order, max_seats_per_buyer, max_hold_extensions
 FROM events WHERE id = :event_id LIMIT 1;
 -- the cheap check without locks: a taken seat ends the request here (SEAT_UNAVAILABLE)
 SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
-       CASE WHEN status = 'AVAILABLE'
-              OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint)
+       CASE WHEN NOT blocked AND (status = 'AVAILABLE'
+              OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint))
             THEN 1 ELSE 0 END AS free
 FROM seats WHERE id IN (:seat) \gset c_
 \if :c_free
@@ -30,8 +31,8 @@ BEGIN;
 SET LOCAL lock_timeout = '500ms';
 SET LOCAL statement_timeout = '2500ms';
 SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
-       CASE WHEN status = 'AVAILABLE'
-              OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint)
+       CASE WHEN NOT blocked AND (status = 'AVAILABLE'
+              OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint))
             THEN 1 ELSE 0 END AS free,
        CASE WHEN status = 'HELD' THEN 1 ELSE 0 END AS reclaim
 FROM seats WHERE id IN (:seat) ORDER BY id FOR UPDATE \gset l_
@@ -40,11 +41,11 @@ FROM seats WHERE id IN (:seat) ORDER BY id FOR UPDATE \gset l_
 SELECT count(*) AS num_items FROM holds
 WHERE user_id = 'pgbench-' || :client_id::text AND event_id = :event_id AND status = 'ACTIVE'
   AND expires_at_ms > (extract(epoch from clock_timestamp()) * 1000)::bigint;
-INSERT INTO holds (id, event_id, user_id, status, expires_at_ms, total_cents, created_at_ms, updated_at_ms)
+INSERT INTO holds (id, event_id, user_id, status, expires_at_ms, total_cents, created_at_ms, updated_at_ms, extensions_used)
 VALUES (:hold_id::text, :event_id, 'pgbench-' || :client_id::text, 'ACTIVE',
         (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms, 5000,
         (extract(epoch from clock_timestamp()) * 1000)::bigint,
-        (extract(epoch from clock_timestamp()) * 1000)::bigint);
+        (extract(epoch from clock_timestamp()) * 1000)::bigint, 0);
 \if :l_reclaim
 UPDATE hold_seats SET active = false WHERE seat_id IN (:seat) AND active = true;
 \endif
@@ -52,11 +53,12 @@ INSERT INTO hold_seats (hold_id, seat_id, active) VALUES (:hold_id::text, :seat,
 UPDATE seats SET status = 'HELD', hold_id = :hold_id::text,
                  hold_expires_at_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms,
                  booking_id = NULL, version = version + 1
-WHERE id IN (:seat)
+WHERE id IN (:seat) AND blocked = false
   AND (status = 'AVAILABLE'
        OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint));
 UPDATE events SET seq = seq + 1 WHERE id = :event_id
-RETURNING id, name, venue, starts_at_ms, seq, created_at_ms, status, sales_start_at_ms, sales_end_at_ms \gset e_
+RETURNING id, name, venue, starts_at_ms, seq, created_at_ms, status, sales_start_at_ms, sales_end_at_ms,
+          max_seats_per_order, max_seats_per_buyer, max_hold_extensions \gset e_
 INSERT INTO seat_changes (event_id, seq, seat_id, status, hold_expires_at_ms, created_at_ms)
 VALUES (:event_id, :e_seq, :seat, 'HELD',
         (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms,

@@ -22,6 +22,8 @@ pub struct Model {
     pub max_seats_per_order: Option<i32>,
     /// Most seats and places across one buyer's active holds and confirmed bookings.
     pub max_seats_per_buyer: Option<i32>,
+    /// How often `extendHold` may be used on one hold.
+    pub max_hold_extensions: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,8 @@ pub struct Model {
     pub total_cents: i64,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// How often `extendHold` has moved this hold's expiry.
+    pub extensions_used: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 
 pub mod booking;
 pub mod booking_seat;
+pub mod category;
 pub mod checkout;
 pub mod deployment;
 pub mod event;

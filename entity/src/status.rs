@@ -18,6 +18,10 @@ pub enum SeatStatus {
     Held,
     #[sea_orm(string_value = "BOOKED")]
     Booked,
+    /// Taken off sale by the organizer: in seat changes and views; a seat row keeps it in its
+    /// `blocked` flag instead.
+    #[sea_orm(string_value = "BLOCKED")]
+    Blocked,
 }
 
 /// What a hold row stores. An `Active` hold past its expiry is expired before the sweeper

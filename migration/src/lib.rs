@@ -9,6 +9,9 @@ mod m20261121_000004_checkouts;
 mod m20261121_000005_deployment;
 mod m20261202_000006_event_lifecycle;
 mod m20261202_000007_event_limits;
+mod m20261202_000008_hold_extensions;
+mod m20261202_000009_categories;
+mod m20261202_000010_blocked_seats;
 
 pub struct Migrator;
 
@@ -23,6 +26,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000005_deployment::Migration),
             Box::new(m20261202_000006_event_lifecycle::Migration),
             Box::new(m20261202_000007_event_limits::Migration),
+            Box::new(m20261202_000008_hold_extensions::Migration),
+            Box::new(m20261202_000009_categories::Migration),
+            Box::new(m20261202_000010_blocked_seats::Migration),
         ]
     }
 }

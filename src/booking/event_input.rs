@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use crate::domain::input::parse_label;
 use crate::domain::limits::{
-    EVENT_NAME_MAX_CHARS, LATEST_INSTANT_MS, MAX_PRICE_CENTS, MAX_SEATS_PER_EVENT,
-    MAX_SEATS_PER_ROW, ROW_LABEL_MAX_CHARS, SECTION_NAME_MAX_CHARS,
+    COLOR_MAX_CHARS, EVENT_NAME_MAX_CHARS, LATEST_INSTANT_MS, MAX_HOLD_EXTENSIONS, MAX_PRICE_CENTS,
+    MAX_SEATS_PER_EVENT, MAX_SEATS_PER_ROW, ROW_LABEL_MAX_CHARS, SECTION_NAME_MAX_CHARS,
 };
 use crate::domain::sale::BuyerLimits;
 use crate::domain::status::EventStatus;
@@ -22,14 +22,24 @@ pub struct NewEvent {
     pub sections: Vec<NewSection>,
     pub sale: SaleSettings,
     pub limits: BuyerLimits,
+    pub categories: Vec<NewCategory>,
 }
 
-/// An event's status and sales window.
+/// A price category; rows name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCategory {
+    pub name: String,
+    pub price_cents: i32,
+    pub color: Option<String>,
+}
+
+/// An event's status, sales window and how often a hold may be extended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SaleSettings {
     pub status: EventStatus,
     pub sales_start_at_ms: Option<i64>,
     pub sales_end_at_ms: Option<i64>,
+    pub max_hold_extensions: i32,
 }
 
 impl Default for SaleSettings {
@@ -38,6 +48,7 @@ impl Default for SaleSettings {
             status: EventStatus::OnSale,
             sales_start_at_ms: None,
             sales_end_at_ms: None,
+            max_hold_extensions: 1,
         }
     }
 }
@@ -53,6 +64,7 @@ pub struct EventUpdate {
     pub sales_end_at_ms: Option<Option<i64>>,
     pub max_seats_per_order: Option<Option<i32>>,
     pub max_seats_per_buyer: Option<Option<i32>>,
+    pub max_hold_extensions: Option<i32>,
 }
 
 impl EventUpdate {
@@ -80,10 +92,63 @@ impl EventUpdate {
         if let Some(limit) = self.max_seats_per_buyer {
             next.max_seats_per_buyer = limit;
         }
+        if let Some(allowed) = self.max_hold_extensions {
+            next.max_hold_extensions = check_extensions(allowed)?;
+        }
         check_window(next.sales_start_at_ms, next.sales_end_at_ms)?;
         check_limits(BuyerLimits::of(&next))?;
         Ok(next)
     }
+}
+
+/// Category names are unique labels, prices in range, colours short labels.
+fn check_categories(categories: Vec<NewCategory>) -> Result<Vec<NewCategory>, AppError> {
+    let mut names = HashSet::new();
+    categories
+        .into_iter()
+        .map(|c| {
+            let name = parse_label(&c.name, "category name", SECTION_NAME_MAX_CHARS)?;
+            if !names.insert(name.clone()) {
+                return Err(AppError::BadInput(format!(
+                    "category {name:?} appears twice"
+                )));
+            }
+            if !(0..=MAX_PRICE_CENTS).contains(&c.price_cents) {
+                return Err(AppError::BadInput(format!(
+                    "priceCents must be between 0 and {MAX_PRICE_CENTS}"
+                )));
+            }
+            let color = c
+                .color
+                .map(|color| parse_label(&color, "color", COLOR_MAX_CHARS))
+                .transpose()?;
+            Ok(NewCategory {
+                name,
+                price_cents: c.price_cents,
+                color,
+            })
+        })
+        .collect()
+}
+
+/// The row's category (an index into `categories`) and its seats' price.
+fn row_price(row: &NewRow, categories: &[NewCategory]) -> Result<(Option<usize>, i64), AppError> {
+    let Some(name) = &row.category else {
+        return Ok((None, i64::from(row.price_cents)));
+    };
+    let name = name.trim();
+    let index = categories
+        .iter()
+        .position(|c| c.name == name)
+        .ok_or_else(|| AppError::BadInput(format!("there is no category {name:?}")))?;
+    let price = categories[index].price_cents;
+    if row.price_cents != 0 && row.price_cents != price {
+        return Err(AppError::BadInput(format!(
+            "row {:?} of category {name:?} must have priceCents 0 or {price}",
+            row.label
+        )));
+    }
+    Ok((Some(index), i64::from(price)))
 }
 
 fn check_instant(ms: i64, field: &str) -> Result<i64, AppError> {
@@ -107,6 +172,16 @@ fn check_limits(limits: BuyerLimits) -> Result<(), AppError> {
         }
     }
     Ok(())
+}
+
+fn check_extensions(allowed: i32) -> Result<i32, AppError> {
+    if (0..=MAX_HOLD_EXTENSIONS).contains(&allowed) {
+        Ok(allowed)
+    } else {
+        Err(AppError::BadInput(format!(
+            "maxHoldExtensions must be between 0 and {MAX_HOLD_EXTENSIONS}"
+        )))
+    }
 }
 
 /// Both ends, where given, are valid instants and the window is not empty.
@@ -136,6 +211,10 @@ pub struct NewRow {
     pub label: String,
     pub seats: i32,
     pub price_cents: i32,
+    /// A category name: the row's seats take its price (`price_cents` must be 0 or that).
+    pub category: Option<String>,
+    /// Numbers of the row's accessible seats.
+    pub accessible: Vec<i32>,
 }
 
 /// One seat of a checked event, in layout order.
@@ -145,6 +224,9 @@ pub struct NewSeat {
     pub row: String,
     pub number: i32,
     pub price_cents: i64,
+    /// Index into the event's categories.
+    pub category: Option<usize>,
+    pub accessible: bool,
 }
 
 /// A new event whose every field has been checked.
@@ -156,6 +238,7 @@ pub struct ValidEvent {
     pub seats: Vec<NewSeat>,
     pub sale: SaleSettings,
     pub limits: BuyerLimits,
+    pub categories: Vec<NewCategory>,
 }
 
 impl NewEvent {
@@ -164,8 +247,10 @@ impl NewEvent {
         check_instant(self.starts_at_ms, "startsAt")?;
         check_window(self.sale.sales_start_at_ms, self.sale.sales_end_at_ms)?;
         check_limits(self.limits)?;
+        check_extensions(self.sale.max_hold_extensions)?;
         let name = parse_label(&self.name, "name", EVENT_NAME_MAX_CHARS)?;
         let venue = parse_label(&self.venue, "venue", EVENT_NAME_MAX_CHARS)?;
+        let categories = check_categories(self.categories)?;
         if self.sections.is_empty() {
             return Err(AppError::BadInput(
                 "an event needs at least one section".into(),
@@ -203,12 +288,24 @@ impl NewEvent {
                         "priceCents must be between 0 and {MAX_PRICE_CENTS}"
                     )));
                 }
+                let (category, price_cents) = row_price(&row, &categories)?;
+                if let Some(n) = row
+                    .accessible
+                    .iter()
+                    .find(|n| !(1..=row.seats).contains(*n))
+                {
+                    return Err(AppError::BadInput(format!(
+                        "row {label:?} has no seat {n} to mark accessible"
+                    )));
+                }
                 for number in 1..=row.seats {
                     seats.push(NewSeat {
                         section: section_name.clone(),
                         row: label.clone(),
                         number,
-                        price_cents: i64::from(row.price_cents),
+                        price_cents,
+                        category,
+                        accessible: row.accessible.contains(&number),
                     });
                 }
                 if seats.len() > MAX_SEATS_PER_EVENT {
@@ -225,6 +322,7 @@ impl NewEvent {
             seats,
             sale: self.sale,
             limits: self.limits,
+            categories,
         })
     }
 }
@@ -238,6 +336,8 @@ mod tests {
             label: label.into(),
             seats,
             price_cents,
+            category: None,
+            accessible: Vec::new(),
         }
     }
 
@@ -249,6 +349,7 @@ mod tests {
             sections,
             sale: SaleSettings::default(),
             limits: BuyerLimits::default(),
+            categories: Vec::new(),
         }
     }
 
@@ -366,6 +467,7 @@ mod tests {
             sales_end_at_ms: Some(200),
             max_seats_per_order: None,
             max_seats_per_buyer: Some(4),
+            max_hold_extensions: 1,
         }
     }
 
@@ -410,5 +512,69 @@ mod tests {
             ..EventUpdate::default()
         };
         assert!(matches!(zero.apply(stored()), Err(AppError::BadInput(_))));
+    }
+
+    fn category(name: &str, price_cents: i32) -> NewCategory {
+        NewCategory {
+            name: name.into(),
+            price_cents,
+            color: Some("#c00".into()),
+        }
+    }
+
+    #[test]
+    fn a_row_of_a_category_takes_its_price_and_marks_accessible_seats() {
+        let mut input = event(vec![section(
+            "S",
+            vec![
+                NewRow {
+                    category: Some("Gold".into()),
+                    accessible: vec![2],
+                    ..row("A", 2, 0)
+                },
+                row("B", 1, 300),
+            ],
+        )]);
+        input.categories = vec![category("Gold", 900)];
+        let valid = input.validate().expect("valid");
+        let seats: Vec<(i64, Option<usize>, bool)> = valid
+            .seats
+            .iter()
+            .map(|s| (s.price_cents, s.category, s.accessible))
+            .collect();
+        assert_eq!(
+            seats,
+            vec![
+                (900, Some(0), false),
+                (900, Some(0), true),
+                (300, None, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn categories_must_be_named_once_and_priced_consistently() {
+        let mut input = event(vec![section(
+            "S",
+            vec![NewRow {
+                category: Some("Gold".into()),
+                ..row("A", 1, 500)
+            }],
+        )]);
+        input.categories = vec![category("Gold", 900)];
+        assert!(refused(input.clone()).contains("priceCents 0 or 900"));
+        input.categories = vec![category("Silver", 900)];
+        assert!(refused(input.clone()).contains("no category"));
+        input.categories = vec![category("Gold", 500), category("Gold", 500)];
+        assert!(refused(input.clone()).contains("twice"));
+        let mut accessible = event(vec![section(
+            "S",
+            vec![NewRow {
+                accessible: vec![3],
+                ..row("A", 2, 0)
+            }],
+        )]);
+        accessible.categories = Vec::new();
+        assert!(refused(accessible).contains("no seat 3"));
     }
 }

@@ -19,9 +19,9 @@ use crate::domain::clock::now_ms;
 use crate::domain::limits::SEAT_INSERT_CHUNK;
 use crate::domain::sale::status_change_allowed;
 use crate::domain::status::{EventStatus, SeatStatus};
-use crate::domain::views::{EventView, SeatCounts, SeatMapView, SeatView};
+use crate::domain::views::{CategoryView, EventView, SeatCounts, SeatMapView, SeatView};
 use crate::error::AppError;
-use entity::{event, seat};
+use entity::{category, event, seat};
 
 /// Who is looking at events: DRAFT events are shown to admins only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +49,32 @@ struct TotalCount {
     n: i64,
 }
 
+fn ids_of(events: &[event::Model]) -> Vec<i64> {
+    events.iter().map(|e| e.id).collect()
+}
+
+/// The categories of each of these events, in creation order.
+async fn categories_of<C: ConnectionTrait>(
+    conn: &C,
+    event_ids: &[i64],
+) -> Result<HashMap<i64, Vec<CategoryView>>, AppError> {
+    let mut by_event: HashMap<i64, Vec<CategoryView>> = HashMap::new();
+    for c in category::Entity::find()
+        .filter(category::Column::EventId.is_in(event_ids.to_vec()))
+        .order_by_asc(category::Column::Id)
+        .all(conn)
+        .await?
+    {
+        by_event.entry(c.event_id).or_default().push(CategoryView {
+            id: c.id,
+            name: c.name,
+            price_cents: c.price_cents,
+            color: c.color,
+        });
+    }
+    Ok(by_event)
+}
+
 impl BookingService {
     /// Creates an event and all its seats in one transaction.
     #[instrument(skip_all, fields(event.name = %input.name), err)]
@@ -67,10 +93,24 @@ impl BookingService {
             sales_end_at_ms: Set(valid.sale.sales_end_at_ms),
             max_seats_per_order: Set(valid.limits.per_order),
             max_seats_per_buyer: Set(valid.limits.per_buyer),
+            max_hold_extensions: Set(valid.sale.max_hold_extensions),
             ..Default::default()
         })
         .exec_with_returning(&tx.txn)
         .await?;
+        let mut category_ids = Vec::with_capacity(valid.categories.len());
+        for c in valid.categories {
+            let inserted = category::Entity::insert(category::ActiveModel {
+                event_id: Set(created.id),
+                name: Set(c.name),
+                price_cents: Set(i64::from(c.price_cents)),
+                color: Set(c.color),
+                ..Default::default()
+            })
+            .exec(&tx.txn)
+            .await?;
+            category_ids.push(inserted.last_insert_id);
+        }
         let rows: Vec<seat::ActiveModel> = valid
             .seats
             .into_iter()
@@ -87,6 +127,8 @@ impl BookingService {
                 hold_expires_at_ms: Set(None),
                 booking_id: Set(None),
                 version: Set(0),
+                category_id: Set(s.category.and_then(|i| category_ids.get(i).copied())),
+                accessible: Set(s.accessible),
                 ..Default::default()
             })
             .collect();
@@ -165,6 +207,7 @@ impl BookingService {
                     sales_end_at_ms: Set(updated.sales_end_at_ms),
                     max_seats_per_order: Set(updated.max_seats_per_order),
                     max_seats_per_buyer: Set(updated.max_seats_per_buyer),
+                    max_hold_extensions: Set(updated.max_hold_extensions),
                     ..Default::default()
                 }
                 .update(txn)
@@ -253,7 +296,21 @@ impl BookingService {
             .into_model::<TotalCount>()
             .all(&self.db.conn)
             .await?;
+        // Blocked seats keep their stored claim (AVAILABLE): counted apart.
+        let blocked = seat::Entity::find()
+            .select_only()
+            .column(seat::Column::EventId)
+            .column_as(Expr::col(seat::Column::Id).count(), "n")
+            .filter(seat::Column::EventId.is_in(events.iter().map(|e| e.id)))
+            .filter(seat::Column::Blocked.eq(true))
+            .group_by(seat::Column::EventId)
+            .into_model::<TotalCount>()
+            .all(&self.db.conn)
+            .await?;
         let mut counts: HashMap<(i64, Option<SeatStatus>), i64> = HashMap::new();
+        for row in blocked {
+            counts.insert((row.event_id, Some(SeatStatus::Blocked)), row.n);
+        }
         for row in rows {
             counts.insert((row.event_id, Some(row.status)), row.n);
         }
@@ -262,6 +319,7 @@ impl BookingService {
         }
         let get =
             |id: i64, status: Option<SeatStatus>| counts.get(&(id, status)).copied().unwrap_or(0);
+        let mut categories = categories_of(&self.db.conn, &ids_of(&events)).await?;
         Ok(events
             .into_iter()
             .map(|e| {
@@ -269,8 +327,10 @@ impl BookingService {
                     total: get(e.id, None),
                     held: get(e.id, Some(SeatStatus::Held)),
                     booked: get(e.id, Some(SeatStatus::Booked)),
+                    blocked: get(e.id, Some(SeatStatus::Blocked)),
                 };
-                EventView::of(e, counts, now)
+                let of_event = categories.remove(&e.id).unwrap_or_default();
+                EventView::of(e, counts, of_event, now)
             })
             .collect())
     }
@@ -288,15 +348,22 @@ impl BookingService {
         let event = self.visible_event(event_id, viewer).await?;
         let now = now_ms();
         let seq = event.seq;
-        let seats = match &self.seat_maps {
-            Some(cache) => cache.seats(&self.db.conn, event_id, seq, now).await?,
-            None => seat::Entity::find()
+        // Admins read the database: they see why seats are blocked, which the cache omits.
+        let seats = match (&self.seat_maps, viewer) {
+            (Some(cache), Viewer::Public) => cache.seats(&self.db.conn, event_id, seq, now).await?,
+            _ => seat::Entity::find()
                 .filter(seat::Column::EventId.eq(event_id))
                 .order_by_asc(seat::Column::Position)
                 .all(&self.db.conn)
                 .await?
                 .iter()
-                .map(|s| SeatView::of(s, now))
+                .map(|s| {
+                    let mut view = SeatView::of(s, now);
+                    if viewer == Viewer::Public {
+                        view.blocked_reason = None;
+                    }
+                    view
+                })
                 .collect(),
         };
         let count = |status: SeatStatus| {
@@ -306,8 +373,13 @@ impl BookingService {
             total: i64::try_from(seats.len()).unwrap_or(i64::MAX),
             held: count(SeatStatus::Held),
             booked: count(SeatStatus::Booked),
+            blocked: count(SeatStatus::Blocked),
         };
-        let event = EventView::of(event, counts, now);
+        let of_event = categories_of(&self.db.conn, &[event_id])
+            .await?
+            .remove(&event_id)
+            .unwrap_or_default();
+        let event = EventView::of(event, counts, of_event, now);
         let seats = match section {
             Some(name) => seats.into_iter().filter(|s| s.section == name).collect(),
             None => seats,

@@ -23,14 +23,31 @@ use crate::auth::User;
 use crate::db::RowLock;
 use crate::domain::clock::{millis, now_ms};
 use crate::domain::input::{IdempotencyKey, SeatCount, SeatIds};
-use crate::domain::limits::MY_LIST_LIMIT;
-use crate::domain::sale::{BuyerLimits, SaleWindow};
+use crate::domain::limits::{MAX_HOLD_LIFETIME, MY_LIST_LIMIT};
+use crate::domain::sale::{BuyerLimits, Extension, SaleWindow};
 use crate::domain::seat_change::{PendingChange, SeatChange};
 use crate::domain::status::{BookingStatus, HoldStatus, SeatStatus, seat_status_at};
 use crate::domain::views::{HoldView, SeatView};
 use crate::error::AppError;
 use crate::realtime::log;
-use entity::{booking, booking_seat, event, hold, hold_seat, seat};
+use entity::{booking, booking_seat, category, event, hold, hold_seat, seat};
+
+/// Which seats `holdBestAvailable` may choose.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeatFilter {
+    pub section: Option<String>,
+    pub category_id: Option<i64>,
+    /// `Some(true)`: accessible seats only; `Some(false)`: others only; `None`: any.
+    pub accessible: Option<bool>,
+}
+
+impl SeatFilter {
+    /// Whether a seat of the chosen section passes the category and accessibility filters.
+    fn admits(&self, seat: &seat::Model) -> bool {
+        self.category_id.is_none_or(|c| seat.category_id == Some(c))
+            && self.accessible.is_none_or(|a| seat.accessible == a)
+    }
+}
 
 /// How many adjacent blocks `holdBestAvailable` tries to lock before it takes any free seats.
 const BLOCKS_TRIED: usize = 5;
@@ -110,7 +127,7 @@ impl BookingService {
         user: &User,
         event_id: i64,
         count: SeatCount,
-        section: Option<String>,
+        filter: SeatFilter,
         key: Option<IdempotencyKey>,
         admission: Admission<'_>,
     ) -> Result<HoldView, AppError> {
@@ -123,6 +140,18 @@ impl BookingService {
         BuyerLimits::of(&event)
             .check_order(count.get())
             .map_err(AppError::limit_exceeded)?;
+        if let Some(category_id) = filter.category_id {
+            let of_event = category::Entity::find_by_id(category_id)
+                .one(&self.db.conn)
+                .await?
+                .is_some_and(|c| c.event_id == event_id);
+            if !of_event {
+                return Err(AppError::BadInput(format!(
+                    "event {event_id} has no category {category_id}"
+                )));
+            }
+        }
+        let section = filter.section.clone();
         if let Some(name) = &section {
             let exists = seat::Entity::find()
                 .filter(seat::Column::EventId.eq(event_id))
@@ -141,15 +170,17 @@ impl BookingService {
         let outcome = self
             .db
             .retry(|| async {
-                let candidates = self
+                // Every free seat of the section, so that neighbours outside the filter count.
+                let free = self
                     .claimable_seats(&self.db.conn, event_id, section.as_deref(), None)
                     .await?;
-                if candidates.len() < count {
-                    return Err(only_available(candidates.len()));
+                let eligible = free.iter().filter(|s| filter.admits(s)).count();
+                if eligible < count {
+                    return Err(only_available(eligible));
                 }
                 let tx = self.db.begin_write().await?;
                 let mut chosen = None;
-                for block in adjacent_blocks(&candidates, count)
+                for block in adjacent_blocks(&free, count, |s| filter.admits(s))
                     .into_iter()
                     .take(BLOCKS_TRIED)
                 {
@@ -175,7 +206,12 @@ impl BookingService {
                     Some(locked) => locked,
                     None => {
                         let locked = self
-                            .claimable_seats(&tx.txn, event_id, section.as_deref(), Some(count))
+                            .claimable_seats(
+                                &tx.txn,
+                                event_id,
+                                section.as_deref(),
+                                Some((count, &filter)),
+                            )
                             .await?;
                         if locked.len() < count {
                             return Err(only_available(locked.len()));
@@ -213,6 +249,79 @@ impl BookingService {
         self.bus.publish(published).await;
         tracing::info!(hold.id = %hold_id, "hold released");
         views::hold(&self.db.conn, hold_id).await
+    }
+
+    /// Keeps the caller's active hold longer: its expiry moves by the hold TTL, at most the
+    /// event's `maxHoldExtensions` times and never beyond two hours from its creation.
+    #[instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id), err(level = "debug"))]
+    pub async fn extend_hold(
+        &self,
+        user: &User,
+        hold_id: &str,
+        key: Option<IdempotencyKey>,
+    ) -> Result<HoldView, AppError> {
+        let op = Operation::ExtendHold;
+        if let Some(view) = self.replay_hold(user, op, key.as_ref()).await? {
+            return Ok(view);
+        }
+        let stored = views::owned_hold(&self.db.conn, user, hold_id).await?;
+        let outcome = async {
+            ensure_active(&stored, now_ms())?;
+            self.open_event(user, stored.event_id).await?;
+            let _slot = self.admit_mutation()?;
+            let key = key.as_ref();
+            self.db
+                .write(|txn| async move {
+                    let txn = &*txn;
+                    let (current, locked) = self.lock_hold(txn, hold_id).await?;
+                    ensure_active(&current, now_ms())?;
+                    let allowed = event::Entity::find_by_id(current.event_id)
+                        .select_only()
+                        .column(event::Column::MaxHoldExtensions)
+                        .into_tuple::<i32>()
+                        .one(txn)
+                        .await?
+                        .unwrap_or(0);
+                    let expires_at_ms = Extension {
+                        expires_at_ms: current.expires_at_ms,
+                        created_at_ms: current.created_at_ms,
+                        used: current.extensions_used,
+                        allowed,
+                    }
+                    .next_expiry(millis(self.settings.hold_ttl), millis(MAX_HOLD_LIFETIME))
+                    .map_err(AppError::limit_exceeded)?;
+                    let counted = hold::Entity::update_many()
+                        .col_expr(
+                            hold::Column::ExtensionsUsed,
+                            Expr::value(current.extensions_used + 1),
+                        )
+                        .filter(hold::Column::Id.eq(hold_id))
+                        .filter(hold::Column::ExtensionsUsed.eq(current.extensions_used))
+                        .exec(txn)
+                        .await?;
+                    if counted.rows_affected != 1 {
+                        return Err(AppError::HoldNotActive("being changed by another request"));
+                    }
+                    let published = self
+                        .extend_hold_in(txn, &current, &locked, expires_at_ms)
+                        .await?;
+                    idempotency::record_if(txn, &user.id, op, key, hold_id).await?;
+                    Ok(published)
+                })
+                .await
+        }
+        .await;
+        match outcome {
+            Ok(published) => {
+                self.bus.publish(published).await;
+                tracing::info!(hold.id = %hold_id, "hold extended");
+                views::hold(&self.db.conn, hold_id).await
+            }
+            Err(err) => match self.replay_hold(user, op, key.as_ref()).await {
+                Ok(Some(view)) => Ok(view),
+                _ => Err(err),
+            },
+        }
     }
 
     /// The caller's hold, `None` if it does not exist, `FORBIDDEN` if it is someone else's.
@@ -367,14 +476,14 @@ impl BookingService {
         log::append(txn, current.event_id, pending).await
     }
 
-    /// Free seats of an event in best-first order (price, then layout). With `lock_count`,
-    /// locks that many of them, skipping rows others have locked.
+    /// Free seats of an event in best-first order (price, then layout). With `lock`, locks
+    /// that many of them that `filter` admits, skipping rows others have locked.
     async fn claimable_seats<C: ConnectionTrait>(
         &self,
         conn: &C,
         event_id: i64,
         section: Option<&str>,
-        lock_count: Option<usize>,
+        lock: Option<(usize, &SeatFilter)>,
     ) -> Result<Vec<seat::Model>, AppError> {
         let mut query = seat::Entity::find()
             .filter(seat::Column::EventId.eq(event_id))
@@ -382,6 +491,19 @@ impl BookingService {
         if let Some(section) = section {
             query = query.filter(seat::Column::Section.eq(section));
         }
+        let lock_count = lock.map(|(n, filter)| {
+            if let Some(category_id) = filter.category_id {
+                query = query
+                    .clone()
+                    .filter(seat::Column::CategoryId.eq(category_id));
+            }
+            if let Some(accessible) = filter.accessible {
+                query = query
+                    .clone()
+                    .filter(seat::Column::Accessible.eq(accessible));
+            }
+            n
+        });
         query = query
             .order_by_desc(seat::Column::PriceCents)
             .order_by_asc(seat::Column::Position);
@@ -438,6 +560,7 @@ impl BookingService {
             total_cents: Set(total_cents),
             created_at_ms: Set(now),
             updated_at_ms: Set(now),
+            extensions_used: Set(0),
         })
         .exec_without_returning(txn)
         .await?;
@@ -510,6 +633,8 @@ impl BookingService {
             status: HoldStatus::Active,
             expires_at_ms: expires,
             total_cents,
+            created_at_ms: now,
+            extensions_left: event.max_hold_extensions.max(0),
         };
         Ok((view, published))
     }

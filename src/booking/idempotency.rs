@@ -16,6 +16,7 @@ pub enum Operation {
     ConfirmHold,
     StartCheckout,
     RequestSeats,
+    ExtendHold,
 }
 
 impl Operation {
@@ -26,6 +27,7 @@ impl Operation {
             Self::ConfirmHold => "confirmHold",
             Self::StartCheckout => "startCheckout",
             Self::RequestSeats => "requestSeats",
+            Self::ExtendHold => "extendHold",
         }
     }
 }

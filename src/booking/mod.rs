@@ -4,6 +4,7 @@
 
 pub mod admission;
 mod best_available;
+pub mod blocking;
 pub mod bookings;
 pub mod event_input;
 pub mod events;

@@ -10,16 +10,18 @@ use crate::domain::status::{HoldStatus, SeatStatus, hold_status_at, seat_status_
 use crate::error::AppError;
 use entity::{hold, seat};
 
-/// Seats a new hold may take at `now`, as a query condition: free, or held by a hold that
-/// has run out.
+/// Seats a new hold may take at `now`, as a query condition: not blocked, and free or held
+/// by a hold that has run out.
 pub(crate) fn claimable(now: i64) -> Condition {
-    Condition::any()
-        .add(seat::Column::Status.eq(SeatStatus::Available))
-        .add(
-            Condition::all()
-                .add(seat::Column::Status.eq(SeatStatus::Held))
-                .add(seat::Column::HoldExpiresAtMs.lte(now)),
-        )
+    Condition::all().add(seat::Column::Blocked.eq(false)).add(
+        Condition::any()
+            .add(seat::Column::Status.eq(SeatStatus::Available))
+            .add(
+                Condition::all()
+                    .add(seat::Column::Status.eq(SeatStatus::Held))
+                    .add(seat::Column::HoldExpiresAtMs.lte(now)),
+            ),
+    )
 }
 
 /// All requested seats exist, belong to the event and are claimable at `now`.
@@ -90,6 +92,18 @@ mod tests {
         let seats = [booked, held_seat(2, 51), seat(3)];
         match check_requested(&seats, &[1, 2, 3], 1, 50) {
             Err(AppError::SeatUnavailable { seat_ids, .. }) => assert_eq!(seat_ids, vec![1, 2]),
+            other => panic!("expected SEAT_UNAVAILABLE, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn blocked_seats_are_taken() {
+        let blocked = seat::Model {
+            blocked: true,
+            ..seat(1)
+        };
+        match check_requested(&[blocked, seat(2)], &[1, 2], 1, 0) {
+            Err(AppError::SeatUnavailable { seat_ids, .. }) => assert_eq!(seat_ids, vec![1]),
             other => panic!("expected SEAT_UNAVAILABLE, got {other:?}"),
         }
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::domain::status::{SeatStatus, live_seat_status};
+use crate::domain::status::{SeatStatus, live_seat_status, stored_seat_status};
 use crate::domain::views::SeatView;
 use crate::error::AppError;
 use crate::realtime::{SeatChange, SeatChangeBus, log};
@@ -28,6 +28,8 @@ struct SeatInfo {
     row: String,
     number: i32,
     price_cents: i64,
+    category_id: Option<i64>,
+    accessible: bool,
 }
 
 /// One event's map at `seq`.
@@ -123,6 +125,10 @@ impl SeatMapCache {
                     price_cents: info.price_cents,
                     status: live,
                     hold_expires_at_ms: (live == SeatStatus::Held).then_some(*expires).flatten(),
+                    category_id: info.category_id,
+                    accessible: info.accessible,
+                    // Reasons change without a seq of their own; admins read them uncached.
+                    blocked_reason: None,
                 }
             })
             .collect())
@@ -143,7 +149,7 @@ impl SeatMapCache {
         let index = rows.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
         let state = rows
             .iter()
-            .map(|s| (s.status, s.hold_expires_at_ms))
+            .map(|s| (stored_seat_status(s), s.hold_expires_at_ms))
             .collect();
         let info = rows
             .into_iter()
@@ -153,6 +159,8 @@ impl SeatMapCache {
                 row: s.row_label,
                 number: s.number,
                 price_cents: s.price_cents,
+                category_id: s.category_id,
+                accessible: s.accessible,
             })
             .collect();
         // Rows read after `seq` may already include later changes; replaying those again on

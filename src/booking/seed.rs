@@ -15,6 +15,8 @@ fn rows(labels: &str, seats: i32, price_cents: i32) -> Vec<NewRow> {
             label: label.to_string(),
             seats,
             price_cents,
+            category: None,
+            accessible: Vec::new(),
         })
         .collect()
 }
@@ -41,6 +43,7 @@ pub fn demo_event() -> NewEvent {
         ],
         sale: SaleSettings::default(),
         limits: BuyerLimits::default(),
+        categories: Vec::new(),
     }
 }
 

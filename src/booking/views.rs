@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::auth::User;
 use crate::domain::clock::now_ms;
+use crate::domain::sale::Extension;
 use crate::domain::status::hold_status_at;
 use crate::domain::views::{BookingView, HoldView, SeatView};
 use crate::error::AppError;
-use entity::{booking, booking_seat, hold, hold_seat, seat};
+use entity::{booking, booking_seat, event, hold, hold_seat, seat};
 
 /// The seats of each owner (a hold or a booking) from `(owner id, seat id)` links, as they
 /// show at `now`, in link order.
@@ -59,16 +60,34 @@ pub async fn holds<C: ConnectionTrait>(
         .collect();
     let now = now_ms();
     let mut seats = seats_by_owner(conn, links, now).await?;
+    let allowed: HashMap<i64, i32> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Id)
+        .column(event::Column::MaxHoldExtensions)
+        .filter(event::Column::Id.is_in(holds.iter().map(|h| h.event_id)))
+        .into_tuple::<(i64, i32)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
     Ok(holds
         .into_iter()
         .map(|h| HoldView {
             seats: seats.remove(&h.id).unwrap_or_default(),
             status: hold_status_at(&h, now),
+            extensions_left: Extension {
+                expires_at_ms: h.expires_at_ms,
+                created_at_ms: h.created_at_ms,
+                used: h.extensions_used,
+                allowed: allowed.get(&h.event_id).copied().unwrap_or(0),
+            }
+            .left(),
             id: h.id,
             event_id: h.event_id,
             user_id: h.user_id,
             expires_at_ms: h.expires_at_ms,
             total_cents: h.total_cents,
+            created_at_ms: h.created_at_ms,
         })
         .collect())
 }

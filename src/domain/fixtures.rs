@@ -19,6 +19,10 @@ pub fn seat(id: i64) -> seat::Model {
         hold_expires_at_ms: None,
         booking_id: None,
         version: 0,
+        category_id: None,
+        accessible: false,
+        blocked: false,
+        blocked_reason: None,
     }
 }
 
@@ -43,5 +47,6 @@ pub fn hold(status: HoldStatus, expires_at_ms: i64) -> hold::Model {
         total_cents: 0,
         created_at_ms: 0,
         updated_at_ms: 0,
+        extensions_used: 0,
     }
 }

@@ -7,6 +7,12 @@ use std::time::Duration;
 pub const EVENT_NAME_MAX_CHARS: usize = 200;
 /// Longest section name, in characters (also what `section:` arguments may be).
 pub const SECTION_NAME_MAX_CHARS: usize = 100;
+/// Longest category colour (a CSS colour such as `#1e90ff`), in characters.
+pub const COLOR_MAX_CHARS: usize = 32;
+/// Most seats one `blockSeats` or `unblockSeats` names.
+pub const MAX_SEATS_PER_BLOCK: usize = 1_000;
+/// Longest reason an organizer gives for blocking seats, in characters.
+pub const BLOCKED_REASON_MAX_CHARS: usize = 200;
 /// Longest row label, in characters.
 pub const ROW_LABEL_MAX_CHARS: usize = 50;
 /// Most seats one event may have.
@@ -22,6 +28,11 @@ pub const LATEST_INSTANT_MS: i64 = 253_402_300_799_999;
 pub const IDEMPOTENCY_KEY_MAX_BYTES: usize = 200;
 /// Longest user id (`sub` claim), in bytes.
 pub const USER_ID_MAX_BYTES: usize = 200;
+
+/// Longest a hold may last from its creation, however often it is extended.
+pub const MAX_HOLD_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
+/// Most extensions an event may allow per hold.
+pub const MAX_HOLD_EXTENSIONS: i32 = 100;
 
 /// Most rows a "my holds" or "my bookings" list returns.
 pub const MY_LIST_LIMIT: u64 = 500;

@@ -134,10 +134,77 @@ impl BuyerLimits {
     }
 }
 
+/// Where one hold stands for `extendHold`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extension {
+    pub expires_at_ms: i64,
+    pub created_at_ms: i64,
+    pub used: i32,
+    /// The event's `maxHoldExtensions`.
+    pub allowed: i32,
+}
+
+impl Extension {
+    /// The new expiry: `min(expires + ttl, created + lifetime)`. `LIMIT_EXCEEDED` when no
+    /// extension is left or the new expiry would gain nothing.
+    pub fn next_expiry(&self, ttl_ms: i64, lifetime_ms: i64) -> Result<i64, OverLimit> {
+        let over = OverLimit {
+            kind: LimitKind::Extensions,
+            limit: i64::from(self.allowed),
+        };
+        if self.used >= self.allowed {
+            return Err(over);
+        }
+        let next = self
+            .expires_at_ms
+            .saturating_add(ttl_ms)
+            .min(self.created_at_ms.saturating_add(lifetime_ms));
+        if next > self.expires_at_ms {
+            Ok(next)
+        } else {
+            Err(over)
+        }
+    }
+
+    /// Extensions still possible (never negative).
+    pub fn left(&self) -> i32 {
+        (self.allowed - self.used).max(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use EventStatus::{Cancelled, Closed, Draft, OnSale, Paused};
+
+    #[test]
+    fn an_extension_adds_the_ttl_up_to_the_lifetime_and_is_counted() {
+        let hold = Extension {
+            expires_at_ms: 600,
+            created_at_ms: 0,
+            used: 0,
+            allowed: 2,
+        };
+        assert_eq!(hold.next_expiry(600, 7_200), Ok(1_200));
+        assert_eq!(hold.left(), 2);
+        // Capped at creation + lifetime.
+        assert_eq!(hold.next_expiry(600, 1_000), Ok(1_000));
+        // Nothing to gain once the cap is reached.
+        let capped = Extension {
+            expires_at_ms: 1_000,
+            ..hold
+        };
+        let over = Err(OverLimit {
+            kind: LimitKind::Extensions,
+            limit: 2,
+        });
+        assert_eq!(capped.next_expiry(600, 1_000), over);
+        // None left.
+        let spent = Extension { used: 2, ..hold };
+        assert_eq!(spent.next_expiry(600, 7_200), over);
+        assert_eq!(spent.left(), 0);
+        assert_eq!(Extension { used: 5, ..hold }.left(), 0);
+    }
 
     #[test]
     fn limits_allow_up_to_their_value() {

@@ -39,6 +39,15 @@ impl PendingChange {
         }
     }
 
+    /// The organizer took the seat off sale.
+    pub fn blocked(seat_id: i64) -> Self {
+        Self {
+            seat_id,
+            status: SeatStatus::Blocked,
+            hold_expires_at_ms: None,
+        }
+    }
+
     /// The seat is booked.
     pub fn booked(seat_id: i64) -> Self {
         Self {

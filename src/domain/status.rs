@@ -17,9 +17,18 @@ pub fn live_seat_status(
     }
 }
 
-/// What a stored seat shows at `now`.
+/// What a stored seat shows at `now`: BLOCKED while the organizer has it off sale.
 pub fn seat_status_at(seat: &entity::seat::Model, now: i64) -> SeatStatus {
-    live_seat_status(seat.status, seat.hold_expires_at_ms, now)
+    live_seat_status(stored_seat_status(seat), seat.hold_expires_at_ms, now)
+}
+
+/// The stored claim status, with the `blocked` flag read as BLOCKED.
+pub fn stored_seat_status(seat: &entity::seat::Model) -> SeatStatus {
+    if seat.blocked {
+        SeatStatus::Blocked
+    } else {
+        seat.status
+    }
 }
 
 /// What a stored hold shows at `now`: an active hold past its expiry is expired.
@@ -55,6 +64,19 @@ mod tests {
         );
         assert_eq!(
             live_seat_status(SeatStatus::Available, Some(99), 0),
+            SeatStatus::Available
+        );
+    }
+
+    #[test]
+    fn a_blocked_seat_shows_blocked() {
+        let blocked = entity::seat::Model {
+            blocked: true,
+            ..crate::domain::fixtures::seat(1)
+        };
+        assert_eq!(seat_status_at(&blocked, 0), SeatStatus::Blocked);
+        assert_eq!(
+            seat_status_at(&crate::domain::fixtures::seat(1), 0),
             SeatStatus::Available
         );
     }

@@ -14,6 +14,10 @@ pub struct SeatView {
     pub price_cents: i64,
     pub status: SeatStatus,
     pub hold_expires_at_ms: Option<i64>,
+    pub category_id: Option<i64>,
+    pub accessible: bool,
+    /// Why the organizer blocked it (only for admins' eyes; views for others clear it).
+    pub blocked_reason: Option<String>,
 }
 
 impl SeatView {
@@ -34,6 +38,11 @@ impl SeatView {
             hold_expires_at_ms: (status == SeatStatus::Held)
                 .then_some(seat.hold_expires_at_ms)
                 .flatten(),
+            category_id: seat.category_id,
+            accessible: seat.accessible,
+            blocked_reason: (status == SeatStatus::Blocked)
+                .then(|| seat.blocked_reason.clone())
+                .flatten(),
         }
     }
 }
@@ -48,12 +57,24 @@ pub struct EventView {
     pub available: i64,
     pub held: i64,
     pub booked: i64,
+    pub blocked: i64,
     pub status: EventStatus,
     pub sales_start_at_ms: Option<i64>,
     pub sales_end_at_ms: Option<i64>,
     /// ON_SALE and inside the sales window at the moment of the view.
     pub on_sale_now: bool,
     pub limits: BuyerLimits,
+    pub max_hold_extensions: i32,
+    pub categories: Vec<CategoryView>,
+}
+
+/// A price category of an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CategoryView {
+    pub id: i64,
+    pub name: String,
+    pub price_cents: i64,
+    pub color: Option<String>,
 }
 
 /// How many of an event's seats show each status at one moment.
@@ -62,11 +83,17 @@ pub struct SeatCounts {
     pub total: i64,
     pub held: i64,
     pub booked: i64,
+    pub blocked: i64,
 }
 
 impl EventView {
     /// The stored event with its seat counts, as it shows at `now`.
-    pub fn of(event: entity::event::Model, counts: SeatCounts, now: i64) -> Self {
+    pub fn of(
+        event: entity::event::Model,
+        counts: SeatCounts,
+        categories: Vec<CategoryView>,
+        now: i64,
+    ) -> Self {
         let window = SaleWindow::of(&event);
         let limits = BuyerLimits::of(&event);
         Self {
@@ -75,14 +102,17 @@ impl EventView {
             venue: event.venue,
             starts_at_ms: event.starts_at_ms,
             seat_count: counts.total,
-            available: counts.total - counts.held - counts.booked,
+            available: counts.total - counts.held - counts.booked - counts.blocked,
             held: counts.held,
             booked: counts.booked,
+            blocked: counts.blocked,
             status: event.status,
             sales_start_at_ms: event.sales_start_at_ms,
             sales_end_at_ms: event.sales_end_at_ms,
             on_sale_now: window.on_sale_at(now),
             limits,
+            max_hold_extensions: event.max_hold_extensions,
+            categories,
         }
     }
 }
@@ -103,6 +133,8 @@ pub struct HoldView {
     pub status: HoldStatus,
     pub expires_at_ms: i64,
     pub total_cents: i64,
+    pub created_at_ms: i64,
+    pub extensions_left: i32,
 }
 
 #[derive(Clone, Debug)]

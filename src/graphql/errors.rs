@@ -19,7 +19,7 @@ impl ErrorExtensions for AppError {
         async_graphql::Error::new(message).extend_with(|_, ext| {
             ext.set("code", self.code());
             match self {
-                Self::SeatUnavailable { seat_ids, .. } => {
+                Self::SeatUnavailable { seat_ids, .. } | Self::NotBlocked { seat_ids } => {
                     let ids: Vec<String> = seat_ids.iter().map(i64::to_string).collect();
                     ext.set("seatIds", ids);
                 }

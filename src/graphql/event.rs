@@ -4,13 +4,15 @@ use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
 
 use super::errors::GqlResultExt;
-use super::types::{Event, EventStatus, SeatMap};
+use super::types::{Event, EventStatus, Seat, SeatMap};
 use super::{booking, caller, checkout};
 use crate::auth::Caller;
-use crate::booking::event_input::{EventUpdate, NewEvent, NewRow, NewSection, SaleSettings};
+use crate::booking::event_input::{
+    EventUpdate, NewCategory, NewEvent, NewRow, NewSection, SaleSettings,
+};
 use crate::booking::events::Viewer;
-use crate::domain::input::{parse_label, parse_numeric_id};
-use crate::domain::limits::SECTION_NAME_MAX_CHARS;
+use crate::domain::input::{SeatIds, parse_label, parse_numeric_id};
+use crate::domain::limits::{MAX_SEATS_PER_BLOCK, SECTION_NAME_MAX_CHARS};
 use crate::domain::sale::BuyerLimits;
 
 /// One row of seats, numbered 1 to `seats`.
@@ -19,6 +21,20 @@ pub struct RowInput {
     pub label: String,
     pub seats: i32,
     pub price_cents: i32,
+    /// A category name of the event: the seats take its price (`priceCents` must then be 0
+    /// or the category's price).
+    pub category: Option<String>,
+    /// Numbers of the row's accessible seats.
+    pub accessible: Option<Vec<i32>>,
+}
+
+/// A price category of a new event.
+#[derive(InputObject)]
+pub struct CategoryInput {
+    pub name: String,
+    pub price_cents: i32,
+    /// A display colour, such as `#1e90ff`.
+    pub color: Option<String>,
 }
 
 /// A named section of rows.
@@ -35,6 +51,8 @@ pub struct CreateEventInput {
     pub venue: String,
     pub starts_at: DateTime<Utc>,
     pub sections: Vec<SectionInput>,
+    /// Price categories that rows may name.
+    pub categories: Option<Vec<CategoryInput>>,
     /// ON_SALE unless given.
     pub status: Option<EventStatus>,
     /// When sales open (inclusive).
@@ -45,6 +63,8 @@ pub struct CreateEventInput {
     pub max_seats_per_order: Option<i32>,
     /// Most seats and places per buyer across active holds and confirmed bookings.
     pub max_seats_per_buyer: Option<i32>,
+    /// How often `extendHold` may be used on one hold (1 unless given).
+    pub max_hold_extensions: Option<i32>,
 }
 
 /// Changes to an event: a field left out stays as it is; an explicit null clears a limit or a
@@ -58,6 +78,7 @@ pub struct UpdateEventInput {
     pub sales_end_at: MaybeUndefined<DateTime<Utc>>,
     pub max_seats_per_order: MaybeUndefined<i32>,
     pub max_seats_per_buyer: MaybeUndefined<i32>,
+    pub max_hold_extensions: Option<i32>,
 }
 
 /// A field that may be left out (unchanged) or null (cleared).
@@ -146,6 +167,8 @@ impl EventMutation {
                             label: r.label,
                             seats: r.seats,
                             price_cents: r.price_cents,
+                            category: r.category,
+                            accessible: r.accessible.unwrap_or_default(),
                         })
                         .collect(),
                 })
@@ -156,11 +179,24 @@ impl EventMutation {
                     .map_or_else(|| SaleSettings::default().status, Into::into),
                 sales_start_at_ms: input.sales_start_at.map(millis),
                 sales_end_at_ms: input.sales_end_at.map(millis),
+                max_hold_extensions: input
+                    .max_hold_extensions
+                    .unwrap_or(SaleSettings::default().max_hold_extensions),
             },
             limits: BuyerLimits {
                 per_order: input.max_seats_per_order,
                 per_buyer: input.max_seats_per_buyer,
             },
+            categories: input
+                .categories
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| NewCategory {
+                    name: c.name,
+                    price_cents: c.price_cents,
+                    color: c.color,
+                })
+                .collect(),
         };
         Ok(booking(ctx).create_event(input).await.gql()?.into())
     }
@@ -182,6 +218,7 @@ impl EventMutation {
             sales_end_at_ms: patch(input.sales_end_at, millis),
             max_seats_per_order: patch(input.max_seats_per_order, |v| v),
             max_seats_per_buyer: patch(input.max_seats_per_buyer, |v| v),
+            max_hold_extensions: input.max_hold_extensions,
         };
         Ok(booking(ctx).update_event(id, change).await.gql()?.into())
     }
@@ -203,4 +240,42 @@ impl EventMutation {
             .gql()?
             .into())
     }
+
+    /// Takes seats off sale (admin only), all or none: each must be AVAILABLE (a held or booked
+    /// seat is SEAT_UNAVAILABLE with its id); an already BLOCKED seat is left as it is.
+    async fn block_seats(
+        &self,
+        ctx: &Context<'_>,
+        event_id: ID,
+        seat_ids: Vec<ID>,
+        reason: Option<String>,
+    ) -> Result<Vec<Seat>> {
+        caller(ctx).admin().gql()?;
+        let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        let seat_ids = seat_list(seat_ids).gql()?;
+        let seats = booking(ctx)
+            .block_seats(event_id, seat_ids, reason)
+            .await
+            .gql()?;
+        Ok(seats.into_iter().map(Into::into).collect())
+    }
+
+    /// Puts BLOCKED seats back on sale (admin only), all or none.
+    async fn unblock_seats(
+        &self,
+        ctx: &Context<'_>,
+        event_id: ID,
+        seat_ids: Vec<ID>,
+    ) -> Result<Vec<Seat>> {
+        caller(ctx).admin().gql()?;
+        let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        let seat_ids = seat_list(seat_ids).gql()?;
+        let seats = booking(ctx).unblock_seats(event_id, seat_ids).await.gql()?;
+        Ok(seats.into_iter().map(Into::into).collect())
+    }
+}
+
+fn seat_list(ids: Vec<ID>) -> Result<SeatIds, crate::error::AppError> {
+    let raw: Vec<String> = ids.into_iter().map(|id| id.0).collect();
+    SeatIds::parse(&raw, MAX_SEATS_PER_BLOCK)
 }

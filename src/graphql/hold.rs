@@ -7,6 +7,7 @@ use super::queue::admission;
 use super::types::{Hold, HoldStatus};
 use super::{booking, user};
 use crate::booking::admission::Admission;
+use crate::booking::holds::SeatFilter;
 use crate::domain::input::{
     IdempotencyKey, SeatCount, SeatIds, parse_label, parse_numeric_id, parse_uuid_id,
 };
@@ -69,7 +70,12 @@ impl HoldMutation {
             .into())
     }
 
-    /// Holds the best `count` free seats (adjacent in one row when possible).
+    /// Holds the best `count` free seats (adjacent in one row when possible, never stranding
+    /// a single free seat when another choice does not).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one per GraphQL argument of the contract"
+    )]
     async fn hold_best_available(
         &self,
         ctx: &Context<'_>,
@@ -77,6 +83,9 @@ impl HoldMutation {
         count: i32,
         section: Option<String>,
         idempotency_key: Option<String>,
+        #[graphql(desc = "only seats of this price category")] category: Option<ID>,
+        #[graphql(desc = "true: accessible seats only; false: others only; null: any")]
+        accessible: Option<bool>,
     ) -> Result<Hold> {
         let user = user(ctx).gql()?;
         let svc = booking(ctx);
@@ -87,15 +96,41 @@ impl HoldMutation {
             .transpose()
             .gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
+        let filter = SeatFilter {
+            section,
+            category_id: category
+                .map(|id| parse_numeric_id(&id, "category"))
+                .transpose()
+                .gql()?,
+            accessible,
+        };
         Ok(svc
             .hold_best_available(
                 user,
                 event_id,
                 count,
-                section,
+                filter,
                 key,
                 Admission::Direct(admission(ctx)),
             )
+            .await
+            .gql()?
+            .into())
+    }
+
+    /// Keeps your active hold longer: its expiry moves by the hold TTL, at most the event's
+    /// `maxHoldExtensions` times and never past two hours from its creation (LIMIT_EXCEEDED).
+    async fn extend_hold(
+        &self,
+        ctx: &Context<'_>,
+        hold_id: ID,
+        idempotency_key: Option<String>,
+    ) -> Result<Hold> {
+        let user = user(ctx).gql()?;
+        let hold_id = parse_uuid_id(&hold_id, "hold").gql()?;
+        let key = IdempotencyKey::parse(idempotency_key).gql()?;
+        Ok(booking(ctx)
+            .extend_hold(user, &hold_id, key)
             .await
             .gql()?
             .into())

@@ -4,7 +4,7 @@ use async_graphql::{Enum, ID, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::domain::seat_change::SeatChange as DomainSeatChange;
-use crate::domain::views::{BookingView, EventView, HoldView, SeatMapView, SeatView};
+use crate::domain::views::{BookingView, CategoryView, EventView, HoldView, SeatMapView, SeatView};
 
 pub fn datetime(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
@@ -22,6 +22,8 @@ pub enum SeatStatus {
     Available,
     Held,
     Booked,
+    /// Taken off sale by the organizer.
+    Blocked,
 }
 
 /// Where a hold is in its life.
@@ -68,6 +70,8 @@ pub struct Event {
     pub available: i32,
     pub held: i32,
     pub booked: i32,
+    /// Seats taken off sale; seatCount = available + held + booked + blocked.
+    pub blocked: i32,
     pub status: EventStatus,
     /// ON_SALE and inside the sales window right now.
     pub on_sale_now: bool,
@@ -79,6 +83,29 @@ pub struct Event {
     pub max_seats_per_order: Option<i32>,
     /// Most seats and places in one buyer's active holds and confirmed bookings of this event.
     pub max_seats_per_buyer: Option<i32>,
+    /// How often `extendHold` may be used on one hold.
+    pub max_hold_extensions: i32,
+    pub categories: Vec<Category>,
+}
+
+/// A price category: seats of a category cost its price.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Category {
+    pub id: ID,
+    pub name: String,
+    pub price_cents: i32,
+    pub color: Option<String>,
+}
+
+impl From<CategoryView> for Category {
+    fn from(c: CategoryView) -> Self {
+        Self {
+            id: ID(c.id.to_string()),
+            name: c.name,
+            price_cents: int(c.price_cents),
+            color: c.color,
+        }
+    }
 }
 
 impl From<EventView> for Event {
@@ -92,12 +119,15 @@ impl From<EventView> for Event {
             available: int(e.available),
             held: int(e.held),
             booked: int(e.booked),
+            blocked: int(e.blocked),
             status: e.status.into(),
             on_sale_now: e.on_sale_now,
             sales_start_at: e.sales_start_at_ms.map(datetime),
             sales_end_at: e.sales_end_at_ms.map(datetime),
             max_seats_per_order: e.limits.per_order,
             max_seats_per_buyer: e.limits.per_buyer,
+            max_hold_extensions: e.max_hold_extensions,
+            categories: e.categories.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -113,6 +143,12 @@ pub struct Seat {
     pub status: SeatStatus,
     /// When the hold on this seat runs out; set while HELD.
     pub hold_expires_at: Option<DateTime<Utc>>,
+    /// Its price category, if it has one.
+    pub category_id: Option<ID>,
+    /// An accessible place.
+    pub accessible: bool,
+    /// Why the seat is blocked (admins only; null for everyone else).
+    pub blocked_reason: Option<String>,
 }
 
 impl From<SeatView> for Seat {
@@ -125,6 +161,9 @@ impl From<SeatView> for Seat {
             price_cents: int(s.price_cents),
             status: s.status.into(),
             hold_expires_at: s.hold_expires_at_ms.map(datetime),
+            category_id: s.category_id.map(|id| ID(id.to_string())),
+            accessible: s.accessible,
+            blocked_reason: s.blocked_reason,
         }
     }
 }
@@ -157,6 +196,11 @@ pub struct Hold {
     pub status: HoldStatus,
     pub expires_at: DateTime<Utc>,
     pub total_cents: i32,
+    /// Who holds it.
+    pub user_id: String,
+    /// How often `extendHold` may still be used on it.
+    pub extensions_left: i32,
+    pub created_at: DateTime<Utc>,
 }
 
 impl From<HoldView> for Hold {
@@ -168,6 +212,9 @@ impl From<HoldView> for Hold {
             status: h.status.into(),
             expires_at: datetime(h.expires_at_ms),
             total_cents: int(h.total_cents),
+            user_id: h.user_id,
+            extensions_left: h.extensions_left,
+            created_at: datetime(h.created_at_ms),
         }
     }
 }

@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::helpers::*;
+use crate::payments::{
+    COMPLETE, bookings, held_and_started, intent_status, pay, payments, stripe_base,
+};
 use crate::ws::{Protocol, Subscription};
 
 const CREATE: &str = "mutation($input: CreateEventInput!) { createEvent(input: $input) { id status onSaleNow salesStartAt salesEndAt } }";
@@ -434,3 +437,65 @@ both_backends!(
         app.stop().await;
     }
 );
+
+async fn refunded(app: &TestApp, token: &str, booking_id: &str) -> bool {
+    bookings(app, token)
+        .await
+        .iter()
+        .any(|b| b["id"] == booking_id && b["status"] == "REFUNDED")
+}
+
+/// Pays for one seat of a new event; returns (event id, booking id, payment intent id).
+async fn paid_booking(app: &TestApp, token: &str) -> (String, String, String) {
+    let (event_id, _, hold_id, _, intent) = held_and_started(app, token).await;
+    assert_eq!(pay(&app.client, &intent, "pm_card_visa").await, 200);
+    let body = app.gql(Some(token), COMPLETE, json!({"h": hold_id})).await;
+    let booking_id = id_of(&body, "completeCheckout");
+    wait_until("captured", Duration::from_secs(12), || async {
+        intent_status(&app.client, &intent).await == "succeeded"
+    })
+    .await;
+    (event_id, booking_id, intent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_an_event_refunds_paid_bookings_also_after_a_crash() {
+    use sea_orm::{ConnectionTrait, Database};
+    let app = TestApp::spawn_with(Backend::Postgres, payments(&stripe_base())).await;
+    let alice = app.token("alice");
+    let (event_id, booking_id, _) = paid_booking(&app, &alice).await;
+    let body = set_status(&app, &event_id, "CANCELLED").await;
+    assert_eq!(data(&body, "setEventStatus")["status"], "CANCELLED");
+    wait_until("refunded", Duration::from_secs(12), || {
+        refunded(&app, &alice, &booking_id)
+    })
+    .await;
+    // Again: nothing more happens, the booking stays refunded once.
+    let body = set_status(&app, &event_id, "CANCELLED").await;
+    assert_eq!(data(&body, "setEventStatus")["status"], "CANCELLED");
+    assert!(refunded(&app, &alice, &booking_id).await);
+
+    // A second event whose cancellation is cut short right after CANCELLED committed,
+    // with the server down: the restarted server refunds its paid booking.
+    let bob = app.token("bob");
+    let (event_id, booking_id, _) = paid_booking(&app, &bob).await;
+    let url = app.database_url.clone();
+    app.stop().await;
+    let conn = Database::connect(url.as_str()).await.expect("connect");
+    conn.execute_unprepared(&format!(
+        "UPDATE events SET status = 'CANCELLED' WHERE id = {event_id}"
+    ))
+    .await
+    .expect("cancelled behind the server's back");
+    let _ = conn.close().await;
+    let restarted = TestApp::spawn_on(&url, payments(&stripe_base())).await;
+    wait_until(
+        "refunded after the restart",
+        Duration::from_secs(12),
+        || refunded(&restarted, &bob, &booking_id),
+    )
+    .await;
+    let statuses = restarted.seat_statuses(&event_id).await;
+    assert!(statuses.values().all(|s| s == "AVAILABLE"), "{statuses:?}");
+    restarted.stop().await;
+}

@@ -16,15 +16,15 @@ use crate::helpers::*;
 const STRIPE_KEY: &str = "sk_test_onsale_payments";
 const WEBHOOK_SECRET: &str = "whsec_onsale_payments_test";
 
-const START: &str = "mutation($h: ID!, $k: String) { startCheckout(holdId: $h, idempotencyKey: $k) { holdId paymentIntentId clientSecret amountCents currency } }";
-const COMPLETE: &str = "mutation($h: ID!) { completeCheckout(holdId: $h) { id status holdId totalCents paymentIntentId seats { id status } } }";
+pub(crate) const START: &str = "mutation($h: ID!, $k: String) { startCheckout(holdId: $h, idempotencyKey: $k) { holdId paymentIntentId clientSecret amountCents currency } }";
+pub(crate) const COMPLETE: &str = "mutation($h: ID!) { completeCheckout(holdId: $h) { id status holdId totalCents paymentIntentId seats { id status } } }";
 
-fn stripe_base() -> String {
+pub(crate) fn stripe_base() -> String {
     std::env::var("TEST_STRIPE_API_BASE")
         .expect("TEST_STRIPE_API_BASE is not set: run the tests with ./scripts/test.sh, which starts localstripe")
 }
 
-fn payments(api_base: &str) -> Options {
+pub(crate) fn payments(api_base: &str) -> Options {
     Options::default()
         .set("STRIPE_SECRET_KEY", STRIPE_KEY)
         .set("STRIPE_API_BASE", api_base)
@@ -33,7 +33,7 @@ fn payments(api_base: &str) -> Options {
 }
 
 /// The card step, done straight against the Stripe server as Stripe.js would.
-async fn pay(client: &reqwest::Client, intent: &str, method: &str) -> u16 {
+pub(crate) async fn pay(client: &reqwest::Client, intent: &str, method: &str) -> u16 {
     let base = stripe_base();
     let set = client
         .post(format!("{base}/v1/payment_intents/{intent}"))
@@ -57,7 +57,7 @@ async fn pay(client: &reqwest::Client, intent: &str, method: &str) -> u16 {
         .as_u16()
 }
 
-async fn intent_status(client: &reqwest::Client, intent: &str) -> String {
+pub(crate) async fn intent_status(client: &reqwest::Client, intent: &str) -> String {
     let body: Value = client
         .get(format!("{}/v1/payment_intents/{intent}", stripe_base()))
         .bearer_auth(STRIPE_KEY)
@@ -85,7 +85,7 @@ async fn wait_for_intent(client: &reqwest::Client, intent: &str, status: &str) {
 
 /// Holds one seat and starts its checkout; returns (event, seats, hold id, checkout,
 /// payment intent id).
-async fn held_and_started(
+pub(crate) async fn held_and_started(
     app: &TestApp,
     token: &str,
 ) -> (String, Vec<String>, String, Value, String) {
@@ -103,7 +103,7 @@ async fn held_and_started(
     (event_id, seats, hold_id, checkout, intent)
 }
 
-async fn bookings(app: &TestApp, token: &str) -> Vec<Value> {
+pub(crate) async fn bookings(app: &TestApp, token: &str) -> Vec<Value> {
     let body = app
         .gql(
             Some(token),

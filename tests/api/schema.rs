@@ -71,6 +71,31 @@ fn shape(doc: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     out
 }
 
+/// Whether a field the schema offers as `found` serves clients written against `wanted`: the
+/// same type, every argument of the contract with its type, and any further argument optional
+/// (adding an optional argument breaks no client).
+fn offers(found: &str, wanted: &str) -> bool {
+    fn split(shape: &str) -> (&str, Vec<&str>) {
+        match shape.split_once('(') {
+            Some((ty, args)) => (
+                ty,
+                args.trim_end_matches(')')
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .collect(),
+            ),
+            None => (shape, Vec::new()),
+        }
+    }
+    let (found_ty, found_args) = split(found);
+    let (wanted_ty, wanted_args) = split(wanted);
+    found_ty == wanted_ty
+        && wanted_args.iter().all(|a| found_args.contains(a))
+        && found_args
+            .iter()
+            .all(|a| wanted_args.contains(a) || !a.ends_with('!'))
+}
+
 /// What of `want` the schema lacks or offers with another type, one line each.
 fn missing_from_schema(want: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<String> {
     let have = shape(&onsale::graphql::sdl());
@@ -78,7 +103,7 @@ fn missing_from_schema(want: &BTreeMap<String, BTreeMap<String, String>>) -> Vec
     for (type_name, fields) in want {
         for (field, ty) in fields {
             match have.get(type_name).and_then(|f| f.get(field)) {
-                Some(found) if found == ty => {}
+                Some(found) if offers(found, ty) => {}
                 Some(found) => missing.push(format!(
                     "{type_name}.{field}: contract {ty}, schema {found}"
                 )),

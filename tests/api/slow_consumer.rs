@@ -43,11 +43,14 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
                         label: format!("R{r}"),
                         seats: 100,
                         price_cents: 100,
+                        category: None,
+                        accessible: Vec::new(),
                     })
                     .collect(),
             }],
             sale: SaleSettings::default(),
             limits: BuyerLimits::default(),
+            categories: Vec::new(),
         })
         .await
         .expect("event");

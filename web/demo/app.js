@@ -50,7 +50,7 @@ const state = {
   grid: [],
   /** The seq of the last change applied to `seats`. */
   lastSeq: 0,
-  counts: { AVAILABLE: 0, HELD: 0, BOOKED: 0 },
+  counts: { AVAILABLE: 0, HELD: 0, BOOKED: 0, BLOCKED: 0 },
   selected: new Set(),
   /** The buyer's current hold: { id, seatIds: Set, expiresAt (ms), totalCents }. */
   hold: null,
@@ -447,7 +447,7 @@ async function loadMap() {
   if (generation !== state.generation) return;
   const { event, seats, seq } = data.seatMap;
   state.lastSeq = seq;
-  state.counts = { AVAILABLE: 0, HELD: 0, BOOKED: 0 };
+  state.counts = { AVAILABLE: 0, HELD: 0, BOOKED: 0, BLOCKED: 0 };
   for (const seat of seats) state.counts[seat.status] += 1;
   $('event-info').textContent =
     `${event.venue} · ${clock.format(new Date(event.startsAt))} · ${event.seatCount} seats`;
@@ -563,7 +563,7 @@ function drawMap(event, seats) {
   $('map').replaceChildren(root);
 }
 
-const STATUS_WORDS = { AVAILABLE: 'available', HELD: 'held', BOOKED: 'booked' };
+const STATUS_WORDS = { AVAILABLE: 'available', HELD: 'held', BOOKED: 'booked', BLOCKED: 'not for sale' };
 
 function drawSeat(seat) {
   const mine = seat.status === 'HELD' && Boolean(state.hold?.seatIds.has(seat.id));
@@ -583,6 +583,7 @@ function drawSeat(seat) {
   else if (mine) glyph = '★';
   else if (seat.status === 'HELD') glyph = 'H';
   else if (seat.status === 'BOOKED') glyph = '✕';
+  else if (seat.status === 'BLOCKED') glyph = '—';
   el.lastChild.textContent = glyph;
 }
 
@@ -590,6 +591,7 @@ function showCounts() {
   $('count-available').textContent = state.counts.AVAILABLE;
   $('count-held').textContent = state.counts.HELD;
   $('count-booked').textContent = state.counts.BOOKED;
+  $('count-blocked').textContent = state.counts.BLOCKED;
 }
 
 function onSeatClick(event) {
