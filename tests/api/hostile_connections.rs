@@ -387,3 +387,35 @@ async fn subscriptions_per_socket_and_sockets_per_address_are_capped() {
     assert_answering(&app).await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
+    let app = spawn().await;
+    let mut stream = TcpStream::connect(addr(&app)).await.expect("connect");
+    let body = r#"{"query":"{ __typename }"}"#;
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nHost: onsale\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for round in 0..2 {
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains(r#"{"data":{"__typename":"Query"}}"#) {
+            let n = tokio::time::timeout(SLACK, stream.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: no answer"))
+                .expect("read");
+            assert!(
+                n > 0,
+                "round {round}: closed: {:?}",
+                String::from_utf8_lossy(&answer)
+            );
+            answer.extend_from_slice(&buf[..n]);
+        }
+        assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+        // Idle between requests for longer than the header timeout: the point of the test.
+        tokio::time::sleep(Duration::from_millis(TIMEOUT_MS * 3)).await;
+    }
+    app.stop().await;
+}
