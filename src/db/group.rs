@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::{Notify, watch};
@@ -28,7 +28,7 @@ pub const MAX_BATCH_MEMBERS: usize = 64;
 /// The open batch of each event, per process.
 #[derive(Default)]
 pub struct Groups {
-    open: Mutex<HashMap<i64, Arc<Batch>>>,
+    events: Mutex<HashMap<i64, EventBatches>>,
 }
 
 /// How a batch ended, as its members see it.
@@ -45,11 +45,29 @@ enum Outcome {
 struct Batch {
     /// The batch's transaction, begun by the first member to take its turn; the turn is this
     /// lock (tokio's mutex is fair: first come, first served).
-    turn: tokio::sync::Mutex<Option<WriteTx>>,
+    turn: tokio::sync::Mutex<Turn>,
     joined: AtomicUsize,
     finished: AtomicUsize,
     changed: Notify,
     outcome: watch::Sender<Option<Outcome>>,
+}
+
+#[derive(Default)]
+struct Turn {
+    tx: Option<WriteTx>,
+    /// The event's batch before this one, until it has ended: this one begins after it, so
+    /// the batches of one process never queue on the event's row lock.
+    previous: Option<Arc<Batch>>,
+    /// Why the transaction could not be begun; later members fail fast with it (and try
+    /// again in a new batch).
+    failed: Option<String>,
+}
+
+/// The event's open batch, and the latest one (it may be committing).
+#[derive(Default)]
+struct EventBatches {
+    open: Option<Arc<Batch>>,
+    latest: std::sync::Weak<Batch>,
 }
 
 /// Marks a member finished when it is done or dropped.
@@ -65,41 +83,60 @@ impl Drop for Membership {
 impl Groups {
     /// Joins the event's open batch, or opens one (and starts its committer).
     fn join(&self, db: &Db, event_id: i64) -> Membership {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(batch) = open.get(&event_id)
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let batches = events.entry(event_id).or_default();
+        if let Some(batch) = &batches.open
             && batch.joined.load(Ordering::Acquire) < MAX_BATCH_MEMBERS
         {
             batch.joined.fetch_add(1, Ordering::AcqRel);
             return Membership(batch.clone());
         }
+        let previous = batches
+            .latest
+            .upgrade()
+            .filter(|b| b.outcome.borrow().is_none());
         let batch = Arc::new(Batch {
-            turn: tokio::sync::Mutex::new(None),
+            turn: tokio::sync::Mutex::new(Turn {
+                previous,
+                ..Turn::default()
+            }),
             joined: AtomicUsize::new(1),
             finished: AtomicUsize::new(0),
             changed: Notify::new(),
             outcome: watch::channel(None).0,
         });
-        open.insert(event_id, batch.clone());
+        batches.open = Some(batch.clone());
+        batches.latest = Arc::downgrade(&batch);
         tokio::spawn(commit_when_done(db.clone(), event_id, batch.clone()));
         Membership(batch)
     }
 
     /// Closes `batch` for joining if every member that joined is done.
     fn close_if_done(&self, event_id: i64, batch: &Arc<Batch>) -> bool {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
         if batch.finished.load(Ordering::Acquire) < batch.joined.load(Ordering::Acquire) {
             return false;
         }
-        if open.get(&event_id).is_some_and(|b| Arc::ptr_eq(b, batch)) {
-            open.remove(&event_id);
+        if let Some(batches) = events.get_mut(&event_id)
+            && batches.open.as_ref().is_some_and(|b| Arc::ptr_eq(b, batch))
+        {
+            batches.open = None;
         }
         true
+    }
+
+    /// Forgets the event once its latest batch has ended and none is open.
+    fn forget_if_idle(&self, event_id: i64) {
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(batches) = events.get(&event_id)
+            && batches.open.is_none()
+            && batches
+                .latest
+                .upgrade()
+                .is_none_or(|b| b.outcome.borrow().is_some())
+        {
+            events.remove(&event_id);
+        }
     }
 }
 
@@ -112,7 +149,11 @@ async fn commit_when_done(db: Db, event_id: i64, batch: Arc<Batch>) {
         }
         changed.await;
     }
-    let tx = batch.turn.lock().await.take();
+    let tx = {
+        let mut turn = batch.turn.lock().await;
+        turn.previous = None;
+        turn.tx.take()
+    };
     let outcome = match tx {
         // Nobody got as far as beginning a transaction: nothing to commit.
         None => Outcome::Committed,
@@ -130,6 +171,7 @@ async fn commit_when_done(db: Db, event_id: i64, batch: Arc<Batch>) {
     metrics::histogram!("onsale_group_commit_members")
         .record(batch.joined.load(Ordering::Acquire) as f64);
     let _ = batch.outcome.send(Some(outcome));
+    db.groups.forget_if_idle(event_id);
 }
 
 impl Db {
@@ -161,10 +203,22 @@ impl Db {
         let mut outcome = batch.outcome.subscribe();
         let answer = {
             let mut turn = batch.turn.lock().await;
-            if turn.is_none() {
-                *turn = Some(self.begin_write().await?);
+            if let Some(why) = &turn.failed {
+                return Err(AppError::retry_later(0, why.clone()));
             }
-            let txn = &turn.as_ref().expect("begun above").txn;
+            if turn.tx.is_none() {
+                if let Some(previous) = turn.previous.take() {
+                    let _ = previous.outcome.subscribe().wait_for(Option::is_some).await;
+                }
+                match self.begin_batch(event_id).await {
+                    Ok(tx) => turn.tx = Some(tx),
+                    Err(err) => {
+                        turn.failed = Some(err.to_string());
+                        return Err(err);
+                    }
+                }
+            }
+            let txn = &turn.tx.as_ref().expect("begun above").txn;
             run_in_savepoint(txn, op).await
         };
         drop(member);
@@ -181,6 +235,26 @@ impl Db {
                 AppError::Internal(message)
             }),
         }
+    }
+}
+
+impl Db {
+    /// A batch's transaction, holding the event's row lock from the start: its members then
+    /// never wait for it one by one, and a batch of another instance waits once, as a whole.
+    async fn begin_batch(&self, event_id: i64) -> Result<WriteTx, AppError> {
+        let tx = self.begin_write().await?;
+        if self.is_postgres() {
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+            entity::event::Entity::find()
+                .select_only()
+                .column(entity::event::Column::Id)
+                .filter(entity::event::Column::Id.eq(event_id))
+                .lock(sea_orm::sea_query::LockType::Update)
+                .into_tuple::<i64>()
+                .all(&tx.txn)
+                .await?;
+        }
+        Ok(tx)
     }
 }
 
