@@ -65,13 +65,18 @@ async fn two_thousand_holds_through_two_instances_number_every_change_once() {
     let b = Arc::new(TestApp::spawn_on(&a.database_url, options).await);
     let (event_id, seats) = a.create_event(40, SEATS / 40).await;
     assert_eq!(seats.len(), SEATS);
+    // 2,000 holds, 256 in flight at a time: enough to fill batches on both instances, not so
+    // many that a debug build on a busy machine answers mostly RETRY_LATER.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(256));
     let tasks: Vec<_> = seats
         .iter()
         .enumerate()
         .map(|(i, seat)| {
             let app = if i % 2 == 0 { a.clone() } else { b.clone() };
             let (event_id, seat) = (event_id.clone(), seat.clone());
+            let in_flight = in_flight.clone();
             tokio::spawn(async move {
+                let _slot = in_flight.acquire_owned().await.expect("semaphore");
                 let token = app.token(&format!("buyer-{i}"));
                 // Retried with one idempotency key: an attempt that committed after its
                 // request gave up is answered, not refused as taken.
