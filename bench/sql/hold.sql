@@ -1,7 +1,9 @@
 -- pgbench script: the statements onsale sends to PostgreSQL for one `holdSeats` of one seat
 -- (src/booking/holds.rs hold_seats / create_hold, src/realtime/log.rs append_locking_event), without HTTP,
 -- GraphQL, the ORM or the seat gate. The answer is built from what the transaction wrote,
--- so nothing is read back. tests/api/sql_mirror.rs checks that onsale still sends exactly
+-- so nothing is read back. Under load several holds of one event share one transaction (group
+-- commit, src/db/group.rs), each in its own savepoint; this script is a batch of one, the
+-- most a single hold can cost. tests/api/sql_mirror.rs checks that onsale still sends exactly
 -- these statements, in this order.
 --
 -- Variables (pgbench -D): event_id, first_seat, clients (= -c), hot (1: every client asks
@@ -30,6 +32,9 @@ FROM seats WHERE id IN (:seat) \gset c_
 BEGIN;
 SET LOCAL lock_timeout = '500ms';
 SET LOCAL statement_timeout = '2500ms';
+-- the batch takes the event's row lock first (src/db/group.rs begin_batch)
+SELECT id FROM events WHERE id = :event_id FOR UPDATE;
+SAVEPOINT member;
 SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
        CASE WHEN NOT blocked AND (status = 'AVAILABLE'
               OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint))
@@ -64,6 +69,7 @@ VALUES (:event_id, :e_seq, :seat, 'HELD',
         (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms,
         (extract(epoch from clock_timestamp()) * 1000)::bigint)
 RETURNING id;
+RELEASE SAVEPOINT member;
 COMMIT;
 \else
 -- someone else got the seat between the cheap check and the lock (SEAT_UNAVAILABLE)

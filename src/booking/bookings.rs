@@ -47,7 +47,7 @@ impl BookingService {
             ensure_active(&stored, now_ms())?;
             let key = key.as_ref();
             self.db
-                .write(|txn| async move {
+                .write_event(stored.event_id, |txn| async move {
                     let txn = &*txn;
                     let (booking_id, published) = self.book_hold(txn, hold_id, None).await?;
                     idempotency::record_if(txn, &user.id, op, key, &booking_id).await?;

@@ -108,7 +108,7 @@ impl BookingService {
             .await?;
         check_requested(&seats, ids, event_id, now_ms())?;
         self.db
-            .write(|txn| async move {
+            .write_event(event_id, |txn| async move {
                 let txn = &*txn;
                 let locked = self.db.lock_seats(txn, ids, RowLock::Wait).await?;
                 let now = now_ms();
@@ -167,76 +167,74 @@ impl BookingService {
         }
         let count = count.get();
         let _slot = self.admit_mutation()?;
-        let outcome = self
-            .db
-            .retry(|| async {
-                // Every free seat of the section, so that neighbours outside the filter count.
-                let free = self
-                    .claimable_seats(&self.db.conn, event_id, section.as_deref(), None)
-                    .await?;
-                let eligible = free.iter().filter(|s| filter.admits(s)).count();
-                if eligible < count {
-                    return Err(only_available(eligible));
-                }
-                let tx = self.db.begin_write().await?;
-                let mut chosen = None;
-                for block in adjacent_blocks(&free, count, |s| filter.admits(s))
-                    .into_iter()
-                    .take(BLOCKS_TRIED)
-                {
-                    // A savepoint per try, so seats locked for a block we cannot use are let go.
-                    let attempt = tx.txn.begin().await?;
-                    let locked = self
-                        .db
-                        .lock_seats(&attempt, &block, RowLock::SkipLocked)
-                        .await?;
-                    let now = now_ms();
-                    if locked.len() == count
-                        && locked
-                            .iter()
-                            .all(|s| seat_status_at(s, now) == SeatStatus::Available)
+        let outcome = async {
+            // Every free seat of the section as committed now, so that neighbours outside the
+            // filter count; the transaction locks without waiting and falls back to whatever
+            // is free under its locks.
+            let free = self
+                .claimable_seats(&self.db.conn, event_id, section.as_deref(), None)
+                .await?;
+            let eligible = free.iter().filter(|s| filter.admits(s)).count();
+            if eligible < count {
+                return Err(only_available(eligible));
+            }
+            let (free, section, key, filter) = (&free, section.as_deref(), key.as_ref(), &filter);
+            self.db
+                .write_event(event_id, |txn| async move {
+                    let txn = &*txn;
+                    let mut chosen = None;
+                    for block in adjacent_blocks(free, count, |s| filter.admits(s))
+                        .into_iter()
+                        .take(BLOCKS_TRIED)
                     {
-                        attempt.commit().await?;
-                        chosen = Some(locked);
-                        break;
-                    }
-                    attempt.rollback().await?;
-                }
-                let locked = match chosen {
-                    Some(locked) => locked,
-                    None => {
+                        // A savepoint per try, so seats locked for a block we cannot use are
+                        // let go.
+                        let attempt = txn.begin().await?;
                         let locked = self
-                            .claimable_seats(
-                                &tx.txn,
-                                event_id,
-                                section.as_deref(),
-                                Some((count, &filter)),
-                            )
+                            .db
+                            .lock_seats(&attempt, &block, RowLock::SkipLocked)
                             .await?;
-                        if locked.len() < count {
-                            return Err(only_available(locked.len()));
+                        let now = now_ms();
+                        if locked.len() == count
+                            && locked
+                                .iter()
+                                .all(|s| seat_status_at(s, now) == SeatStatus::Available)
+                        {
+                            attempt.commit().await?;
+                            chosen = Some(locked);
+                            break;
                         }
-                        locked
+                        attempt.rollback().await?;
                     }
-                };
-                let made = self
-                    .create_hold(&tx.txn, user, event_id, &locked, now_ms(), key.as_ref(), op)
-                    .await?;
-                tx.commit().await?;
-                Ok(made)
-            })
-            .await;
+                    let locked = match chosen {
+                        Some(locked) => locked,
+                        None => {
+                            let locked = self
+                                .claimable_seats(txn, event_id, section, Some((count, filter)))
+                                .await?;
+                            if locked.len() < count {
+                                return Err(only_available(locked.len()));
+                            }
+                            locked
+                        }
+                    };
+                    self.create_hold(txn, user, event_id, &locked, now_ms(), key, op)
+                        .await
+                })
+                .await
+        }
+        .await;
         self.finish_hold(user, op, key.as_ref(), outcome).await
     }
 
     /// Gives the hold's seats back. Only the holder (or an admin) may release.
     #[instrument(skip_all, fields(hold.id = %hold_id, user.id = %user.id), err(level = "debug"))]
     pub async fn release_hold(&self, user: &User, hold_id: &str) -> Result<HoldView, AppError> {
-        views::owned_hold(&self.db.conn, user, hold_id).await?;
+        let stored = views::owned_hold(&self.db.conn, user, hold_id).await?;
         let _slot = self.admit_mutation()?;
         let published = self
             .db
-            .write(|txn| async move {
+            .write_event(stored.event_id, |txn| async move {
                 let txn = &*txn;
                 let (current, locked) = self.lock_hold(txn, hold_id).await?;
                 ensure_active(&current, now_ms())?;

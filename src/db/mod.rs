@@ -3,6 +3,7 @@
 //! error means (`errors`).
 
 pub mod errors;
+mod group;
 mod write;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::AppError;
 use entity::seat;
+pub use group::MAX_BATCH_MEMBERS;
 pub use write::{Tx, WriteTx};
 
 /// How a locking read treats rows another transaction has locked.
@@ -39,6 +41,8 @@ pub struct Db {
     /// concurrent writers only lengthen PostgreSQL's lock queue (see BENCHMARKS.md).
     writers: Arc<Semaphore>,
     lock_timeout: Duration,
+    /// The open group-commit batch of each event (`group`).
+    groups: Arc<group::Groups>,
 }
 
 impl Db {
@@ -76,6 +80,7 @@ impl Db {
                 write_concurrency.max(1)
             })),
             lock_timeout,
+            groups: Arc::default(),
         })
     }
 

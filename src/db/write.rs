@@ -35,6 +35,12 @@ pub struct WriteTx {
 /// The transaction [`Db::write`] hands its operation: `&*tx` is the `DatabaseTransaction`.
 pub struct Tx(Arc<DatabaseTransaction>);
 
+impl Tx {
+    pub(super) fn new(txn: Arc<DatabaseTransaction>) -> Self {
+        Self(txn)
+    }
+}
+
 impl std::ops::Deref for Tx {
     type Target = DatabaseTransaction;
 
@@ -133,7 +139,7 @@ impl Db {
 
 /// The retry policy: exponential backoff with jitter for transient failures, a bounded
 /// number of attempts, then `RETRY_LATER` with a spread-out suggested wait.
-struct Backoff {
+pub(super) struct Backoff {
     attempt: u32,
     backoff_ms: u64,
 }
@@ -150,7 +156,7 @@ impl Default for Backoff {
 impl Backoff {
     /// After a failed attempt: waits and returns `Ok` if it is worth another, else the error
     /// to answer with.
-    async fn after(&mut self, err: AppError) -> Result<(), AppError> {
+    pub(super) async fn after(&mut self, err: AppError) -> Result<(), AppError> {
         if !err.is_transient() {
             return Err(err);
         }

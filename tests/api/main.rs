@@ -12,6 +12,7 @@ mod faults;
 mod flows;
 mod fuzz;
 mod graphiql;
+mod group_commit;
 mod hardening;
 mod hostile;
 mod hostile_connections;
