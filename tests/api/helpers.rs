@@ -228,14 +228,40 @@ impl TestApp {
             .as_str()
             .unwrap_or_else(|| panic!("createEvent failed: {body}"))
             .to_owned();
-        let seats = self.seat_map(&event_id).await;
-        let ids = seats["seats"]
+        let ids = self.seat_ids(&event_id).await;
+        (event_id, ids)
+    }
+
+    /// The event's seat ids in layout order.
+    pub async fn seat_ids(&self, event_id: &str) -> Vec<String> {
+        self.seat_map(event_id).await["seats"]
             .as_array()
             .expect("seats")
             .iter()
             .map(|s| s["id"].as_str().expect("seat id").to_owned())
-            .collect();
-        (event_id, ids)
+            .collect()
+    }
+
+    /// Waits (bounded) until `token`'s hold `hold_id` shows `status`.
+    pub async fn wait_for_hold_status(&self, token: &str, hold_id: &str, status: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let body = self
+                .gql(
+                    Some(token),
+                    "query($id: ID!) { hold(id: $id) { status } }",
+                    json!({"id": hold_id}),
+                )
+                .await;
+            if data(&body, "hold")["status"] == status {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hold {hold_id} never became {status}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub async fn seat_map(&self, event_id: &str) -> Value {
