@@ -2,6 +2,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod columns;
 mod m20261121_000001_create_core;
 mod m20261121_000002_seat_change_retention;
 mod m20261121_000003_waiting_room;

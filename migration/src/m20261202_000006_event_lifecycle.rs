@@ -3,6 +3,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::columns::{add_columns, drop_columns};
+
 pub struct Migration;
 
 impl MigrationName for Migration {
@@ -22,7 +24,6 @@ enum Events {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite alters one thing at a time.
         let columns = [
             ColumnDef::new(Events::Status)
                 .string()
@@ -36,30 +37,15 @@ impl MigrationTrait for Migration {
                 .big_integer()
                 .to_owned(),
         ];
-        for column in columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Events::Table)
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        add_columns(manager, Events::Table, columns).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in [Events::SalesEndAtMs, Events::SalesStartAtMs, Events::Status] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Events::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        drop_columns(
+            manager,
+            Events::Table,
+            [Events::SalesEndAtMs, Events::SalesStartAtMs, Events::Status],
+        )
+        .await
     }
 }

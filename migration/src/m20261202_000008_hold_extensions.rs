@@ -4,6 +4,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::columns::{add_columns, drop_columns};
+
 pub struct Migration;
 
 impl MigrationName for Migration {
@@ -27,50 +29,22 @@ enum Holds {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Events::Table)
-                    .add_column(
-                        ColumnDef::new(Events::MaxHoldExtensions)
-                            .integer()
-                            .not_null()
-                            .default(1),
-                    )
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Holds::Table)
-                    .add_column(
-                        ColumnDef::new(Holds::ExtensionsUsed)
-                            .integer()
-                            .not_null()
-                            .default(0),
-                    )
-                    .to_owned(),
-            )
-            .await
+        let allowed = ColumnDef::new(Events::MaxHoldExtensions)
+            .integer()
+            .not_null()
+            .default(1)
+            .to_owned();
+        add_columns(manager, Events::Table, [allowed]).await?;
+        let used = ColumnDef::new(Holds::ExtensionsUsed)
+            .integer()
+            .not_null()
+            .default(0)
+            .to_owned();
+        add_columns(manager, Holds::Table, [used]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Holds::Table)
-                    .drop_column(Holds::ExtensionsUsed)
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Events::Table)
-                    .drop_column(Events::MaxHoldExtensions)
-                    .to_owned(),
-            )
-            .await
+        drop_columns(manager, Holds::Table, [Holds::ExtensionsUsed]).await?;
+        drop_columns(manager, Events::Table, [Events::MaxHoldExtensions]).await
     }
 }

@@ -4,6 +4,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::columns::{add_columns, drop_columns};
+
 pub struct Migration;
 
 impl MigrationName for Migration {
@@ -81,7 +83,6 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // One column per statement: SQLite alters one thing at a time.
         let columns = [
             ColumnDef::new(Seats::CategoryId).big_integer().to_owned(),
             ColumnDef::new(Seats::Accessible)
@@ -90,30 +91,16 @@ impl MigrationTrait for Migration {
                 .default(false)
                 .to_owned(),
         ];
-        for column in columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Seats::Table)
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        add_columns(manager, Seats::Table, columns).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in [Seats::Accessible, Seats::CategoryId] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Seats::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        drop_columns(
+            manager,
+            Seats::Table,
+            [Seats::Accessible, Seats::CategoryId],
+        )
+        .await?;
         manager
             .drop_table(Table::drop().table(Categories::Table).to_owned())
             .await

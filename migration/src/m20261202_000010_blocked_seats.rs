@@ -5,6 +5,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::columns::{add_columns, drop_columns};
+
 pub struct Migration;
 
 impl MigrationName for Migration {
@@ -23,7 +25,6 @@ enum Seats {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite alters one thing at a time.
         let columns = [
             ColumnDef::new(Seats::Blocked)
                 .boolean()
@@ -32,30 +33,15 @@ impl MigrationTrait for Migration {
                 .to_owned(),
             ColumnDef::new(Seats::BlockedReason).string().to_owned(),
         ];
-        for column in columns {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Seats::Table)
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        add_columns(manager, Seats::Table, columns).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in [Seats::BlockedReason, Seats::Blocked] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Seats::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        Ok(())
+        drop_columns(
+            manager,
+            Seats::Table,
+            [Seats::BlockedReason, Seats::Blocked],
+        )
+        .await
     }
 }

@@ -8,7 +8,7 @@ use tracing::instrument;
 
 use super::BookingService;
 use super::rules::check_requested;
-use super::seats::{Claim, set_claim};
+use super::seats::{Claim, reclaim_run_out, set_claim};
 use crate::db::RowLock;
 use crate::domain::clock::now_ms;
 use crate::domain::input::SeatIds;
@@ -18,7 +18,7 @@ use crate::domain::status::{SeatStatus, seat_status_at};
 use crate::domain::views::SeatView;
 use crate::error::AppError;
 use crate::realtime::log;
-use entity::{hold_seat, seat};
+use entity::seat;
 
 impl BookingService {
     /// Blocks the seats, all or none: each must be AVAILABLE (a held or booked one is
@@ -51,19 +51,8 @@ impl BookingService {
                     return Ok(Vec::new());
                 }
                 let block_ids = ids_of(&unblocked);
-                // Seats still stored HELD by a hold that ran out: that hold lets go of them.
-                let reclaimed: Vec<i64> = unblocked
-                    .iter()
-                    .filter(|s| s.status == SeatStatus::Held)
-                    .map(|s| s.id)
-                    .collect();
+                let reclaimed = reclaim_run_out(txn, &unblocked).await?;
                 if !reclaimed.is_empty() {
-                    hold_seat::Entity::update_many()
-                        .col_expr(hold_seat::Column::Active, Expr::value(false))
-                        .filter(hold_seat::Column::SeatId.is_in(reclaimed.clone()))
-                        .filter(hold_seat::Column::Active.eq(true))
-                        .exec(txn)
-                        .await?;
                     set_claim(Claim::Free)
                         .filter(seat::Column::Id.is_in(reclaimed))
                         .exec(txn)

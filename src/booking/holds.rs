@@ -17,7 +17,7 @@ use super::best_available::adjacent_blocks;
 use super::events::Viewer;
 use super::idempotency::{self, Operation};
 use super::rules::{check_requested, claimable, ensure_active};
-use super::seats::{Claim, set_claim};
+use super::seats::{Claim, reclaim_run_out, set_claim};
 use super::views;
 use crate::auth::User;
 use crate::db::RowLock;
@@ -562,19 +562,7 @@ impl BookingService {
         })
         .exec_without_returning(txn)
         .await?;
-        let reclaimed: Vec<i64> = locked
-            .iter()
-            .filter(|s| s.status == SeatStatus::Held)
-            .map(|s| s.id)
-            .collect();
-        if !reclaimed.is_empty() {
-            hold_seat::Entity::update_many()
-                .col_expr(hold_seat::Column::Active, Expr::value(false))
-                .filter(hold_seat::Column::SeatId.is_in(reclaimed.clone()))
-                .filter(hold_seat::Column::Active.eq(true))
-                .exec(txn)
-                .await?;
-        }
+        let reclaimed = reclaim_run_out(txn, locked).await?;
         hold_seat::Entity::insert_many(ids.iter().map(|id| hold_seat::ActiveModel {
             hold_id: Set(hold_id.clone()),
             seat_id: Set(*id),

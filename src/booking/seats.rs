@@ -2,10 +2,11 @@
 //! change together, and every change bumps its version.
 
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{EntityTrait, UpdateMany};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, UpdateMany};
 
 use crate::domain::status::SeatStatus;
-use entity::seat;
+use crate::error::AppError;
+use entity::{hold_seat, seat};
 
 /// Who a seat belongs to after a change.
 #[derive(Clone, Copy, Debug)]
@@ -45,4 +46,26 @@ pub(crate) fn set_claim(claim: Claim<'_>) -> UpdateMany<seat::Entity> {
             seat::Column::Version,
             Expr::col(seat::Column::Version).add(1),
         )
+}
+
+/// The seats among `locked` still stored HELD by a hold that ran out (the caller checked they
+/// are claimable): their old hold lets go of them, so they can take a new claim. Returns them.
+pub(crate) async fn reclaim_run_out<C: ConnectionTrait>(
+    txn: &C,
+    locked: &[seat::Model],
+) -> Result<Vec<i64>, AppError> {
+    let reclaimed: Vec<i64> = locked
+        .iter()
+        .filter(|s| s.status == SeatStatus::Held)
+        .map(|s| s.id)
+        .collect();
+    if !reclaimed.is_empty() {
+        hold_seat::Entity::update_many()
+            .col_expr(hold_seat::Column::Active, Expr::value(false))
+            .filter(hold_seat::Column::SeatId.is_in(reclaimed.clone()))
+            .filter(hold_seat::Column::Active.eq(true))
+            .exec(txn)
+            .await?;
+    }
+    Ok(reclaimed)
 }

@@ -41,6 +41,7 @@ impl CheckoutService {
     async fn finish_cancellation(&self, event_id: i64) -> Result<(), AppError> {
         let db = self.booking.db();
         let (mut holds, mut bookings) = (0_usize, 0_usize);
+        let mut last_batch: Vec<String> = Vec::new();
         loop {
             let ids: Vec<String> = hold::Entity::find()
                 .select_only()
@@ -75,10 +76,21 @@ impl CheckoutService {
             if batch.is_empty() {
                 break;
             }
+            let ids: Vec<&str> = batch.iter().map(|b| b.id.as_str()).collect();
+            if ids == last_batch {
+                // None of these could be cancelled (a paid booking without its checkout):
+                // stop rather than spin; the worker tries again on its next pass.
+                tracing::error!(
+                    event.id = event_id,
+                    "confirmed bookings of a cancelled event could not be cancelled"
+                );
+                break;
+            }
             for stored in &batch {
                 self.cancel_stored_booking(stored).await?;
                 bookings += 1;
             }
+            last_batch = ids.into_iter().map(str::to_owned).collect();
         }
         if holds + bookings > 0 {
             tracing::info!(

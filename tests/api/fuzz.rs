@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::helpers::*;
 
-const CODES: [&str; 9] = [
+const CODES: [&str; 11] = [
     "UNAUTHENTICATED",
     "FORBIDDEN",
     "NOT_FOUND",
@@ -35,6 +35,8 @@ const CODES: [&str; 9] = [
     "HOLD_NOT_ACTIVE",
     "RETRY_LATER",
     "INTERNAL",
+    "NOT_ON_SALE",
+    "LIMIT_EXCEEDED",
 ];
 const WEBHOOK_SECRET: &str = "whsec_fuzz_secret";
 /// Longest input the mutator builds.

@@ -238,6 +238,21 @@ impl TestApp {
         (event_id, seats)
     }
 
+    /// The event's seat ids in layout order.
+    pub async fn seat_ids(&self, event_id: &str) -> Vec<String> {
+        self.statuses(event_id).await.order
+    }
+
+    /// Waits (bounded) until `token`'s hold `hold_id` shows `status`.
+    pub async fn wait_for_hold_status(&self, token: &str, hold_id: &str, status: &str) {
+        wait_until(
+            &format!("hold {hold_id} {status}"),
+            Duration::from_secs(10),
+            || async { self.hold_status(token, hold_id).await == status },
+        )
+        .await;
+    }
+
     pub async fn seat_map(&self, event_id: &str) -> Value {
         let body = self
             .gql(None, ops::SEAT_MAP, ops::vars::event(event_id))

@@ -13,7 +13,7 @@ use crate::helpers::*;
 use crate::ws::{Protocol, Subscription};
 
 /// The codes the contract allows in `extensions.code`.
-const CODES: [&str; 9] = [
+const CODES: [&str; 11] = [
     "UNAUTHENTICATED",
     "FORBIDDEN",
     "NOT_FOUND",
@@ -23,6 +23,8 @@ const CODES: [&str; 9] = [
     "HOLD_NOT_ACTIVE",
     "RETRY_LATER",
     "INTERNAL",
+    "NOT_ON_SALE",
+    "LIMIT_EXCEEDED",
 ];
 
 /// Longest any single hostile request may take to be answered.

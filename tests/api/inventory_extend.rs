@@ -30,12 +30,7 @@ async fn event_allowing(app: &TestApp, seats: usize, extensions: i32) -> (String
     let event = data(&body, "createEvent");
     assert_eq!(event["maxHoldExtensions"], extensions);
     let event_id = event["id"].as_str().expect("id").to_owned();
-    let ids = app.seat_map(&event_id).await["seats"]
-        .as_array()
-        .expect("seats")
-        .iter()
-        .map(|s| s["id"].as_str().expect("id").to_owned())
-        .collect();
+    let ids = app.seat_ids(&event_id).await;
     (event_id, ids)
 }
 
@@ -146,24 +141,7 @@ both_backends!(
             .as_str()
             .expect("id")
             .to_owned();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let body = app
-                .gql(
-                    Some(&alice),
-                    "query($id: ID!) { hold(id: $id) { status } }",
-                    json!({"id": hold_id}),
-                )
-                .await;
-            if data(&body, "hold")["status"] == "EXPIRED" {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the hold never ran out"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        app.wait_for_hold_status(&alice, &hold_id, "EXPIRED").await;
         let body = app.gql(Some(&alice), EXTEND, json!({"h": hold_id})).await;
         assert_eq!(expect_error(&body), "HOLD_EXPIRED");
 

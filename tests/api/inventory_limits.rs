@@ -31,12 +31,7 @@ async fn event_with_limits(app: &TestApp, seats: usize, limits: Value) -> (Strin
         assert_eq!(&event[k], v, "{k} is shown as set");
     }
     let event_id = event["id"].as_str().expect("id").to_owned();
-    let ids = app.seat_map(&event_id).await["seats"]
-        .as_array()
-        .expect("seats")
-        .iter()
-        .map(|s| s["id"].as_str().expect("id").to_owned())
-        .collect();
+    let ids = app.seat_ids(&event_id).await;
     (event_id, ids)
 }
 
