@@ -86,6 +86,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long slow or silent clients may keep a connection.
     pub connections: ConnectionLimits,
+    /// Batch the writes of one event into shared transactions (`GROUP_COMMIT`, off by default).
+    pub group_commit: bool,
 }
 
 /// Bounds on what one connection may take: slow clients are cut, sockets capped.
@@ -303,6 +305,7 @@ impl Config {
                 Some(10_000),
             )?),
             connections: ConnectionLimits::from_lookup(&lookup)?,
+            group_commit: parse_bool(&lookup, "GROUP_COMMIT", false)?,
         })
     }
 }

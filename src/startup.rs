@@ -47,7 +47,8 @@ impl Application {
             config.db_write_concurrency,
         )
         .await
-        .context("cannot connect to DATABASE_URL")?;
+        .context("cannot connect to DATABASE_URL")?
+        .with_group_commit(config.group_commit);
         migrate(&db).await.context("database migrations failed")?;
         let namespace = db
             .redis_namespace()

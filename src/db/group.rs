@@ -58,9 +58,17 @@ struct Turn {
     /// The event's batch before this one, until it has ended: this one begins after it, so
     /// the batches of one process never queue on the event's row lock.
     previous: Option<Arc<Batch>>,
-    /// Why the transaction could not be begun; later members fail fast with it (and try
-    /// again in a new batch).
+    /// Why the batch cannot go on; later members fail fast with it (and try again in a new
+    /// batch), and a begun transaction is rolled back instead of committed.
     failed: Option<String>,
+    /// A member's savepoint was neither released nor rolled back: its request was dropped
+    /// mid-way, or the rollback failed. What it did cannot be told apart from the rest, so
+    /// the whole batch is rolled back.
+    unsettled: bool,
+    /// A member failed with a transient error (the database is in trouble, or a lock wait
+    /// ran out): the members after it try again in a new batch at once instead of each
+    /// waiting out the same trouble in turn. What the batch did before is still committed.
+    stopped: Option<String>,
 }
 
 /// The event's open batch, and the latest one (it may be committing).
@@ -149,15 +157,23 @@ async fn commit_when_done(db: Db, event_id: i64, batch: Arc<Batch>) {
         }
         changed.await;
     }
-    let tx = {
+    let (tx, spoilt) = {
         let mut turn = batch.turn.lock().await;
         turn.previous = None;
-        turn.tx.take()
+        let spoilt = turn.unsettled || turn.failed.is_some();
+        (turn.tx.take(), spoilt)
     };
     let outcome = match tx {
         // Nobody got as far as beginning a transaction: nothing to commit.
         None => Outcome::Committed,
-        Some(tx) => match tx.commit().await {
+        Some(tx) if spoilt => {
+            let _ = tx.txn.rollback().await;
+            Outcome::Failed {
+                transient: true,
+                message: "the batch this write ran in was rolled back; try again".into(),
+            }
+        }
+        Some(tx) => match commit_checked(tx).await {
             Ok(()) => Outcome::Committed,
             Err(err) => {
                 let err = AppError::from(err);
@@ -175,7 +191,9 @@ async fn commit_when_done(db: Db, event_id: i64, batch: Arc<Batch>) {
 }
 
 impl Db {
-    /// Runs `op` as a member of the event's current batch (see the module documentation) and
+    /// With group commit on (`GROUP_COMMIT=on`; off: a transaction of its own, as
+    /// [`Db::write`]), runs `op` as a member of the event's current batch (see the module
+    /// documentation) and
     /// answers once the batch has committed; tried again, in a new batch, while it or the
     /// batch's commit fails with a transient error. Use it for writes that change the
     /// event's seats; `op` gets its savepoint as a [`Tx`].
@@ -184,6 +202,9 @@ impl Db {
         F: FnMut(Tx) -> Fut,
         Fut: Future<Output = Result<T, AppError>>,
     {
+        if !self.group_commit {
+            return self.write(op).await;
+        }
         let mut backoff = Backoff::default();
         loop {
             match self.member_once(event_id, &mut op).await {
@@ -202,13 +223,28 @@ impl Db {
         let batch = member.0.clone();
         let mut outcome = batch.outcome.subscribe();
         let answer = {
-            let mut turn = batch.turn.lock().await;
-            if let Some(why) = &turn.failed {
+            // Bounded, like every wait of a write: a batch stuck behind a database in trouble
+            // sends its later members to try again rather than queue for ever.
+            let mut turn = tokio::time::timeout(self.lock_timeout * 4, batch.turn.lock())
+                .await
+                .map_err(|_| {
+                    AppError::retry_later(0, "the event's writes are queued too long; try again")
+                })?;
+            if turn.unsettled {
+                turn.failed = Some("an earlier write of this batch did not finish".into());
+            }
+            if let Some(why) = turn.failed.as_ref().or(turn.stopped.as_ref()) {
                 return Err(AppError::retry_later(0, why.clone()));
             }
             if turn.tx.is_none() {
                 if let Some(previous) = turn.previous.take() {
-                    let _ = previous.outcome.subscribe().wait_for(Option::is_some).await;
+                    // Then the event's row lock decides, within the lock timeout.
+                    let mut ended = previous.outcome.subscribe();
+                    let _ = tokio::time::timeout(
+                        self.lock_timeout * 3,
+                        ended.wait_for(Option::is_some),
+                    )
+                    .await;
                 }
                 match self.begin_batch(event_id).await {
                     Ok(tx) => turn.tx = Some(tx),
@@ -218,8 +254,17 @@ impl Db {
                     }
                 }
             }
+            // Stays set if this future is dropped before its savepoint is settled.
+            turn.unsettled = true;
             let txn = &turn.tx.as_ref().expect("begun above").txn;
-            run_in_savepoint(txn, op).await
+            let (answer, settled) = run_in_savepoint(txn, op).await;
+            turn.unsettled = !settled;
+            if let Err(err) = &answer
+                && err.is_transient()
+            {
+                turn.stopped = Some(err.to_string());
+            }
+            answer
         };
         drop(member);
         let ended = outcome
@@ -258,24 +303,41 @@ impl Db {
     }
 }
 
-/// `op` in a savepoint of `txn`: released if it succeeds, rolled back if it fails.
-async fn run_in_savepoint<T, F, Fut>(txn: &DatabaseTransaction, op: &mut F) -> Result<T, AppError>
+/// Commits, after checking that the transaction is still alive: PostgreSQL answers
+/// `COMMIT` of a transaction aborted by an error with a silent `ROLLBACK`.
+async fn commit_checked(tx: WriteTx) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::ConnectionTrait;
+    tx.txn.execute_unprepared("SELECT 1").await?;
+    tx.commit().await
+}
+
+/// `op` in a savepoint of `txn`: released if it succeeds, rolled back if it fails. The flag
+/// says whether the savepoint was settled either way.
+async fn run_in_savepoint<T, F, Fut>(
+    txn: &DatabaseTransaction,
+    op: &mut F,
+) -> (Result<T, AppError>, bool)
 where
     F: FnMut(Tx) -> Fut,
     Fut: Future<Output = Result<T, AppError>>,
 {
-    let savepoint = Arc::new(txn.begin().await?);
+    let savepoint = match txn.begin().await {
+        Ok(savepoint) => Arc::new(savepoint),
+        Err(err) => return (Err(err.into()), false),
+    };
     let answer = op(Tx::new(savepoint.clone())).await;
-    let savepoint = Arc::try_unwrap(savepoint)
-        .map_err(|_| AppError::Internal("a savepoint outlived its operation".into()))?;
+    let Ok(savepoint) = Arc::try_unwrap(savepoint) else {
+        let err = AppError::Internal("a savepoint outlived its operation".into());
+        return (Err(err), false);
+    };
     match answer {
-        Ok(value) => {
-            savepoint.commit().await?;
-            Ok(value)
-        }
-        Err(err) => {
-            savepoint.rollback().await?;
-            Err(err)
-        }
+        Ok(value) => match savepoint.commit().await {
+            Ok(()) => (Ok(value), true),
+            Err(err) => (Err(err.into()), false),
+        },
+        Err(err) => match savepoint.rollback().await {
+            Ok(()) => (Err(err), true),
+            Err(rollback) => (Err(rollback.into()), false),
+        },
     }
 }

@@ -43,6 +43,8 @@ pub struct Db {
     lock_timeout: Duration,
     /// The open group-commit batch of each event (`group`).
     groups: Arc<group::Groups>,
+    /// Whether writes of one event are batched (`GROUP_COMMIT`).
+    group_commit: bool,
 }
 
 impl Db {
@@ -81,7 +83,14 @@ impl Db {
             })),
             lock_timeout,
             groups: Arc::default(),
+            group_commit: false,
         })
+    }
+
+    /// Turns group commit of each event's writes on or off (`src/db/group.rs`).
+    pub fn with_group_commit(mut self, on: bool) -> Self {
+        self.group_commit = on;
+        self
     }
 
     pub fn backend(&self) -> DbBackend {

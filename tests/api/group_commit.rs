@@ -59,6 +59,7 @@ async fn two_thousand_holds_through_two_instances_number_every_change_once() {
     const SEATS: usize = 2_000;
     const HOLD_WITH_KEY: &str = "mutation($e: ID!, $s: [ID!]!, $k: String) { holdSeats(eventId: $e, seatIds: $s, idempotencyKey: $k) { id seats { id } } }";
     let options = Options::default()
+        .set("GROUP_COMMIT", "on")
         .set("REDIS_URL", redis_url())
         .set("MAX_INFLIGHT_MUTATIONS", 4_096);
     let a = Arc::new(TestApp::spawn_with(Backend::Postgres, options.clone()).await);
@@ -151,6 +152,7 @@ both_backends!(
         // decided inside the batches (the gate would turn some away before, while a request that
         // later fails still claims its seat).
         let options = Options::default()
+            .set("GROUP_COMMIT", "on")
             .set("MAX_HOLDS_PER_USER", 1)
             .set("SEAT_GATE", "off");
         let app = Arc::new(TestApp::spawn_with(backend, options).await);

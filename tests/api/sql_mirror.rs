@@ -91,7 +91,10 @@ async fn bench_sql_runs_what_a_hold_sends() {
     let url = fresh_pg_database().await;
     let proxy = PgProxy::start(host_port(&url)).await;
     // No sweeper passes while statements are recorded.
-    let options = Options::default().set("SWEEP_INTERVAL_MS", 3_600_000);
+    // hold.sql mirrors the group-commit path (a batch of one), which GROUP_COMMIT=on selects.
+    let options = Options::default()
+        .set("SWEEP_INTERVAL_MS", 3_600_000)
+        .set("GROUP_COMMIT", "on");
     let app = TestApp::spawn_on(&proxy.url_for(&url), options).await;
     let (event_id, seats) = app.create_event(1, 4).await;
     let token = app.token("mirror");
