@@ -25,19 +25,6 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::helpers::*;
 
-const CODES: [&str; 11] = [
-    "UNAUTHENTICATED",
-    "FORBIDDEN",
-    "NOT_FOUND",
-    "BAD_USER_INPUT",
-    "SEAT_UNAVAILABLE",
-    "HOLD_EXPIRED",
-    "HOLD_NOT_ACTIVE",
-    "RETRY_LATER",
-    "INTERNAL",
-    "NOT_ON_SALE",
-    "LIMIT_EXCEEDED",
-];
 const WEBHOOK_SECRET: &str = "whsec_fuzz_secret";
 /// Longest input the mutator builds.
 const MAX_INPUT: usize = 256 << 10;

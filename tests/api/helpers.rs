@@ -562,3 +562,18 @@ pub async fn redis_namespace(app: &TestApp) -> String {
         .expect("connect");
     db.redis_namespace().await.expect("namespace")
 }
+
+/// The codes the contract allows in `extensions.code`.
+pub const CODES: [&str; 11] = [
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "NOT_FOUND",
+    "BAD_USER_INPUT",
+    "SEAT_UNAVAILABLE",
+    "HOLD_EXPIRED",
+    "HOLD_NOT_ACTIVE",
+    "RETRY_LATER",
+    "INTERNAL",
+    "NOT_ON_SALE",
+    "LIMIT_EXCEEDED",
+];

@@ -12,21 +12,6 @@ use crate::both_backends;
 use crate::helpers::*;
 use crate::ws::{Protocol, Subscription};
 
-/// The codes the contract allows in `extensions.code`.
-const CODES: [&str; 11] = [
-    "UNAUTHENTICATED",
-    "FORBIDDEN",
-    "NOT_FOUND",
-    "BAD_USER_INPUT",
-    "SEAT_UNAVAILABLE",
-    "HOLD_EXPIRED",
-    "HOLD_NOT_ACTIVE",
-    "RETRY_LATER",
-    "INTERNAL",
-    "NOT_ON_SALE",
-    "LIMIT_EXCEEDED",
-];
-
 /// Longest any single hostile request may take to be answered.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
