@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod backoffice_connections;
 mod bad_input;
 mod concurrency;
 mod database;
