@@ -7,6 +7,7 @@ use super::errors::GqlResultExt;
 use super::types::{Booking, BookingStatus, Hold, HoldStatus, int};
 use super::{booking, caller};
 use crate::backoffice::connections::{Page, PageArgs};
+use crate::backoffice::report::{CategorySalesView, SalesReportView};
 use crate::domain::input::parse_numeric_id;
 
 #[derive(SimpleObject, Clone, Debug)]
@@ -55,6 +56,74 @@ fn parts<V, E>(page: Page<V>, edge: impl Fn(String, V) -> E) -> (Vec<E>, PageInf
         end_cursor,
     };
     (edges, info, int(page.total_count as i64))
+}
+
+/// Counts and money of one category's seats (`categoryId` null: seats without a category).
+#[derive(SimpleObject, Clone, Debug)]
+pub struct CategorySales {
+    pub category_id: Option<ID>,
+    pub name: String,
+    pub booked: i32,
+    pub held: i32,
+    pub available: i32,
+    pub blocked: i32,
+    pub checked_in: i32,
+    /// Prices of its seats in CONFIRMED and REFUNDED bookings.
+    pub gross_cents: i32,
+    /// Prices of its seats in REFUNDED bookings.
+    pub refunded_cents: i32,
+}
+
+impl From<CategorySalesView> for CategorySales {
+    fn from(c: CategorySalesView) -> Self {
+        let s = c.sales;
+        Self {
+            category_id: c.category_id.map(|id| ID(id.to_string())),
+            name: c.name,
+            booked: int(s.booked),
+            held: int(s.held),
+            available: int(s.available),
+            blocked: int(s.blocked),
+            checked_in: int(s.checked_in),
+            gross_cents: int(s.gross_cents),
+            refunded_cents: int(s.refunded_cents),
+        }
+    }
+}
+
+/// An event's sales, consistent with its seat map at `seq`.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SalesReport {
+    pub event_id: ID,
+    pub seq: i32,
+    pub booked: i32,
+    pub held: i32,
+    pub available: i32,
+    pub blocked: i32,
+    pub checked_in: i32,
+    /// Totals of CONFIRMED and REFUNDED bookings.
+    pub gross_cents: i32,
+    /// Totals of REFUNDED bookings.
+    pub refunded_cents: i32,
+    pub by_category: Vec<CategorySales>,
+}
+
+impl From<SalesReportView> for SalesReport {
+    fn from(r: SalesReportView) -> Self {
+        let s = r.total;
+        Self {
+            event_id: ID(r.event_id.to_string()),
+            seq: int(r.seq),
+            booked: int(s.booked),
+            held: int(s.held),
+            available: int(s.available),
+            blocked: int(s.blocked),
+            checked_in: int(s.checked_in),
+            gross_cents: int(s.gross_cents),
+            refunded_cents: int(s.refunded_cents),
+            by_category: r.by_category.into_iter().map(Into::into).collect(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -128,5 +197,15 @@ impl BackofficeQuery {
             page_info,
             total_count,
         })
+    }
+
+    /// An event's sales report, read in one snapshot (admin only).
+    async fn sales_report(&self, ctx: &Context<'_>, event_id: ID) -> Result<SalesReport> {
+        let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        Ok(booking(ctx)
+            .sales_report(caller(ctx), event_id)
+            .await
+            .gql()?
+            .into())
     }
 }
