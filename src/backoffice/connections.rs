@@ -5,7 +5,8 @@
 
 use sea_orm::sea_query::Condition;
 use sea_orm::{
-    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
 };
 
 use crate::auth::Caller;
@@ -111,18 +112,35 @@ fn after<E: EntityTrait, C: ColumnTrait>(
     )
 }
 
-/// Cuts `rows` (fetched one past `size`) into a page.
-fn paged<M>(
-    mut rows: Vec<M>,
+/// One page of `select` after `cursor`, newest first by `(created, id)`: the rows, their
+/// cursors, whether more follow, and how many rows `select` matches in all.
+async fn fetch_page<E: EntityTrait>(
+    conn: &DatabaseConnection,
+    select: Select<E>,
+    (created, id): (E::Column, E::Column),
+    cursor: Option<Cursor>,
     size: u64,
-    total_count: u64,
-    position: impl Fn(&M) -> Cursor,
+    position: impl Fn(&E::Model) -> Cursor,
     query: &str,
-) -> (Vec<M>, Vec<String>, bool, u64) {
+) -> Result<(Vec<E::Model>, Vec<String>, bool, u64), AppError>
+where
+    E::Model: Sync,
+{
+    let total_count = select.clone().count(conn).await?;
+    let select = match &cursor {
+        Some(cursor) => after(select, created, id, cursor),
+        None => select,
+    };
+    let mut rows = select
+        .order_by_desc(created)
+        .order_by_desc(id)
+        .limit(size + 1)
+        .all(conn)
+        .await?;
     let has_next_page = rows.len() as u64 > size;
     rows.truncate(size as usize);
     let cursors = rows.iter().map(|r| position(r).encode(query)).collect();
-    (rows, cursors, has_next_page, total_count)
+    Ok((rows, cursors, has_next_page, total_count))
 }
 
 impl BookingService {
@@ -152,31 +170,19 @@ impl BookingService {
             select = select.filter(booking::Column::UserId.eq(user_id));
         }
         let conn = &self.db().conn;
-        let total_count = select.clone().count(conn).await?;
-        if let Some(cursor) = &cursor {
-            select = after(
-                select,
-                booking::Column::CreatedAtMs,
-                booking::Column::Id,
-                cursor,
-            );
-        }
-        let rows = select
-            .order_by_desc(booking::Column::CreatedAtMs)
-            .order_by_desc(booking::Column::Id)
-            .limit(size + 1)
-            .all(conn)
-            .await?;
-        let (rows, cursors, has_next_page, total_count) = paged(
-            rows,
+        let (rows, cursors, has_next_page, total_count) = fetch_page(
+            conn,
+            select,
+            (booking::Column::CreatedAtMs, booking::Column::Id),
+            cursor,
             size,
-            total_count,
             |b| Cursor {
                 created_at_ms: b.created_at_ms,
                 id: b.id.clone(),
             },
             &query,
-        );
+        )
+        .await?;
         let nodes = views::bookings(conn, rows).await?;
         Ok(Page {
             edges: cursors.into_iter().zip(nodes).collect(),
@@ -222,26 +228,19 @@ impl BookingService {
             Some(other) => select.filter(hold::Column::Status.eq(other)),
         };
         let conn = &self.db().conn;
-        let total_count = select.clone().count(conn).await?;
-        if let Some(cursor) = &cursor {
-            select = after(select, hold::Column::CreatedAtMs, hold::Column::Id, cursor);
-        }
-        let rows = select
-            .order_by_desc(hold::Column::CreatedAtMs)
-            .order_by_desc(hold::Column::Id)
-            .limit(size + 1)
-            .all(conn)
-            .await?;
-        let (rows, cursors, has_next_page, total_count) = paged(
-            rows,
+        let (rows, cursors, has_next_page, total_count) = fetch_page(
+            conn,
+            select,
+            (hold::Column::CreatedAtMs, hold::Column::Id),
+            cursor,
             size,
-            total_count,
             |h| Cursor {
                 created_at_ms: h.created_at_ms,
                 id: h.id.clone(),
             },
             &query,
-        );
+        )
+        .await?;
         let nodes = views::holds(conn, rows).await?;
         Ok(Page {
             edges: cursors.into_iter().zip(nodes).collect(),

@@ -20,9 +20,14 @@ const HOLDS: &str = "query($e: ID!, $first: Int, $after: String, $status: HoldSt
 pub async fn book(app: &TestApp, user: &str, event_id: &str, seat: &str) -> String {
     let token = app.token(user);
     let hold = hold_id(&app.hold_seats(&token, event_id, &[seat]).await);
+    confirm(app, &token, &hold).await
+}
+
+/// `token` confirms its hold `hold`; the booking id.
+pub async fn confirm(app: &TestApp, token: &str, hold: &str) -> String {
     let body = app
         .gql(
-            Some(&token),
+            Some(token),
             ops::CONFIRM_HOLD,
             json!({"h": hold, "k": null}),
         )

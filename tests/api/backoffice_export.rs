@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::backoffice_connections::book;
+use crate::backoffice_connections::{book, confirm};
 use crate::both_backends;
 use crate::helpers::*;
 
@@ -76,17 +76,7 @@ both_backends!(
             &app.hold_seats(&alice, &event_id, &[&seats[0], &seats[4]])
                 .await,
         );
-        let body = app
-            .gql(
-                Some(&alice),
-                ops::CONFIRM_HOLD,
-                json!({"h": hold, "k": null}),
-            )
-            .await;
-        let first = data(&body, "confirmHold")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let first = confirm(&app, &alice, &hold).await;
         let bob = "+bob \"the, second\"";
         let second = book(&app, bob, &event_id, &seats[1]).await;
         let body = app
@@ -184,15 +174,7 @@ both_backends!(
             let ids: Vec<&str> = row.iter().map(String::as_str).collect();
             let body = app.hold_seats(&token, &event_id, &ids).await;
             if body["errors"].is_null() {
-                let hold = hold_id(&body);
-                let body = app
-                    .gql(
-                        Some(&token),
-                        ops::CONFIRM_HOLD,
-                        json!({"h": hold, "k": null}),
-                    )
-                    .await;
-                data(&body, "confirmHold");
+                confirm(&app, &token, &hold_id(&body)).await;
                 expected += ids.len();
             } else {
                 // Over the server's seats-per-hold cap: one booking per seat instead.
