@@ -1,6 +1,7 @@
 //! onsale: a GraphQL server for the moment tickets go on sale.
 
 pub mod auth;
+pub mod backoffice;
 pub mod booking;
 pub mod checkout;
 pub mod cli;

@@ -1,5 +1,6 @@
 //! The GraphQL schema: one query/mutation/subscription object per domain, merged.
 
+pub mod backoffice;
 pub mod booking;
 pub mod checkout;
 pub mod errors;
@@ -27,6 +28,7 @@ pub struct Query(
     hold::HoldQuery,
     booking::BookingQuery,
     queue::QueueQuery,
+    backoffice::BackofficeQuery,
 );
 
 #[derive(MergedObject, Default)]

@@ -3,6 +3,7 @@
 mod body;
 mod demo;
 mod embedded;
+mod export;
 mod graphiql;
 mod graphql;
 mod health;
@@ -96,6 +97,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/graphql", post(graphql::graphql).get(graphiql::page))
         .route("/graphql/ws", get(websocket::websocket))
         .route("/webhooks/stripe", post(webhooks::stripe))
+        .route("/admin/events/{id}/bookings.csv", get(export::bookings_csv))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

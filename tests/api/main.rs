@@ -4,6 +4,9 @@
 mod helpers;
 
 mod auth;
+mod backoffice_connections;
+mod backoffice_export;
+mod backoffice_report;
 mod bad_input;
 mod concurrency;
 mod database;
