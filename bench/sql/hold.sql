@@ -70,6 +70,9 @@ VALUES (:event_id, :e_seq, :seat, 'HELD',
         (extract(epoch from clock_timestamp()) * 1000)::bigint)
 RETURNING id;
 RELEASE SAVEPOINT member;
+-- the batch checks its transaction is alive before COMMIT (an aborted one would COMMIT as a
+-- silent ROLLBACK)
+SELECT 1;
 COMMIT;
 \else
 -- someone else got the seat between the cheap check and the lock (SEAT_UNAVAILABLE)
