@@ -577,3 +577,23 @@ pub const CODES: [&str; 11] = [
     "NOT_ON_SALE",
     "LIMIT_EXCEEDED",
 ];
+
+/// The server is up and still serves normal requests.
+pub async fn assert_healthy(app: &TestApp) {
+    let resp = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(resp.status(), 200);
+    let resp = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(resp.status(), 200);
+    let body = app.gql(None, "{ events { id name } }", json!({})).await;
+    assert!(body["errors"].is_null(), "{body}");
+}

@@ -86,20 +86,6 @@ fn raw(
     }
 }
 
-/// A token signed with `secret` (HS256) for arbitrary claims.
-fn sign(claims: &Value, secret: &str) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .expect("sign")
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 const AUDIENCE: &str = "onsale-hostile-test";
 const ISSUER: &str = "https://login.example";
 
@@ -289,26 +275,6 @@ async fn run_table(app: &TestApp, cases: &[Case]) {
         "answered wrongly:\n  {}",
         wrong.join("\n  ")
     );
-}
-
-/// The server is up and still serves normal requests.
-async fn assert_healthy(app: &TestApp) {
-    let resp = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("healthz");
-    assert_eq!(resp.status(), 200);
-    let resp = app
-        .client
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(resp.status(), 200);
-    let body = app.gql(None, "{ events { id name } }", json!({})).await;
-    assert!(body["errors"].is_null(), "{body}");
 }
 
 /// Transport-level abuse: bodies that are not GraphQL JSON, too big, too deep; methods and
