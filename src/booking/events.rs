@@ -14,7 +14,6 @@ use tracing::instrument;
 use super::BookingService;
 use super::event_input::{EventUpdate, NewEvent};
 use super::views;
-use crate::db::RowLock;
 use crate::domain::clock::now_ms;
 use crate::domain::limits::SEAT_INSERT_CHUNK;
 use crate::domain::sale::status_change_allowed;
@@ -189,14 +188,8 @@ impl BookingService {
         self.db
             .write(|txn| async move {
                 let txn = &*txn;
-                let current = views::existing(
-                    self.db
-                        .locking(event::Entity::find_by_id(id), RowLock::Wait)
-                        .one(txn)
-                        .await?,
-                    "event",
-                    &id.to_string(),
-                )?;
+                let current =
+                    views::existing(self.db.lock_event(txn, id).await?, "event", &id.to_string())?;
                 let updated = change.apply(current)?;
                 event::ActiveModel {
                     id: Unchanged(id),
@@ -233,14 +226,8 @@ impl BookingService {
             .db
             .write(|txn| async move {
                 let txn = &*txn;
-                let current = views::existing(
-                    self.db
-                        .locking(event::Entity::find_by_id(id), RowLock::Wait)
-                        .one(txn)
-                        .await?,
-                    "event",
-                    &id.to_string(),
-                )?;
+                let current =
+                    views::existing(self.db.lock_event(txn, id).await?, "event", &id.to_string())?;
                 if !status_change_allowed(current.status, to) {
                     return Err(AppError::BadInput(format!(
                         "an event cannot go from {} to {}",

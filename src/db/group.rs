@@ -288,16 +288,9 @@ impl Db {
     /// never wait for it one by one, and a batch of another instance waits once, as a whole.
     async fn begin_batch(&self, event_id: i64) -> Result<WriteTx, AppError> {
         let tx = self.begin_write().await?;
+        // SQLite has one writer: the transaction already excludes every other.
         if self.is_postgres() {
-            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
-            entity::event::Entity::find()
-                .select_only()
-                .column(entity::event::Column::Id)
-                .filter(entity::event::Column::Id.eq(event_id))
-                .lock(sea_orm::sea_query::LockType::Update)
-                .into_tuple::<i64>()
-                .all(&tx.txn)
-                .await?;
+            self.lock_event(&tx.txn, event_id).await?;
         }
         Ok(tx)
     }

@@ -132,6 +132,17 @@ impl Db {
         Ok(self.locking(query, how).all(txn).await?)
     }
 
+    /// Locks the event's row (`FOR UPDATE` on PostgreSQL) and returns it as it is now, `None`
+    /// for an unknown id.
+    pub async fn lock_event<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        id: i64,
+    ) -> Result<Option<entity::event::Model>, AppError> {
+        let query = entity::event::Entity::find_by_id(id);
+        Ok(self.locking(query, RowLock::Wait).one(txn).await?)
+    }
+
     /// This deployment's Redis namespace: made once, at random, by whichever instance starts
     /// first, then read by all.
     pub async fn redis_namespace(&self) -> Result<String, DbErr> {

@@ -18,16 +18,21 @@ use serde_json::json;
 /// a longer declared body is answered at once.
 pub const DRAIN_LIMIT_BYTES: u64 = 64 << 20;
 
-/// A plain JSON error answer that closes the connection after it.
-pub fn closing_error(status: StatusCode, message: impl Into<String>) -> Response {
-    let mut response = (
+/// A plain JSON `BAD_USER_INPUT` answer, for requests refused before GraphQL runs.
+pub fn bad_request(status: StatusCode, message: impl Into<String>) -> Response {
+    (
         status,
         Json(json!({"errors": [{
             "message": message.into(),
             "extensions": {"code": "BAD_USER_INPUT"}
         }]})),
     )
-        .into_response();
+        .into_response()
+}
+
+/// [`bad_request`], closing the connection after it.
+pub fn closing_error(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut response = bad_request(status, message);
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

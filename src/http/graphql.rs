@@ -51,28 +51,20 @@ pub async fn graphql(
         Err(message) => {
             metrics::counter!("onsale_graphql_requests_total", "code" => "MALFORMED_JSON")
                 .increment(1);
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"errors": [{
-                    "message": message,
-                    "extensions": {"code": "BAD_USER_INPUT"}
-                }]})),
-            )
-                .into_response();
+            return body::bad_request(StatusCode::BAD_REQUEST, message);
         }
     };
     if let BatchRequest::Batch(ops) = &request
         && ops.len() > crate::graphql::MAX_BATCH
     {
         metrics::counter!("onsale_graphql_requests_total", "code" => "BAD_USER_INPUT").increment(1);
-        return (
+        return body::bad_request(
             StatusCode::BAD_REQUEST,
-            Json(json!({"errors": [{
-                "message": format!("at most {} operations in one batch", crate::graphql::MAX_BATCH),
-                "extensions": {"code": "BAD_USER_INPUT"}
-            }]})),
-        )
-            .into_response();
+            format!(
+                "at most {} operations in one batch",
+                crate::graphql::MAX_BATCH
+            ),
+        );
     }
     let caller = state.jwt.caller_from_header(
         headers
