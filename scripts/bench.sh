@@ -34,7 +34,8 @@ log() { echo "[bench] $*" >&2; }
 if [ "${1:-}" != --with-services ]; then
     log "building release binaries"
     cargo build --release -p onsale -p onsale-bench
-    exec scripts/with-services.sh scripts/bench.sh --with-services
+    # Every headline figure on PostgreSQL's durable defaults (fsync, synchronous_commit on).
+    PG_DURABLE=${PG_DURABLE:-1} exec scripts/with-services.sh scripts/bench.sh --with-services
 fi
 
 BENCH_CONFIGS=${BENCH_CONFIGS:-gate nogate}

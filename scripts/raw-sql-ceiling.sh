@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The raw-SQL ceiling: how many `holdSeats` PostgreSQL itself can do when nothing but the
-# SQL runs. pgbench sends exactly the statements onsale sends for one hold of one seat
-# (bench/sql/hold.sql mirrors src/booking/holds.rs and src/realtime/log.rs), with no
-# HTTP, GraphQL, ORM or seat gate in the way, in two modes:
+# The raw-SQL ceiling: how many seat holds PostgreSQL itself can commit when nothing but
+# SQL runs, with no HTTP, GraphQL, ORM or seat gate in the way. pgbench runs:
 #
-#   distinct  every transaction holds a seat nobody else asks for (the write path)
-#   hot       every client asks for the same seat: one wins, the rest find it taken
+#   textbook-C   the textbook hold transaction (bench/sql/textbook.sql: lock the seat row,
+#                update it, commit), every transaction a seat nobody else asks for, at each
+#                client count C in CEILING_CLIENTS: THE ceiling every onsale figure is set
+#                beside
+#   onsale-C     onsale's own hold transaction (bench/sql/hold.sql mirrors
+#                src/booking/holds.rs and src/realtime/log.rs, a batch of one), distinct seats
+#   onsale-hot-C the same, every client asking for one seat: one wins, the rest find it taken
 #
 # usage: scripts/raw-sql-ceiling.sh [POSTGRES_URL]
 #
@@ -13,8 +16,9 @@
 # script migrates it (`onsale migrate`), seeds its own event and only ever touches that
 # event's rows. lock_timeout is the server's default (500 ms), written into hold.sql.
 # Settings (environment):
-#   CLIENTS=32          concurrent pgbench clients, each its own connection and user (32 is
-#                       the server's default PostgreSQL pool: it never runs more transactions)
+#   CEILING_CLIENTS="8 32"  client counts of the textbook runs
+#   CLIENTS=32          concurrent pgbench clients of the onsale-* runs, each its own
+#                       connection and user (32 is the server's default PostgreSQL pool)
 #   THREADS=2           pgbench worker threads
 #   DISTINCT_TXNS=200   transactions per client in distinct mode (seats = CLIENTS * this)
 #   HOT_SECS=10         length of the hot mode
@@ -38,6 +42,7 @@ case $URL in
     *) die "give a postgres:// URL as the argument, or set PGURL or DATABASE_URL" ;;
 esac
 CLIENTS=${CLIENTS:-32}
+CEILING_CLIENTS=${CEILING_CLIENTS:-8 32}
 THREADS=${THREADS:-2}
 DISTINCT_TXNS=${DISTINCT_TXNS:-200}
 HOT_SECS=${HOT_SECS:-10}
@@ -85,7 +90,9 @@ else
         { cat "$OUT_DIR/migrate.log" >&2; die "onsale migrate failed"; }
 fi
 
-SEATS=$((CLIENTS * DISTINCT_TXNS))
+MAX_CLIENTS=$CLIENTS
+for c in $CEILING_CLIENTS; do [ "$c" -gt "$MAX_CLIENTS" ] && MAX_CLIENTS=$c; done
+SEATS=$((MAX_CLIENTS * DISTINCT_TXNS))
 read -r EVENT_ID FIRST_SEAT < <(psql_q -v seats="$SEATS" -f bench/sql/seed.sql)
 [ -n "${FIRST_SEAT:-}" ] || die "seeding failed"
 log "event $EVENT_ID with $SEATS seats from seat id $FIRST_SEAT"
@@ -106,22 +113,24 @@ quantiles() {
         }'
 }
 
-# run_mode NAME HOT [pgbench length options...]
+# run_mode NAME SCRIPT CLIENTS HOT [pgbench length options...]
+#   SCRIPT textbook: bench/sql/textbook.sql (lock the seat row, update it, commit)
+#          hold:     bench/sql/hold.sql (onsale's own hold transaction)
 run_mode() {
-    local mode=$1 hot=$2
-    shift 2
+    local mode=$1 script=$2 clients=$3 hot=$4
+    shift 4
     psql_q -v event_id="$EVENT_ID" -f bench/sql/reset.sql >/dev/null
     rm -f "$OUT_DIR/$mode".log*
-    log "$mode: pgbench -c $CLIENTS -j $THREADS $*"
+    log "$mode: pgbench -c $clients -j $THREADS $* -f bench/sql/$script.sql"
     # A client whose statement hits statement_timeout (a long queue on the event's seq row)
     # is aborted by pgbench, where the server would retry; the others go on, so the run is
     # reported with the number of aborted clients.
     local rc=0
-    "$PGBENCH" "$URL" -n -M prepared -c "$CLIENTS" -j "$THREADS" -r \
+    "$PGBENCH" "$URL" -n -M prepared -c "$clients" -j "$THREADS" -r \
         -l --log-prefix="$OUT_DIR/$mode.log" \
-        -D event_id="$EVENT_ID" -D first_seat="$FIRST_SEAT" -D clients="$CLIENTS" \
+        -D event_id="$EVENT_ID" -D first_seat="$FIRST_SEAT" -D clients="$clients" \
         -D hot="$hot" -D n=0 -D ttl_ms="$HOLD_TTL_MS" \
-        "$@" -f bench/sql/hold.sql >"$OUT_DIR/$mode.txt" 2>&1 || rc=$?
+        "$@" -f "bench/sql/$script.sql" >"$OUT_DIR/$mode.txt" 2>&1 || rc=$?
     local aborted
     aborted=$(grep -c 'aborted in command' "$OUT_DIR/$mode.txt" || true)
     if ! grep -q '^number of transactions actually processed' "$OUT_DIR/$mode.txt"; then
@@ -132,7 +141,7 @@ run_mode() {
         log "$mode: $aborted client(s) aborted: $(grep -m1 'aborted in command' "$OUT_DIR/$mode.txt" | sed 's/.*ERROR: *//')"
     fi
 
-    local tps txns secs holds held seq p50 p95 p99 max others
+    local tps txns secs holds held seq p50 p95 p99 max won others
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$OUT_DIR/$mode.txt")
     txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$OUT_DIR/$mode.txt")
     read -r holds held seq < <(psql_q -F ' ' -c "
@@ -141,23 +150,30 @@ run_mode() {
                (SELECT seq FROM events WHERE id = $EVENT_ID)")
     read -r p50 p95 p99 max < <(quantiles "$OUT_DIR/$mode".log*)
     secs=$(awk -v n="$txns" -v t="$tps" 'BEGIN { if (t > 0) printf "%.3f", n / t; else print 0 }')
-    others=$((txns - holds))
-    printf 'raw-sql %-8s %10.1f tx/s  %6s tx  p50 %7.2f ms  p95 %7.2f ms  p99 %7.2f ms  max %7.2f ms  holds %s  HELD seats %s  seq %s  aborted clients %s\n' \
-        "$mode" "$tps" "$txns" "$p50" "$p95" "$p99" "$max" "$holds" "$held" "$seq" "$aborted"
+    # The textbook transaction writes no hold row: a won seat is a HELD seat.
+    if [ "$script" = textbook ]; then won=$held; else won=$holds; fi
+    others=$((txns - won))
+    printf 'raw-sql %-16s %10.1f tx/s  %6s tx  p50 %7.2f ms  p95 %7.2f ms  p99 %7.2f ms  max %7.2f ms  won %s  HELD seats %s  seq %s  aborted clients %s\n' \
+        "$mode" "$tps" "$txns" "$p50" "$p95" "$p99" "$max" "$won" "$held" "$seq" "$aborted"
     local ok=true
-    if [ "$held" != "$holds" ] || [ "$seq" != "$holds" ]; then ok=false; fi
-    if [ "$hot" = 1 ] && [ "$holds" != 1 ]; then ok=false; fi
-    if [ "$hot" = 0 ] && [ "$holds" != "$txns" ]; then ok=false; fi
+    if [ "$script" = hold ] && { [ "$held" != "$holds" ] || [ "$seq" != "$holds" ]; }; then ok=false; fi
+    if [ "$hot" = 1 ] && [ "$won" != 1 ]; then ok=false; fi
+    if [ "$hot" = 0 ] && [ "$won" != "$txns" ]; then ok=false; fi
     [ "$ok" = true ] || log "$mode: UNEXPECTED: $holds holds, $held HELD seats, seq $seq, $txns transactions"
     if [ "$JSON" = 1 ]; then
         local all_ok=$ok no_abort=true
         if [ "$aborted" -gt 0 ]; then all_ok=false no_abort=false; fi
-        printf '{"scenario":"raw-sql-%s","label":"pgbench","ok":%s,"params":{"clients":%s},"sections":[{"name":"hold transaction","count":%s,"duration_s":%s,"throughput":%s,"p50_ms":%s,"p95_ms":%s,"p99_ms":%s,"max_ms":%s,"codes":{"OK":%s,"SEAT_UNAVAILABLE":%s,"CLIENT_ABORTED":%s}}],"metrics":{},"checks":[{"name":"holds, HELD seats and seq agree","ok":%s,"detail":"%s holds, %s HELD, seq %s"},{"name":"no client aborted by statement_timeout","ok":%s,"detail":"%s aborted"}]}\n' \
-            "$mode" "$all_ok" "$CLIENTS" "$txns" "$secs" "$tps" "$p50" "$p95" "$p99" "$max" \
-            "$holds" "$others" "$aborted" "$ok" "$holds" "$held" "$seq" "$no_abort" "$aborted"
+        printf '{"scenario":"raw-sql-%s","label":"pgbench","ok":%s,"params":{"clients":%s,"script":"%s"},"sections":[{"name":"hold transaction","count":%s,"duration_s":%s,"throughput":%s,"p50_ms":%s,"p95_ms":%s,"p99_ms":%s,"max_ms":%s,"codes":{"OK":%s,"SEAT_UNAVAILABLE":%s,"CLIENT_ABORTED":%s}}],"metrics":{},"checks":[{"name":"won seats agree with the log","ok":%s,"detail":"%s won, %s holds, %s HELD, seq %s"},{"name":"no client aborted by statement_timeout","ok":%s,"detail":"%s aborted"}]}\n' \
+            "$mode" "$all_ok" "$clients" "$script" "$txns" "$secs" "$tps" "$p50" "$p95" "$p99" "$max" \
+            "$won" "$others" "$aborted" "$ok" "$won" "$holds" "$held" "$seq" "$no_abort" "$aborted"
     fi
 }
 
-run_mode distinct 0 -t "$DISTINCT_TXNS"
-run_mode hot 1 -T "$HOT_SECS"
-log "per-statement latencies: $OUT_DIR/distinct.txt, $OUT_DIR/hot.txt"
+# The ceiling: the textbook hold transaction at each client count (CEILING_CLIENTS).
+for c in $CEILING_CLIENTS; do
+    run_mode "textbook-$c" textbook "$c" 0 -t "$DISTINCT_TXNS"
+done
+# Beside it, onsale's own hold transaction (a batch of one) at CLIENTS.
+run_mode "onsale-$CLIENTS" hold "$CLIENTS" 0 -t "$DISTINCT_TXNS"
+run_mode "onsale-hot-$CLIENTS" hold "$CLIENTS" 1 -T "$HOT_SECS"
+log "per-statement latencies: $OUT_DIR/*.txt"

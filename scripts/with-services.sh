@@ -13,6 +13,9 @@
 #   TEST_PG_LOG_FILE     the server log
 #   TEST_PG_CTL_SCRIPT   absolute path of scripts/pg-ctl.sh
 #                        ("$TEST_PG_CTL_SCRIPT" stop|start|restart [immediate])
+# It runs with fsync, synchronous_commit and full_page_writes off (nothing of a test run
+# needs to survive a power cut), unless PG_DURABLE=1 (benchmarks: PostgreSQL's durable
+# defaults, as users run it).
 #
 # Redis: if TEST_REDIS_URL is set it is used as is. Otherwise redis-server is
 # started on a free port on 127.0.0.1 without persistence, and these are
@@ -260,12 +263,21 @@ start_postgres() {
 # ---- throwaway test server (scripts/with-services.sh) ----
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$pg_dir'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 max_connections = 500
 shared_buffers = 256MB
 CONF
+    if [ "${PG_DURABLE:-0}" = 1 ]; then
+        # Benchmarks: PostgreSQL's durable defaults (fsync, synchronous_commit and
+        # full_page_writes on), as users run it.
+        log "PostgreSQL with its durable defaults (PG_DURABLE=1)"
+    else
+        # Tests: nothing survives the run, so skip the flushes.
+        cat >>"$TEST_PG_DATA_DIR/postgresql.conf" <<CONF
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+    fi
 
     # Another process may grab the port between probing and binding: retry.
     for attempt in 1 2 3 4 5; do
