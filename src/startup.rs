@@ -150,6 +150,8 @@ impl Application {
             request_timeout: config.request_timeout,
             connections: config.connections.clone(),
             open_sockets: Default::default(),
+            read_cache: Default::default(),
+            persisted: Default::default(),
         });
         let listener = TcpListener::bind(config.bind_addr)
             .await

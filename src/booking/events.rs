@@ -18,7 +18,9 @@ use crate::domain::clock::now_ms;
 use crate::domain::limits::SEAT_INSERT_CHUNK;
 use crate::domain::sale::status_change_allowed;
 use crate::domain::status::{EventStatus, SeatStatus};
-use crate::domain::views::{CategoryView, EventView, SeatCounts, SeatMapView, SeatView};
+use crate::domain::views::{
+    CategoryView, EventView, SeatCounts, SeatMapView, SeatView, changes_by_itself_at,
+};
 use crate::error::AppError;
 use entity::{category, event, seat};
 
@@ -172,6 +174,12 @@ impl BookingService {
             "event",
             &id.to_string(),
         )
+    }
+
+    /// The event's row as stored now: its `seq` and every setting an answer shows (what a
+    /// stored seat-map answer is checked against before it is served).
+    pub async fn event_row(&self, id: i64) -> Result<Option<event::Model>, AppError> {
+        Ok(event::Entity::find_by_id(id).one(&self.db.conn).await?)
     }
 
     /// The event as an admin sees it now.
@@ -367,11 +375,17 @@ impl BookingService {
             .remove(&event_id)
             .unwrap_or_default();
         let event = EventView::of(event, counts, of_event, now);
+        let changes_by_itself_at = changes_by_itself_at(&event, &seats, now);
         let seats = match section {
             Some(name) => seats.into_iter().filter(|s| s.section == name).collect(),
             None => seats,
         };
-        Ok(SeatMapView { event, seats, seq })
+        Ok(SeatMapView {
+            event,
+            seats,
+            seq,
+            changes_by_itself_at,
+        })
     }
 
     /// Whether there is any event at all (the demo seed runs only on an empty database).

@@ -31,6 +31,17 @@ pub fn stored_seat_status(seat: &entity::seat::Model) -> SeatStatus {
     }
 }
 
+/// A seat status as one character of the seat map's compact form (`SeatMap.states`):
+/// `A` available, `H` held, `B` booked, `X` blocked.
+pub fn seat_status_char(status: SeatStatus) -> char {
+    match status {
+        SeatStatus::Available => 'A',
+        SeatStatus::Held => 'H',
+        SeatStatus::Booked => 'B',
+        SeatStatus::Blocked => 'X',
+    }
+}
+
 /// What a stored hold shows at `now`: an active hold past its expiry is expired.
 pub fn hold_status_at(hold: &entity::hold::Model, now: i64) -> HoldStatus {
     match hold.status {

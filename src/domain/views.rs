@@ -122,6 +122,20 @@ pub struct SeatMapView {
     pub event: EventView,
     pub seats: Vec<SeatView>,
     pub seq: i64,
+    /// The first instant after the view was taken at which it would read differently with
+    /// nothing committed in between (a shown hold runs out, the sales window opens or
+    /// closes); `None`: only a committed change can alter it. See [`changes_by_itself_at`].
+    pub changes_by_itself_at: Option<i64>,
+}
+
+/// The first instant after `now` at which a map of `seats` (every seat of the event: its
+/// counts include them all) and `event` would read differently with nothing committed.
+pub fn changes_by_itself_at(event: &EventView, seats: &[SeatView], now: i64) -> Option<i64> {
+    let expiries = seats.iter().filter_map(|s| s.hold_expires_at_ms);
+    let window = [event.sales_start_at_ms, event.sales_end_at_ms]
+        .into_iter()
+        .flatten();
+    expiries.chain(window).filter(|at| *at > now).min()
 }
 
 #[derive(Clone, Debug)]

@@ -3,6 +3,7 @@
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 use chrono::{DateTime, Utc};
 
+use super::cache_hint::CacheHint;
 use super::errors::GqlResultExt;
 use super::types::{Event, EventStatus, Seat, SeatMap};
 use super::{booking, caller, checkout};
@@ -139,6 +140,9 @@ impl EventQuery {
             .seat_map(event_id, section.as_deref(), viewer(ctx))
             .await
             .gql()?;
+        if let (Some(hint), Some(at)) = (ctx.data_opt::<CacheHint>(), map.changes_by_itself_at) {
+            hint.changes_at(at);
+        }
         Ok(map.into())
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod backoffice;
 pub mod booking;
+pub mod cache_hint;
 pub mod checkout;
 pub mod errors;
 pub mod event;

@@ -4,6 +4,7 @@ use async_graphql::{Enum, ID, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::domain::seat_change::SeatChange as DomainSeatChange;
+use crate::domain::status::seat_status_char;
 use crate::domain::views::{BookingView, CategoryView, EventView, HoldView, SeatMapView, SeatView};
 
 pub fn datetime(ms: i64) -> DateTime<Utc> {
@@ -175,11 +176,17 @@ pub struct SeatMap {
     pub seats: Vec<Seat>,
     /// Subscribe to `seatChanges` with `afterSeq` set to this to stay exactly current.
     pub seq: i32,
+    /// The compact form for big venues: one character per seat of `seats`, in the same
+    /// (layout) order: `A` available, `H` held, `B` booked, `X` blocked (unknown characters:
+    /// not holdable). Load `seats { id … }` once, then only `states` and `seq`, and apply
+    /// `seatChanges` from that `seq` by seat id.
+    pub states: String,
 }
 
 impl From<SeatMapView> for SeatMap {
     fn from(m: SeatMapView) -> Self {
         Self {
+            states: m.seats.iter().map(|s| seat_status_char(s.status)).collect(),
             event: m.event.into(),
             seats: m.seats.into_iter().map(Into::into).collect(),
             seq: int(m.seq),

@@ -7,6 +7,8 @@ mod export;
 mod graphiql;
 mod graphql;
 mod health;
+mod persisted;
+pub mod read_cache;
 pub mod server;
 mod webhooks;
 mod websocket;
@@ -18,6 +20,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post};
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -71,6 +75,10 @@ pub struct AppStateInner {
     pub connections: crate::config::ConnectionLimits,
     /// WebSockets open per client address.
     pub open_sockets: websocket::OpenSockets,
+    /// Seat-map answers as bytes, and the plan of each query text.
+    pub read_cache: read_cache::ReadCache,
+    /// Query texts by hash (automatic persisted queries).
+    pub persisted: persisted::PersistedQueries,
 }
 
 /// Cross-origin access: none unless origins are configured (`*` allows any; tokens travel
@@ -94,7 +102,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/", get(graphiql::page))
-        .route("/graphql", post(graphql::graphql).get(graphiql::page))
+        .route("/graphql", post(graphql::graphql).get(graphql::graphql_get))
         .route("/graphql/ws", get(websocket::websocket))
         .route("/webhooks/stripe", post(webhooks::stripe))
         .route("/admin/events/{id}/bookings.csv", get(export::bookings_csv))
@@ -104,6 +112,8 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .merge(graphiql::assets())
         .merge(demo::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        // Answers the client may take compressed (seat maps bring their own compressed bytes).
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(SizeAbove::new(1024))))
         .layer(cors(cors_origins))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

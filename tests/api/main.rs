@@ -32,6 +32,7 @@ mod payments;
 mod pg_proxy;
 mod process;
 mod procs;
+mod read_cache;
 mod schema;
 mod seat_map;
 mod slow_consumer;

@@ -1,0 +1,457 @@
+//! Seat maps from memory, as bytes. A `seatMap` query's answer is serialised once per
+//! (query, variables, viewer, event state) and the same bytes — and their gzip and brotli
+//! forms, each compressed once — go to every reader until the event changes.
+//!
+//! Freshness: every read first loads the event's row (one primary-key read) and serves the
+//! stored answer only if it was built from exactly that row (same `seq`, so no seat change
+//! committed since, and the same settings) and the clock has not reached the first instant at
+//! which the answer would read differently by itself (a shown hold running out, a sales
+//! window opening: [`CacheHint`]). An answer is stored only if the event's row was the same
+//! before and after it was built, so it shows that `seq` exactly. So a reader never gets a
+//! map older than a change committed before its read began, whichever instance made it.
+//!
+//! Only documents whose one root field is `seatMap` (besides `__typename`) are cached; the
+//! plan for a query text is worked out once.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationType, Selection,
+};
+use async_graphql::{Request, ServerError, Value};
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, header};
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::graphql::cache_hint::CacheHint;
+use crate::graphql::limits;
+
+/// Query texts whose plan is kept.
+const PLANS: NonZeroUsize = NonZeroUsize::new(1_024).expect("non-zero");
+/// Answers kept (each one event's map for one query and viewer).
+const ANSWERS: NonZeroUsize = NonZeroUsize::new(512).expect("non-zero");
+/// Brotli quality for stored answers: compressed once per change, read many times.
+const BROTLI_QUALITY: u32 = 5;
+
+/// What kind of operation a request runs, as far as caching and `GET` care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A query whose only root field is `seatMap`: the event id comes from here.
+    SeatMap(EventArg),
+    /// Any other query.
+    Query,
+    /// A mutation or subscription (never over `GET`).
+    Write,
+    /// Not parseable, or no such operation: execution gives the error.
+    Unknown,
+}
+
+/// Where `seatMap(eventId:)` takes its value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventArg {
+    Literal(String),
+    Variable(String),
+}
+
+impl EventArg {
+    /// The event id of `request`, if it is a plain number.
+    pub fn event_id(&self, request: &Request) -> Option<i64> {
+        let value = match self {
+            EventArg::Literal(id) => id.clone(),
+            EventArg::Variable(name) => match request.variables.get(name.as_str())? {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            },
+        };
+        value.parse().ok()
+    }
+}
+
+/// The document's kind; a parsed document is left in the request for execution.
+fn classify(request: &mut Request) -> Kind {
+    let operation_name = request.operation_name.clone();
+    let Ok(doc) = request.parsed_query() else {
+        return Kind::Unknown;
+    };
+    classify_document(doc, operation_name.as_deref())
+}
+
+fn classify_document(doc: &ExecutableDocument, operation_name: Option<&str>) -> Kind {
+    let operation = match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => &op.node,
+        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
+            Some(op) => &op.node,
+            None => return Kind::Unknown,
+        },
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => match ops.values().next() {
+            Some(op) => &op.node,
+            None => return Kind::Unknown,
+        },
+        _ => return Kind::Unknown,
+    };
+    if operation.ty != OperationType::Query {
+        return Kind::Write;
+    }
+    if !operation.directives.is_empty() {
+        return Kind::Query;
+    }
+    let mut seat_map = None;
+    for item in &operation.selection_set.node.items {
+        let Selection::Field(field) = &item.node else {
+            return Kind::Query;
+        };
+        let field = &field.node;
+        if !field.directives.is_empty() {
+            return Kind::Query;
+        }
+        match field.name.node.as_str() {
+            "__typename" => {}
+            "seatMap" if seat_map.is_none() => seat_map = Some(field),
+            _ => return Kind::Query,
+        }
+    }
+    let Some(field) = seat_map else {
+        return Kind::Query;
+    };
+    let event = field
+        .arguments
+        .iter()
+        .find(|(name, _)| name.node.as_str() == "eventId")
+        .and_then(|(_, value)| {
+            // A variable makes `into_const_with` stop with its name.
+            match value.node.clone().into_const_with(Err::<Value, _>) {
+                Ok(Value::String(s)) => Some(EventArg::Literal(s)),
+                Ok(Value::Number(n)) => Some(EventArg::Literal(n.to_string())),
+                Ok(_) => None,
+                Err(variable) => Some(EventArg::Variable(variable.to_string())),
+            }
+        });
+    event.map_or(Kind::Query, Kind::SeatMap)
+}
+
+/// One stored answer.
+pub struct Answer {
+    /// The event's row it was built from.
+    event: entity::event::Model,
+    /// It reads differently by itself from this instant (Unix ms) on.
+    valid_until_ms: i64,
+    body: Bytes,
+    etag: HeaderValue,
+    gzip: OnceCell<Bytes>,
+    br: OnceCell<Bytes>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    query: String,
+    operation: Option<String>,
+    variables: String,
+    admin: bool,
+    event_id: i64,
+}
+
+/// Plans by query text and answers by key; cheap to clone.
+#[derive(Clone)]
+pub struct ReadCache {
+    plans: Arc<Mutex<LruCache<String, Kind>>>,
+    answers: Arc<Mutex<LruCache<Key, Arc<Answer>>>>,
+}
+
+impl Default for ReadCache {
+    fn default() -> Self {
+        Self {
+            plans: Arc::new(Mutex::new(LruCache::new(PLANS))),
+            answers: Arc::new(Mutex::new(LruCache::new(ANSWERS))),
+        }
+    }
+}
+
+/// A cacheable request, ready to look up.
+pub struct Lookup {
+    key: Key,
+    pub event_id: i64,
+}
+
+impl ReadCache {
+    /// The request's kind (worked out once per query text).
+    /// A text seen before keeps its plan; a new one is first measured by
+    /// [`limits::check`] (so nothing recursive runs on a hostile document).
+    pub fn kind(&self, request: &mut Request) -> Result<Kind, ServerError> {
+        if let Some(kind) = self
+            .plans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&request.query)
+        {
+            return Ok(kind.clone());
+        }
+        limits::check(request)?;
+        let kind = classify(request);
+        if kind != Kind::Unknown {
+            self.plans
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .put(request.query.clone(), kind.clone());
+        }
+        Ok(kind)
+    }
+
+    /// The key of a `seatMap` request, if its answer can be shared (`admin`: the caller is
+    /// an admin, who sees more than everyone else).
+    pub fn lookup(&self, request: &Request, arg: &EventArg, admin: bool) -> Option<Lookup> {
+        let event_id = arg.event_id(request)?;
+        let variables = serde_json::to_string(&request.variables).ok()?;
+        Some(Lookup {
+            key: Key {
+                query: request.query.clone(),
+                operation: request.operation_name.clone(),
+                variables,
+                admin,
+                event_id,
+            },
+            event_id,
+        })
+    }
+
+    /// The stored answer for `lookup`, if it was built from `event` and is still true at `now`.
+    pub fn get(
+        &self,
+        lookup: &Lookup,
+        event: &entity::event::Model,
+        now: i64,
+    ) -> Option<Arc<Answer>> {
+        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        let answer = answers.get(&lookup.key)?;
+        (answer.event == *event && now < answer.valid_until_ms).then(|| Arc::clone(answer))
+    }
+
+    /// Stores `body`, built from `event`, true until `hint` says; returns it for serving.
+    pub fn put(
+        &self,
+        lookup: Lookup,
+        event: entity::event::Model,
+        hint: &CacheHint,
+        body: Bytes,
+    ) -> Arc<Answer> {
+        let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+        let answer = Arc::new(Answer {
+            event,
+            valid_until_ms: hint.valid_until(),
+            etag: HeaderValue::try_from(etag).unwrap_or(HeaderValue::from_static("\"\"")),
+            body,
+            gzip: OnceCell::new(),
+            br: OnceCell::new(),
+        });
+        self.answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .put(lookup.key, Arc::clone(&answer));
+        answer
+    }
+}
+
+/// A content coding the client accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coding {
+    Brotli,
+    Gzip,
+    Identity,
+}
+
+impl Coding {
+    /// The best coding `Accept-Encoding` allows (brotli, then gzip; `q=0` refuses one).
+    pub fn negotiate(headers: &HeaderMap) -> Self {
+        let accepted = |name: &str| {
+            headers
+                .get_all(header::ACCEPT_ENCODING)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|item| {
+                    let mut parts = item.split(';');
+                    let coding = parts.next().unwrap_or("").trim();
+                    let refused = parts.any(|p| {
+                        p.trim()
+                            .strip_prefix("q=")
+                            .and_then(|q| q.trim().parse::<f32>().ok())
+                            .is_some_and(|q| q <= 0.0)
+                    });
+                    coding.eq_ignore_ascii_case(name) && !refused
+                })
+        };
+        if accepted("br") {
+            Coding::Brotli
+        } else if accepted("gzip") {
+            Coding::Gzip
+        } else {
+            Coding::Identity
+        }
+    }
+
+    /// The `Content-Encoding` value, if any.
+    pub fn header(self) -> Option<HeaderValue> {
+        match self {
+            Coding::Brotli => Some(HeaderValue::from_static("br")),
+            Coding::Gzip => Some(HeaderValue::from_static("gzip")),
+            Coding::Identity => None,
+        }
+    }
+}
+
+impl Answer {
+    pub fn etag(&self) -> &HeaderValue {
+        &self.etag
+    }
+
+    /// Whether `If-None-Match` names this answer.
+    pub fn matches(&self, headers: &HeaderMap) -> bool {
+        let Ok(ours) = self.etag.to_str() else {
+            return false;
+        };
+        headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == ours)
+    }
+
+    /// The body in `coding`, compressed on first use (off the async threads).
+    pub async fn body(&self, coding: Coding) -> Bytes {
+        let cell = match coding {
+            Coding::Identity => return self.body.clone(),
+            Coding::Gzip => &self.gzip,
+            Coding::Brotli => &self.br,
+        };
+        let plain = self.body.clone();
+        cell.get_or_init(|| async move {
+            let compressed = tokio::task::spawn_blocking(move || compress(&plain, coding)).await;
+            compressed.ok().flatten().unwrap_or_default()
+        })
+        .await
+        .clone()
+    }
+}
+
+fn compress(plain: &[u8], coding: Coding) -> Option<Bytes> {
+    use std::io::Write;
+    let out = match coding {
+        Coding::Identity => return Some(Bytes::copy_from_slice(plain)),
+        Coding::Gzip => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder.write_all(plain).ok()?;
+            encoder.finish().ok()?
+        }
+        Coding::Brotli => {
+            let mut out = Vec::new();
+            {
+                let mut writer =
+                    brotli::CompressorWriter::new(&mut out, 64 * 1024, BROTLI_QUALITY, 22);
+                writer.write_all(plain).ok()?;
+            }
+            out
+        }
+    };
+    Some(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(query: &str, operation: Option<&str>) -> Kind {
+        let doc = async_graphql::parser::parse_query(query).expect("parses");
+        classify_document(&doc, operation)
+    }
+
+    #[test]
+    fn only_a_lone_seat_map_is_cached() {
+        assert_eq!(
+            kind("query($e: ID!) { seatMap(eventId: $e) { seq } }", None),
+            Kind::SeatMap(EventArg::Variable("e".into()))
+        );
+        assert_eq!(
+            kind(
+                "{ __typename m: seatMap(eventId: \"7\") { seats { id } } }",
+                None
+            ),
+            Kind::SeatMap(EventArg::Literal("7".into()))
+        );
+        assert_eq!(
+            kind("{ seatMap(eventId: 1) { seq } events { id } }", None),
+            Kind::Query
+        );
+        assert_eq!(
+            kind(
+                "{ a: seatMap(eventId: 1) { seq } b: seatMap(eventId: 2) { seq } }",
+                None
+            ),
+            Kind::Query
+        );
+        assert_eq!(
+            kind(
+                "query($s: Boolean!) { seatMap(eventId: 1) @include(if: $s) { seq } }",
+                None
+            ),
+            Kind::Query
+        );
+        assert_eq!(
+            kind("{ ... on Query { seatMap(eventId: 1) { seq } } }", None),
+            Kind::Query
+        );
+        assert_eq!(
+            kind("mutation { releaseHold(holdId: \"x\") }", None),
+            Kind::Write
+        );
+        assert_eq!(
+            kind("subscription { seatChanges(eventId: 1) { seq } }", None),
+            Kind::Write
+        );
+        assert_eq!(
+            kind("query A { events { id } } mutation B { x }", Some("B")),
+            Kind::Write
+        );
+        assert_eq!(
+            kind("query A { events { id } } query B { x }", None),
+            Kind::Unknown
+        );
+    }
+
+    #[test]
+    fn accept_encoding_prefers_brotli_and_honours_q_zero() {
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+            Coding::negotiate(&h)
+        };
+        assert_eq!(with("gzip, deflate, br, zstd"), Coding::Brotli);
+        assert_eq!(with("gzip"), Coding::Gzip);
+        assert_eq!(with("br;q=0, gzip;q=0.5"), Coding::Gzip);
+        assert_eq!(with("identity"), Coding::Identity);
+        assert_eq!(Coding::negotiate(&HeaderMap::new()), Coding::Identity);
+    }
+
+    #[test]
+    fn compressed_forms_decompress_to_the_body() {
+        use std::io::Read;
+        let plain = br#"{"data":{"seatMap":{"seq":1}}}"#.repeat(100);
+        let gz = compress(&plain, Coding::Gzip).expect("gzip");
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut back)
+            .expect("gunzip");
+        assert_eq!(back, plain);
+        let br = compress(&plain, Coding::Brotli).expect("br");
+        let mut back = Vec::new();
+        brotli::Decompressor::new(&br[..], 4096)
+            .read_to_end(&mut back)
+            .expect("unbrotli");
+        assert_eq!(back, plain);
+    }
+}
