@@ -10,6 +10,7 @@
 # Configurations (BENCH_CONFIGS, space-separated, default "gate nogate"):
 #   gate    PostgreSQL + Redis, SEAT_GATE=on (the Redis seat gate in front of the database)
 #   nogate  PostgreSQL + Redis, SEAT_GATE=off (plain database path; same Redis fan-out)
+#   group   PostgreSQL + Redis, SEAT_GATE=on, GROUP_COMMIT=on (writes of one event batched)
 #   nocache PostgreSQL + Redis, SEAT_GATE=on, SEATMAP_CACHE=off (every seat map read from
 #           the database; the comparison for seatmap-read and storm-readers)
 #   local   PostgreSQL, no Redis (in-process bus and gate)
@@ -22,6 +23,8 @@
 #   STORM_USERS=1000 STORM_READERS=20 STORM_PHASE_SECS=3
 #   FANOUT_SUBSCRIBERS=1000 FANOUT_CHANGES=50
 #   SEATMAP_SEATS=10000 SEATMAP_READERS=200 SEATMAP_SECS=10
+#   SEATMAP_FORMS="post post-gzip get-etag" (seatmap-read once per form: plain POST, POST
+#           with gzip, GET with a persisted query and If-None-Match)
 #   RAW_SQL=1 (0 skips the pgbench ceiling; its own settings: see scripts/raw-sql-ceiling.sh)
 # Exit code: 0 when every check passed, 1 when any scenario reported a violation or failed.
 set -euo pipefail
@@ -55,6 +58,7 @@ FANOUT_CHANGES=${FANOUT_CHANGES:-50}
 SEATMAP_SEATS=${SEATMAP_SEATS:-10000}
 SEATMAP_READERS=${SEATMAP_READERS:-200}
 SEATMAP_SECS=${SEATMAP_SECS:-10}
+SEATMAP_FORMS=${SEATMAP_FORMS:-post post-gzip get-etag}
 RAW_SQL=${RAW_SQL:-1}
 
 SERVER_BIN=$ROOT/target/release/onsale
@@ -111,9 +115,10 @@ fresh_pg_database() {
 
 # start_server CONFIG: starts onsale for CONFIG on a free port and waits until it answers.
 start_server() {
-    local config=$1 dir=$OUT/$1 port db redis="" gate=on cache=on
+    local config=$1 dir=$OUT/$1 port db redis="" gate=on cache=on group=off
     case $config in
         gate) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL ;;
+        group) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL group=on ;;
         nogate) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL gate=off ;;
         nocache) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL cache=off ;;
         local) db=$(fresh_pg_database "$config") ;;
@@ -132,6 +137,7 @@ start_server() {
         cd "$dir"
         exec env -u STRIPE_SECRET_KEY -u STRIPE_API_BASE -u STRIPE_WEBHOOK_SECRET \
             DATABASE_URL="$db" REDIS_URL="$redis" SEAT_GATE="$gate" SEATMAP_CACHE="$cache" \
+            GROUP_COMMIT="$group" \
             BIND_ADDR="127.0.0.1:$port" JWT_SECRET="$JWT_SECRET" SEED_DEMO=false \
             LOG_FORMAT=json RUST_LOG=warn "$SERVER_BIN"
     ) >"$dir/server.log" 2>&1 &
@@ -157,19 +163,21 @@ start_server() {
 
 FAILED=()
 
-# scenario CONFIG NAME ARGS...: runs one onsale-bench scenario (if selected), keeps its output.
+# scenario CONFIG NAME ARGS...: runs one onsale-bench scenario (if selected), keeps its output
+# in $OUT/CONFIG/NAME[-$TAG].txt.
 scenario() {
-    local config=$1 name=$2 rc=0
+    local config=$1 name=$2 rc=0 file
     shift 2
     case " $BENCH_SCENARIOS " in *" $name "*) ;; *) return 0 ;; esac
+    file=$OUT/$config/$name${TAG:+-$TAG}.txt
     log "$config: $name $*"
-    "$BENCH_BIN" --url "$BASE_URL" --label "$config" --json "$name" "$@" \
-        >"$OUT/$config/$name.txt" 2>&1 || rc=$?
-    grep '^{.*"scenario"' "$OUT/$config/$name.txt" >>"$RESULTS" || true
-    sed -n '/^result/p' "$OUT/$config/$name.txt" | sed "s/^/[bench] $config $name: /" >&2
+    "$BENCH_BIN" --url "$BASE_URL" --label "$config${TAG:+ $TAG}" --json "$name" "$@" \
+        >"$file" 2>&1 || rc=$?
+    grep '^{.*"scenario"' "$file" >>"$RESULTS" || true
+    sed -n '/^result/p' "$file" | sed "s/^/[bench] $config $name${TAG:+ $TAG}: /" >&2
     if [ "$rc" -ne 0 ]; then
         FAILED+=("$config/$name (exit $rc)")
-        [ "$rc" -eq 1 ] || tail -n 5 "$OUT/$config/$name.txt" >&2
+        [ "$rc" -eq 1 ] || tail -n 5 "$file" >&2
     fi
 }
 
@@ -189,8 +197,10 @@ for config in $BENCH_CONFIGS; do
     scenario "$config" storm-readers --users "$STORM_USERS" --readers "$STORM_READERS" \
         --phase-secs "$STORM_PHASE_SECS"
     scenario "$config" fanout --subscribers "$FANOUT_SUBSCRIBERS" --changes "$FANOUT_CHANGES"
-    scenario "$config" seatmap-read --seats "$SEATMAP_SEATS" --readers "$SEATMAP_READERS" \
-        --duration-secs "$SEATMAP_SECS"
+    for form in $SEATMAP_FORMS; do
+        TAG=$form scenario "$config" seatmap-read --seats "$SEATMAP_SEATS" \
+            --readers "$SEATMAP_READERS" --duration-secs "$SEATMAP_SECS" --form "$form"
+    done
     stop_server
 done
 

@@ -150,7 +150,7 @@ impl Application {
             request_timeout: config.request_timeout,
             connections: config.connections.clone(),
             open_sockets: Default::default(),
-            read_cache: Default::default(),
+            read_cache: crate::http::read_cache::ReadCache::new(config.seat_map_cache),
             persisted: Default::default(),
         });
         let listener = TcpListener::bind(config.bind_addr)

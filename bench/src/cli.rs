@@ -141,6 +141,9 @@ pub struct SeatmapReadArgs {
     /// How long the readers run.
     #[arg(long, default_value_t = 10)]
     pub duration_secs: u64,
+    /// How readers ask: plain POST, POST with gzip, or GET with a persisted query and ETag.
+    #[arg(long, value_enum, default_value = "post")]
+    pub form: crate::client::ReadForm,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 /// The label of a successful answer.
 pub const OK: &str = "OK";
@@ -67,6 +68,17 @@ impl Answer {
 pub enum Parse {
     Full,
     ErrorsOnly,
+}
+
+/// How a reader asks for a seat map (see [`Api::read`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReadForm {
+    /// `POST /graphql`, uncompressed.
+    Post,
+    /// `POST /graphql` with `Accept-Encoding: gzip`.
+    PostGzip,
+    /// `GET /graphql` with a persisted-query hash, gzip, and `If-None-Match`.
+    GetEtag,
 }
 
 /// A cheap-to-clone handle on the server's HTTP API.
@@ -175,6 +187,96 @@ impl Api {
         answer.latency = received_at - started;
         answer.received_at = received_at;
         answer
+    }
+
+    /// A seat-map style read in one of the forms a browser or CDN uses: `POST` asking for
+    /// gzip, or `GET` with the persisted query's hash (Apollo APQ) and the last `ETag` seen
+    /// (`304` counts as OK: the client's copy is current). Returns the answer and the
+    /// answer's `ETag`. Compressed bodies are decompressed and classified like any other.
+    pub async fn read(
+        &self,
+        form: ReadForm,
+        query: &str,
+        variables: &Value,
+        etag: Option<&str>,
+    ) -> (Answer, Option<String>) {
+        let started = Instant::now();
+        let req = match form {
+            ReadForm::Post => self
+                .http
+                .post(&self.graphql)
+                .json(&json!({"query": query, "variables": variables})),
+            ReadForm::PostGzip => self
+                .http
+                .post(&self.graphql)
+                .header("accept-encoding", "gzip")
+                .json(&json!({"query": query, "variables": variables})),
+            ReadForm::GetEtag => {
+                let hash = hex::encode(sha2::Sha256::digest(query.as_bytes()));
+                let extensions = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+                let mut params = vec![
+                    ("variables", variables.to_string()),
+                    ("extensions", extensions.to_string()),
+                ];
+                // The text goes along only until the server knows the hash.
+                if etag.is_none() {
+                    params.push(("query", query.to_owned()));
+                }
+                let url = match reqwest::Url::parse_with_params(&self.graphql, &params) {
+                    Ok(url) => url,
+                    Err(e) => return (Answer::transport(TRANSPORT, e.to_string(), started), None),
+                };
+                let mut req = self.http.get(url).header("accept-encoding", "gzip");
+                if let Some(etag) = etag {
+                    req = req.header("if-none-match", etag);
+                }
+                req
+            }
+        };
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                return (
+                    Answer::transport(transport_code(&e), e.to_string(), started),
+                    None,
+                );
+            }
+        };
+        let status = resp.status().as_u16();
+        let new_etag = resp
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let gzipped = resp
+            .headers()
+            .get("content-encoding")
+            .is_some_and(|v| v.as_bytes() == b"gzip");
+        let body = match resp.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                return (
+                    Answer::transport(transport_code(&e), e.to_string(), started),
+                    None,
+                );
+            }
+        };
+        let received_at = Instant::now();
+        let mut answer = if status == 304 {
+            classify(200, b"{\"data\":{}}", Parse::ErrorsOnly)
+        } else if gzipped {
+            use std::io::Read;
+            let mut plain = Vec::new();
+            match flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain) {
+                Ok(_) => classify(status, &plain, Parse::ErrorsOnly),
+                Err(e) => Answer::transport(BAD_RESPONSE, e.to_string(), started),
+            }
+        } else {
+            classify(status, &body, Parse::ErrorsOnly)
+        };
+        answer.latency = received_at - started;
+        answer.received_at = received_at;
+        (answer, new_etag.or_else(|| etag.map(str::to_owned)))
     }
 
     /// Runs an operation that must succeed (setup and verification) and returns its `data`.

@@ -159,13 +159,16 @@ struct Key {
 pub struct ReadCache {
     plans: Arc<Mutex<LruCache<String, Kind>>>,
     answers: Arc<Mutex<LruCache<Key, Arc<Answer>>>>,
+    /// `SEATMAP_CACHE=off`: every answer is built (plans are still kept).
+    answers_on: bool,
 }
 
-impl Default for ReadCache {
-    fn default() -> Self {
+impl ReadCache {
+    pub fn new(answers_on: bool) -> Self {
         Self {
             plans: Arc::new(Mutex::new(LruCache::new(PLANS))),
             answers: Arc::new(Mutex::new(LruCache::new(ANSWERS))),
+            answers_on,
         }
     }
 }
@@ -203,6 +206,9 @@ impl ReadCache {
     /// The key of a `seatMap` request, if its answer can be shared (`admin`: the caller is
     /// an admin, who sees more than everyone else).
     pub fn lookup(&self, request: &Request, arg: &EventArg, admin: bool) -> Option<Lookup> {
+        if !self.answers_on {
+            return None;
+        }
         let event_id = arg.event_id(request)?;
         let variables = serde_json::to_string(&request.variables).ok()?;
         Some(Lookup {

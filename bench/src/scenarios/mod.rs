@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::sync::Barrier;
 
-use crate::client::{Answer, Api, Parse};
+use crate::client::{Answer, Api, Parse, ReadForm};
 use crate::ops::{self, Event};
 use crate::report::Stats;
 use crate::tokens::Tokens;
@@ -94,6 +94,7 @@ pub async fn run_readers(
     event_id: &str,
     n: usize,
     duration: Duration,
+    form: ReadForm,
 ) -> anyhow::Result<(Stats, Duration)> {
     let started = Instant::now();
     let deadline = started + duration;
@@ -103,8 +104,16 @@ pub async fn run_readers(
             let event_id = event_id.to_owned();
             tokio::spawn(async move {
                 let mut stats = Stats::new();
+                let variables = ops::vars::event(&event_id);
+                let mut etag = None;
                 while Instant::now() < deadline {
-                    stats.record_answer(&read_seat_map(&api, &event_id).await);
+                    let (answer, seen) = api
+                        .read(form, ops::SEAT_MAP, &variables, etag.as_deref())
+                        .await;
+                    stats.record_answer(&answer);
+                    if form == ReadForm::GetEtag {
+                        etag = seen;
+                    }
                 }
                 stats
             })

@@ -13,6 +13,7 @@ pub async fn run(ctx: &Ctx, args: &SeatmapReadArgs) -> anyhow::Result<Report> {
     report.param("seats", args.seats);
     report.param("readers", args.readers);
     report.param("duration_secs", args.duration_secs);
+    report.param("form", format!("{:?}", args.form));
     let event = ctx.create_event("seatmap-read", args.seats).await?;
     report.param("event", event.id.as_str());
 
@@ -22,6 +23,7 @@ pub async fn run(ctx: &Ctx, args: &SeatmapReadArgs) -> anyhow::Result<Report> {
         &event.id,
         args.readers,
         Duration::from_secs(args.duration_secs),
+        args.form,
     )
     .await?;
     report.metric(

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::cli::StormReadersArgs;
+use crate::client::ReadForm;
 use crate::ops;
 use crate::report::{Report, Section, Stats};
 use crate::scenarios::hot_seat::{Round, describe};
@@ -28,7 +29,7 @@ pub async fn run(ctx: &Ctx, args: &StormReadersArgs) -> anyhow::Result<Report> {
     let first_users = ctx.users("storm-r0", args.users)?;
     warm_connections(&ctx.api, args.users + args.readers).await;
     let (baseline, baseline_elapsed) =
-        run_readers(&ctx.api, &event.id, args.readers, phase).await?;
+        run_readers(&ctx.api, &event.id, args.readers, phase, ReadForm::Post).await?;
 
     // The storm runs rounds until the readers' second phase is over.
     let stop = Arc::new(AtomicBool::new(false));
@@ -57,7 +58,8 @@ pub async fn run(ctx: &Ctx, args: &StormReadersArgs) -> anyhow::Result<Report> {
             anyhow::Ok((stats, rounds, started.elapsed()))
         })
     };
-    let (during, during_elapsed) = run_readers(&ctx.api, &event.id, args.readers, phase).await?;
+    let (during, during_elapsed) =
+        run_readers(&ctx.api, &event.id, args.readers, phase, ReadForm::Post).await?;
     stop.store(true, Ordering::Relaxed);
     let (storm_stats, rounds, storm_elapsed) = storm.await.context("the storm task panicked")??;
 
