@@ -11,7 +11,8 @@
 //! map older than a change committed before its read began, whichever instance made it.
 //!
 //! Only documents whose one root field is `seatMap` (besides `__typename`) are cached; the
-//! plan for a query text is worked out once.
+//! plan for a query text — its kind and parsed document, for every operation — is worked
+//! out once.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,8 +32,12 @@ use crate::graphql::limits;
 
 /// Query texts whose plan is kept.
 const PLANS: NonZeroUsize = NonZeroUsize::new(1_024).expect("non-zero");
+/// Longer query texts are not kept (what the plans may hold stays bounded).
+const MAX_PLANNED_TEXT: usize = 16 * 1024;
 /// Answers kept (each one event's map for one query and viewer).
 const ANSWERS: NonZeroUsize = NonZeroUsize::new(512).expect("non-zero");
+/// Most plain bytes all stored answers may take (a 10,000-seat map is about 1 MiB).
+const MAX_ANSWER_BYTES: usize = 256 << 20;
 /// Brotli quality for stored answers: compressed once per change, read many times.
 const BROTLI_QUALITY: u32 = 5;
 
@@ -133,6 +138,13 @@ fn classify_document(doc: &ExecutableDocument, operation_name: Option<&str>) -> 
     event.map_or(Kind::Query, Kind::SeatMap)
 }
 
+/// What is known about one query text.
+#[derive(Clone)]
+struct Plan {
+    kind: Kind,
+    document: Arc<ExecutableDocument>,
+}
+
 /// One stored answer.
 pub struct Answer {
     /// The event's row it was built from.
@@ -157,8 +169,8 @@ struct Key {
 /// Plans by query text and answers by key; cheap to clone.
 #[derive(Clone)]
 pub struct ReadCache {
-    plans: Arc<Mutex<LruCache<String, Kind>>>,
-    answers: Arc<Mutex<LruCache<Key, Arc<Answer>>>>,
+    plans: Arc<Mutex<LruCache<String, Plan>>>,
+    answers: Arc<Mutex<Answers>>,
     /// `SEATMAP_CACHE=off`: every answer is built (plans are still kept).
     answers_on: bool,
 }
@@ -167,10 +179,20 @@ impl ReadCache {
     pub fn new(answers_on: bool) -> Self {
         Self {
             plans: Arc::new(Mutex::new(LruCache::new(PLANS))),
-            answers: Arc::new(Mutex::new(LruCache::new(ANSWERS))),
+            answers: Arc::new(Mutex::new(Answers {
+                lru: LruCache::new(ANSWERS),
+                bytes: 0,
+            })),
             answers_on,
         }
     }
+}
+
+/// Stored answers, least recently used dropped first, by count and by bytes.
+struct Answers {
+    lru: LruCache<Key, Arc<Answer>>,
+    /// Plain bytes of every stored answer (compressed forms are a fraction more).
+    bytes: usize,
 }
 
 /// A cacheable request, ready to look up.
@@ -180,25 +202,34 @@ pub struct Lookup {
 }
 
 impl ReadCache {
-    /// The request's kind (worked out once per query text).
-    /// A text seen before keeps its plan; a new one is first measured by
-    /// [`limits::check`] (so nothing recursive runs on a hostile document).
+    /// The request's kind, worked out once per query text. A text seen before also brings
+    /// its parsed document along (parsing is most of what a small request costs); a new one
+    /// is first measured by [`limits::check`], so nothing recursive runs on a hostile text.
     pub fn kind(&self, request: &mut Request) -> Result<Kind, ServerError> {
-        if let Some(kind) = self
+        let known = self
             .plans
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&request.query)
-        {
-            return Ok(kind.clone());
+            .cloned();
+        if let Some(plan) = known {
+            request.set_parsed_query(plan.document.as_ref().clone());
+            return Ok(plan.kind);
         }
         limits::check(request)?;
         let kind = classify(request);
-        if kind != Kind::Unknown {
+        if kind != Kind::Unknown
+            && request.query.len() <= MAX_PLANNED_TEXT
+            && let Ok(document) = request.parsed_query()
+        {
+            let plan = Plan {
+                kind: kind.clone(),
+                document: Arc::new(document.clone()),
+            };
             self.plans
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .put(request.query.clone(), kind.clone());
+                .put(request.query.clone(), plan);
         }
         Ok(kind)
     }
@@ -231,7 +262,7 @@ impl ReadCache {
         now: i64,
     ) -> Option<Arc<Answer>> {
         let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
-        let answer = answers.get(&lookup.key)?;
+        let answer = answers.lru.get(&lookup.key)?;
         (answer.event == *event && now < answer.valid_until_ms).then(|| Arc::clone(answer))
     }
 
@@ -252,10 +283,18 @@ impl ReadCache {
             gzip: OnceCell::new(),
             br: OnceCell::new(),
         });
-        self.answers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .put(lookup.key, Arc::clone(&answer));
+        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        answers.bytes += answer.body.len();
+        if let Some((_, old)) = answers.lru.push(lookup.key, Arc::clone(&answer)) {
+            answers.bytes -= old.body.len();
+        }
+        while answers.bytes > MAX_ANSWER_BYTES && answers.lru.len() > 1 {
+            match answers.lru.pop_lru() {
+                Some((_, old)) => answers.bytes -= old.body.len(),
+                None => break,
+            }
+        }
+        drop(answers);
         answer
     }
 }
