@@ -3,6 +3,7 @@
 pub mod backoffice;
 pub mod booking;
 pub mod checkout;
+pub mod door;
 pub mod errors;
 pub mod event;
 pub mod extensions;
@@ -29,6 +30,7 @@ pub struct Query(
     booking::BookingQuery,
     queue::QueueQuery,
     backoffice::BackofficeQuery,
+    door::DoorQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -38,6 +40,7 @@ pub struct Mutation(
     checkout::CheckoutMutation,
     booking::BookingMutation,
     queue::QueueMutation,
+    door::DoorMutation,
 );
 
 #[derive(MergedSubscription, Default)]
