@@ -71,7 +71,8 @@ impl BookingService {
         }
     }
 
-    /// Books the seats of an active, unexpired hold inside `txn`. Returns the booking id and
+    /// Books the seats of an active, unexpired hold inside `txn`, with one ticket per seat
+    /// (written in the same transaction). Returns the booking id and
     /// the changes to publish after commit. Used by `confirmHold` and by the payment saga.
     pub async fn book_hold<C: ConnectionTrait>(
         &self,

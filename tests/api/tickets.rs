@@ -396,3 +396,50 @@ both_backends!(
         app.stop().await;
     }
 );
+
+/// A paid booking gets its ticket in the saga's transaction; once refunded, it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paid_booking_has_a_ticket_that_its_refund_invalidates() {
+    use crate::payments::{bookings, held_and_started, intent_status, pay, payments, stripe_base};
+    let settles = std::time::Duration::from_secs(15);
+    let app = TestApp::spawn_with(Backend::Postgres, payments(&stripe_base())).await;
+    let alice = app.token("alice");
+    let (event_id, seats, hold_id, _, intent) = held_and_started(&app, &alice).await;
+    assert_eq!(pay(&app.client, &intent, "pm_card_visa").await, 200);
+    let body = app
+        .gql(
+            Some(&alice),
+            "mutation($h: ID!) { completeCheckout(holdId: $h) { id tickets { code seatId } } }",
+            json!({"h": hold_id}),
+        )
+        .await;
+    let booking = data(&body, "completeCheckout").clone();
+    assert_eq!(booking["tickets"][0]["seatId"], seats[0].as_str());
+    let code = codes_of(&booking).remove(0);
+    wait_until("the payment is captured", settles, || async {
+        intent_status(&app.client, &intent).await == "succeeded"
+    })
+    .await;
+    let body = app
+        .gql(
+            Some(&alice),
+            ops::CANCEL_BOOKING,
+            json!({"b": booking["id"]}),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    wait_until("refunded", settles, || async {
+        bookings(&app, &alice)
+            .await
+            .first()
+            .is_some_and(|b| b["status"] == "REFUNDED")
+    })
+    .await;
+    let body = check_in(&app, Some(&app.admin_token()), &code, &event_id, None).await;
+    assert_eq!(expect_error(&body), "TICKET_INVALID");
+    assert_eq!(
+        body["errors"][0]["extensions"]["reason"],
+        "BOOKING_REFUNDED"
+    );
+    app.stop().await;
+}
