@@ -394,6 +394,28 @@ both_backends!(
         let body = check_in(&app, Some(&app.admin_token()), &codes[0], "1", None).await;
         assert_eq!(data(&body, "checkIn")["booking"]["id"], BOOKING);
         app.stop().await;
+
+        // The table takes a seat or an area, exactly one, and never a code twice.
+        let conn = Database::connect(url.as_str()).await.expect("connect");
+        let insert = |code: &str, seat: &str, area: &str| {
+            format!(
+                "INSERT INTO tickets (code, booking_id, event_id, seat_id, area_id, created_at_ms) VALUES ('{code}', '{BOOKING}', 1, {seat}, {area}, 0)"
+            )
+        };
+        for sql in [
+            insert("NEITHER", "NULL", "NULL"),
+            insert("BOTH", "1", "7"),
+            insert(&codes[1], "NULL", "7"),
+        ] {
+            assert!(
+                conn.execute_unprepared(&sql).await.is_err(),
+                "accepted: {sql}"
+            );
+        }
+        conn.execute_unprepared(&insert("AREAPLACE", "NULL", "7"))
+            .await
+            .expect("an area's ticket");
+        let _ = conn.close().await;
     }
 );
 
