@@ -4,6 +4,7 @@
 
 use crate::domain::sale::{LimitKind, NotOnSale, OverLimit};
 use crate::domain::status::EventStatus;
+use crate::domain::ticket::TicketInvalid;
 
 /// Everything a request can end in, other than success.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,12 @@ pub enum AppError {
     /// Over a per-event limit.
     #[error("{message}")]
     LimitExceeded { over: OverLimit, message: String },
+    /// The ticket was redeemed already, at `checked_in_at_ms`.
+    #[error("this ticket was already checked in")]
+    AlreadyCheckedIn { checked_in_at_ms: i64 },
+    /// The ticket lets nobody in.
+    #[error("this ticket is not valid here ({})", .0.as_str())]
+    TicketInvalid(TicketInvalid),
     #[error("{message}")]
     RetryLater {
         retry_after_ms: u64,
@@ -57,6 +64,8 @@ impl AppError {
             Self::HoldNotActive(_) => "HOLD_NOT_ACTIVE",
             Self::NotOnSale { .. } => "NOT_ON_SALE",
             Self::LimitExceeded { .. } => "LIMIT_EXCEEDED",
+            Self::AlreadyCheckedIn { .. } => "ALREADY_CHECKED_IN",
+            Self::TicketInvalid(_) => "TICKET_INVALID",
             Self::RetryLater { .. } => "RETRY_LATER",
             Self::Internal(_) => "INTERNAL",
         }

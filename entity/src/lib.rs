@@ -14,4 +14,5 @@ pub mod seat;
 pub mod seat_change;
 pub mod status;
 pub mod stripe_event;
+pub mod ticket;
 pub mod waiting_room;

@@ -1,4 +1,4 @@
-//! The CSV export of an event's bookings: one row per booked seat, RFC 4180, CRLF line ends,
+//! The CSV export of an event's bookings: one row per ticket, RFC 4180, CRLF line ends,
 //! streamed in batches of bookings (never the whole event in memory), with cells that a
 //! spreadsheet would run as a formula neutralised by a leading `'`.
 
@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::booking::BookingService;
 use crate::domain::status::BookingStatus;
 use crate::error::AppError;
-use entity::{booking, booking_seat, category, seat};
+use entity::{booking, category, seat, ticket};
 
 /// The header row, as the contract fixes it.
 pub const HEADER: &str = "booking_id,status,user_id,event_id,ticket_code,section,row,number,area,category,price_cents,checked_in_at,created_at\r\n";
@@ -98,33 +98,36 @@ impl BookingService {
                     .await?;
                 let Some(tail) = bookings.last() else { break };
                 last = Some((tail.created_at_ms, tail.id.clone()));
-                let links = booking_seat::Entity::find()
-                    .filter(booking_seat::Column::BookingId.is_in(bookings.iter().map(|b| b.id.clone())))
-                    .order_by_asc(booking_seat::Column::SeatId)
+                let tickets = ticket::Entity::find()
+                    .filter(ticket::Column::BookingId.is_in(bookings.iter().map(|b| b.id.clone())))
+                    .order_by_asc(ticket::Column::SeatId)
+                    .order_by_asc(ticket::Column::Id)
                     .all(&conn)
                     .await?;
                 let seats: HashMap<i64, seat::Model> = seat::Entity::find()
-                    .filter(seat::Column::Id.is_in(links.iter().map(|l| l.seat_id)))
+                    .filter(seat::Column::Id.is_in(tickets.iter().filter_map(|t| t.seat_id)))
                     .all(&conn)
                     .await?
                     .into_iter()
                     .map(|s| (s.id, s))
                     .collect();
-                let mut per_booking: HashMap<&str, Vec<&seat::Model>> = HashMap::new();
-                for link in &links {
-                    if let Some(s) = seats.get(&link.seat_id) {
-                        per_booking.entry(link.booking_id.as_str()).or_default().push(s);
-                    }
+                let mut per_booking: HashMap<&str, Vec<&ticket::Model>> = HashMap::new();
+                for t in &tickets {
+                    per_booking.entry(t.booking_id.as_str()).or_default().push(t);
                 }
                 let mut chunk = String::new();
                 for b in &bookings {
                     let event = b.event_id.to_string();
                     let created = rfc3339(b.created_at_ms);
-                    for s in per_booking.get(b.id.as_str()).into_iter().flatten() {
-                        let number = s.number.to_string();
-                        let price = s.price_cents.to_string();
-                        let category = s
-                            .category_id
+                    for t in per_booking.get(b.id.as_str()).into_iter().flatten() {
+                        let checked_in = t.checked_in_at_ms.map(rfc3339).unwrap_or_default();
+                        // A ticket without a seat is a general-admission place: its seat
+                        // cells stay empty (the area's name and price come with areas).
+                        let seat = t.seat_id.and_then(|id| seats.get(&id));
+                        let number = seat.map(|s| s.number.to_string()).unwrap_or_default();
+                        let price = seat.map(|s| s.price_cents.to_string()).unwrap_or_default();
+                        let category = seat
+                            .and_then(|s| s.category_id)
                             .and_then(|id| categories.get(&id))
                             .map_or("", String::as_str);
                         chunk.push_str(&record([
@@ -132,14 +135,14 @@ impl BookingService {
                             status_name(b.status),
                             b.user_id.as_str(),
                             event.as_str(),
-                            "",
-                            s.section.as_str(),
-                            s.row_label.as_str(),
+                            t.code.as_str(),
+                            seat.map_or("", |s| s.section.as_str()),
+                            seat.map_or("", |s| s.row_label.as_str()),
                             number.as_str(),
                             "",
                             category,
                             price.as_str(),
-                            "",
+                            checked_in.as_str(),
                             created.as_str(),
                         ]));
                     }

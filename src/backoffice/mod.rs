@@ -2,6 +2,7 @@
 //! report and the CSV export. Admin only: every entry point here checks the caller itself.
 
 pub mod connections;
+pub mod door;
 pub mod export;
 pub mod report;
 

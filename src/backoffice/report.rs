@@ -14,7 +14,7 @@ use crate::booking::BookingService;
 use crate::domain::clock::now_ms;
 use crate::domain::status::{BookingStatus, SeatStatus, live_seat_status};
 use crate::error::AppError;
-use entity::{booking, booking_seat, category, event, seat};
+use entity::{booking, booking_seat, category, event, seat, ticket};
 
 /// Counts and money of a set of seats.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -146,6 +146,16 @@ async fn read_report(
         .all(txn)
         .await?;
 
+    // Everyone let in, whatever happened to their booking afterwards.
+    let checked_in: Vec<Option<i64>> = ticket::Entity::find()
+        .select_only()
+        .column(ticket::Column::SeatId)
+        .filter(ticket::Column::EventId.eq(event_id))
+        .filter(ticket::Column::CheckedInAtMs.is_not_null())
+        .into_tuple()
+        .all(txn)
+        .await?;
+
     let mut lines: BTreeMap<Option<i64>, Sales> = categories
         .iter()
         .map(|c| (Some(c.id), Sales::default()))
@@ -178,6 +188,13 @@ async fn read_report(
         line.gross_cents += price;
         if *status == BookingStatus::Refunded {
             line.refunded_cents += price;
+        }
+    }
+    for seat_id in checked_in {
+        total.checked_in += 1;
+        // A general-admission place has no seat: it counts in the total only.
+        if let Some((category_id, _)) = seat_id.and_then(|id| seat_line.get(&id)) {
+            lines.entry(*category_id).or_default().checked_in += 1;
         }
     }
     let names: HashMap<i64, String> = categories.into_iter().map(|c| (c.id, c.name)).collect();

@@ -10,6 +10,7 @@ use super::BookingService;
 use super::idempotency::{self, Operation};
 use super::rules::{ensure_active, still_held_by};
 use super::seats::{Claim, set_claim};
+use super::tickets;
 use super::views;
 use crate::auth::User;
 use crate::db::RowLock;
@@ -70,7 +71,8 @@ impl BookingService {
         }
     }
 
-    /// Books the seats of an active, unexpired hold inside `txn`. Returns the booking id and
+    /// Books the seats of an active, unexpired hold inside `txn`, with one ticket per seat
+    /// (written in the same transaction). Returns the booking id and
     /// the changes to publish after commit. Used by `confirmHold` and by the payment saga.
     pub async fn book_hold<C: ConnectionTrait>(
         &self,
@@ -129,6 +131,7 @@ impl BookingService {
         .filter(seat::Column::HoldId.eq(hold_id))
         .exec(txn)
         .await?;
+        tickets::issue_for_seats(txn, &booking_id, current.event_id, &seat_ids, now).await?;
         let pending = seat_ids.into_iter().map(PendingChange::booked).collect();
         let published = log::append(txn, current.event_id, pending).await?;
         Ok((booking_id, published))

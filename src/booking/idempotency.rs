@@ -17,6 +17,7 @@ pub enum Operation {
     StartCheckout,
     RequestSeats,
     ExtendHold,
+    CheckIn,
 }
 
 impl Operation {
@@ -28,6 +29,7 @@ impl Operation {
             Self::StartCheckout => "startCheckout",
             Self::RequestSeats => "requestSeats",
             Self::ExtendHold => "extendHold",
+            Self::CheckIn => "checkIn",
         }
     }
 }

@@ -16,15 +16,19 @@ pub mod seat_map_cache;
 mod seats;
 pub mod seed;
 pub mod sweeper;
+pub mod tickets;
 pub mod views;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::db::Db;
-use crate::domain::limits::SHED_RETRY_AFTER_MS;
+use crate::domain::limits::{
+    SHED_RETRY_AFTER_MS, TICKET_FAILURE_WINDOW, TICKET_FAILURES_PER_WINDOW,
+};
+use crate::domain::ticket::FailureWindow;
 use crate::error::AppError;
 use crate::realtime::SeatChangeBus;
 use admission::AdmissionPolicy;
@@ -61,6 +65,9 @@ pub struct BookingService {
     /// Who admits holds while an event's waiting room is on; set once at start-up (the
     /// waiting room is built on top of this service).
     admissions: Arc<OnceLock<Arc<dyn AdmissionPolicy>>>,
+    /// Failed ticket look-ups per admin, so that codes cannot be guessed at speed. Per
+    /// process: with several instances a guesser gets this budget on each.
+    ticket_failures: Arc<Mutex<FailureWindow>>,
 }
 
 impl BookingService {
@@ -82,6 +89,10 @@ impl BookingService {
             seat_maps,
             inflight,
             admissions: Arc::default(),
+            ticket_failures: Arc::new(Mutex::new(FailureWindow::new(
+                TICKET_FAILURES_PER_WINDOW,
+                TICKET_FAILURE_WINDOW,
+            ))),
         }
     }
 
@@ -100,6 +111,14 @@ impl BookingService {
                 "the server is at capacity; try again shortly",
             )
         })
+    }
+
+    /// The failed ticket look-ups window (see [`crate::backoffice::door`]).
+    pub(crate) fn ticket_failures(&self) -> std::sync::MutexGuard<'_, FailureWindow> {
+        // A panic elsewhere cannot leave the counts half-updated in a harmful way.
+        self.ticket_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn gate(&self) -> &SeatGate {

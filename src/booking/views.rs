@@ -109,10 +109,13 @@ pub async fn bookings<C: ConnectionTrait>(
         .map(|l| (l.booking_id, l.seat_id))
         .collect();
     let mut seats = seats_by_owner(conn, links, now_ms()).await?;
+    let mut tickets =
+        super::tickets::of_bookings(conn, bookings.iter().map(|b| b.id.clone())).await?;
     Ok(bookings
         .into_iter()
         .map(|b| BookingView {
             seats: seats.remove(&b.id).unwrap_or_default(),
+            tickets: tickets.remove(&b.id).unwrap_or_default(),
             id: b.id,
             event_id: b.event_id,
             hold_id: b.hold_id,

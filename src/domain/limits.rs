@@ -52,3 +52,9 @@ pub const OUTBOX_LEASE: Duration = Duration::from_secs(30);
 /// First backoff of a failed Stripe call; it doubles per attempt up to [`OUTBOX_MAX_DOUBLINGS`].
 pub const OUTBOX_BACKOFF: Duration = Duration::from_secs(1);
 pub const OUTBOX_MAX_DOUBLINGS: i32 = 6;
+
+/// Failed ticket look-ups (`checkIn`, `ticket`) one admin may make per
+/// [`TICKET_FAILURE_WINDOW`] before being told to retry later: enough for a busy door with
+/// smudged codes, far too few to guess a 128-bit code.
+pub const TICKET_FAILURES_PER_WINDOW: usize = 20;
+pub const TICKET_FAILURE_WINDOW: Duration = Duration::from_secs(10);

@@ -10,4 +10,5 @@ pub mod limits;
 pub mod sale;
 pub mod seat_change;
 pub mod status;
+pub mod ticket;
 pub mod views;

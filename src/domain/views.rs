@@ -162,4 +162,39 @@ pub struct BookingView {
     pub total_cents: i64,
     pub payment_intent_id: Option<String>,
     pub created_at_ms: i64,
+    /// One per seat, in seat order; only its owner and admins are ever shown a booking.
+    pub tickets: Vec<TicketView>,
+}
+
+/// A ticket: one seat (or general-admission place) of a booking, with its door code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TicketView {
+    pub id: i64,
+    pub booking_id: String,
+    pub event_id: i64,
+    pub seat_id: Option<i64>,
+    pub area_id: Option<i64>,
+    pub code: String,
+    pub checked_in_at_ms: Option<i64>,
+}
+
+impl TicketView {
+    pub fn of(ticket: entity::ticket::Model) -> Self {
+        Self {
+            id: ticket.id,
+            booking_id: ticket.booking_id,
+            event_id: ticket.event_id,
+            seat_id: ticket.seat_id,
+            area_id: ticket.area_id,
+            code: ticket.code,
+            checked_in_at_ms: ticket.checked_in_at_ms,
+        }
+    }
+}
+
+/// A redeemed ticket and the booking it belongs to.
+#[derive(Clone, Debug)]
+pub struct CheckInView {
+    pub ticket: TicketView,
+    pub booking: BookingView,
 }

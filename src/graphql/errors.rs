@@ -33,6 +33,12 @@ impl ErrorExtensions for AppError {
                     ext.set("limit", over.limit);
                     ext.set("kind", over.kind.as_str());
                 }
+                Self::AlreadyCheckedIn { checked_in_at_ms } => {
+                    ext.set("checkedInAt", datetime(*checked_in_at_ms).to_value());
+                }
+                Self::TicketInvalid(reason) => {
+                    ext.set("reason", reason.as_str());
+                }
                 Self::RetryLater { retry_after_ms, .. } => {
                     ext.set("retryAfterMs", *retry_after_ms);
                 }

@@ -4,6 +4,7 @@ pub mod backoffice;
 pub mod booking;
 pub mod cache_hint;
 pub mod checkout;
+pub mod door;
 pub mod errors;
 pub mod event;
 pub mod extensions;
@@ -30,6 +31,7 @@ pub struct Query(
     booking::BookingQuery,
     queue::QueueQuery,
     backoffice::BackofficeQuery,
+    door::DoorQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -39,6 +41,7 @@ pub struct Mutation(
     checkout::CheckoutMutation,
     booking::BookingMutation,
     queue::QueueMutation,
+    door::DoorMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -5,7 +5,9 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use crate::domain::seat_change::SeatChange as DomainSeatChange;
 use crate::domain::status::seat_status_char;
-use crate::domain::views::{BookingView, CategoryView, EventView, HoldView, SeatMapView, SeatView};
+use crate::domain::views::{
+    BookingView, CategoryView, CheckInView, EventView, HoldView, SeatMapView, SeatView, TicketView,
+};
 
 pub fn datetime(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
@@ -237,6 +239,10 @@ pub struct Booking {
     pub total_cents: i32,
     pub payment_intent_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Who booked it.
+    pub user_id: String,
+    /// One per seat, with the codes to show at the door.
+    pub tickets: Vec<Ticket>,
 }
 
 impl From<BookingView> for Booking {
@@ -250,6 +256,54 @@ impl From<BookingView> for Booking {
             total_cents: int(b.total_cents),
             payment_intent_id: b.payment_intent_id,
             created_at: datetime(b.created_at_ms),
+            user_id: b.user_id,
+            tickets: b.tickets.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Entry for one seat (or general-admission place) of a booking.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Ticket {
+    pub id: ID,
+    pub booking_id: ID,
+    pub event_id: ID,
+    /// Set for a seat.
+    pub seat_id: Option<ID>,
+    /// Set for a general-admission place.
+    pub area_id: Option<ID>,
+    /// Unguessable, letters and digits only; only the booking's owner and admins read it.
+    pub code: String,
+    /// When it was redeemed at the door.
+    pub checked_in_at: Option<DateTime<Utc>>,
+}
+
+impl From<TicketView> for Ticket {
+    fn from(t: TicketView) -> Self {
+        Self {
+            id: ID(t.id.to_string()),
+            booking_id: ID(t.booking_id),
+            event_id: ID(t.event_id.to_string()),
+            seat_id: t.seat_id.map(|id| ID(id.to_string())),
+            area_id: t.area_id.map(|id| ID(id.to_string())),
+            code: t.code,
+            checked_in_at: t.checked_in_at_ms.map(datetime),
+        }
+    }
+}
+
+/// A ticket redeemed at the door, and its booking.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct CheckIn {
+    pub ticket: Ticket,
+    pub booking: Booking,
+}
+
+impl From<CheckInView> for CheckIn {
+    fn from(c: CheckInView) -> Self {
+        Self {
+            ticket: c.ticket.into(),
+            booking: c.booking.into(),
         }
     }
 }

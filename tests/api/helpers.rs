@@ -564,7 +564,7 @@ pub async fn redis_namespace(app: &TestApp) -> String {
 }
 
 /// The codes the contract allows in `extensions.code`.
-pub const CODES: [&str; 11] = [
+pub const CODES: [&str; 13] = [
     "UNAUTHENTICATED",
     "FORBIDDEN",
     "NOT_FOUND",
@@ -576,6 +576,8 @@ pub const CODES: [&str; 11] = [
     "INTERNAL",
     "NOT_ON_SALE",
     "LIMIT_EXCEEDED",
+    "ALREADY_CHECKED_IN",
+    "TICKET_INVALID",
 ];
 
 /// The server is up and still serves normal requests.

@@ -39,5 +39,6 @@ mod slow_consumer;
 mod sql_mirror;
 mod stripe_client;
 mod surge;
+mod tickets;
 mod waiting_room;
 mod ws;
