@@ -15,3 +15,6 @@ pub mod seat_change;
 pub mod status;
 pub mod stripe_event;
 pub mod waiting_room;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+pub mod webhook_event;

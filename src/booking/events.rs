@@ -20,6 +20,7 @@ use crate::domain::sale::status_change_allowed;
 use crate::domain::status::{EventStatus, SeatStatus};
 use crate::domain::views::{CategoryView, EventView, SeatCounts, SeatMapView, SeatView};
 use crate::error::AppError;
+use crate::webhooks::{self, WebhookEvent};
 use entity::{category, event, seat};
 
 /// Who is looking at events: DRAFT events are shown to admins only.
@@ -241,6 +242,11 @@ impl BookingService {
                         .filter(event::Column::Id.eq(id))
                         .exec(txn)
                         .await?;
+                    webhooks::record(
+                        txn,
+                        WebhookEvent::event_status_changed(id, current.status, to),
+                    )
+                    .await?;
                 }
                 Ok(current.status)
             })
