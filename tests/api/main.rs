@@ -39,4 +39,5 @@ mod sql_mirror;
 mod stripe_client;
 mod surge;
 mod waiting_room;
+mod webhooks;
 mod ws;
