@@ -19,12 +19,13 @@ use crate::tasks::{self, Shutdown};
 use entity::webhook_delivery::{self, WebhookDeliveryStatus};
 use entity::{webhook_endpoint, webhook_event};
 
-/// Most deliveries one pass leases.
-const PASS_BATCH: u64 = 32;
-/// Attempts one instance makes at once.
-const IN_FLIGHT: usize = 8;
-/// How much longer than an attempt's timeout its lease lasts.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// Attempts one instance makes at once, and so the deliveries one pass leases: every leased
+/// delivery is attempted at once, well inside its lease.
+const IN_FLIGHT: usize = 16;
+const PASS_BATCH: u64 = IN_FLIGHT as u64;
+/// How many attempt timeouts a lease lasts: long enough that an attempt always ends (and is
+/// recorded) inside it, short enough that a killed instance's deliveries are soon taken over.
+const LEASE_TIMEOUTS: u32 = 2;
 /// The longest wait between two attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 /// The longest error text kept on a delivery.
@@ -145,7 +146,7 @@ impl WebhookService {
     /// for (PostgreSQL); SQLite's single writer makes the read and the lease one step.
     async fn lease_due(&self) -> Result<Vec<webhook_delivery::Model>, AppError> {
         let now = now_ms();
-        let until = now + millis(self.settings.timeout + LEASE_MARGIN);
+        let until = now + millis(self.settings.timeout * LEASE_TIMEOUTS);
         let me = self.instance.to_string();
         let db = &self.db;
         db.write(|txn| {

@@ -602,3 +602,214 @@ async fn webhook_paid_booking_tells_confirmed_cancelled_refunded() {
     assert_eq!(receiver.received().len(), 3);
     app.stop().await;
 }
+
+/// A receiver that stalls every request (never a 2xx) until told to answer 200, then records
+/// the body id of each 200 it gives.
+#[derive(Clone, Default)]
+struct StallingReceiver {
+    stalling: Arc<std::sync::atomic::AtomicBool>,
+    stalled: Arc<Mutex<usize>>,
+    delivered: Arc<Mutex<Vec<String>>>,
+}
+
+impl StallingReceiver {
+    async fn start(&self) -> String {
+        self.stalling
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        async fn hook(State(r): State<StallingReceiver>, body: String) -> StatusCode {
+            if r.stalling.load(std::sync::atomic::Ordering::SeqCst) {
+                *r.stalled.lock().expect("count") += 1;
+                // Longer than the attempt's timeout: the sender gives up, nothing is delivered.
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+            let id = serde_json::from_str::<Value>(&body).expect("json")["id"]
+                .as_str()
+                .expect("id")
+                .to_owned();
+            r.delivered.lock().expect("ids").push(id);
+            StatusCode::OK
+        }
+        let router = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        url
+    }
+}
+
+/// GraphQL against a child process.
+async fn child_gql(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    query: &str,
+    vars: Value,
+) -> Value {
+    client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": vars}))
+        .send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
+/// 100 events recorded, the instance killed with -9 while attempts (leased) are in flight and
+/// none delivered; another instance delivers all 100 after the leases run out, each event id
+/// answered 2xx exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_events_survive_a_killed_instance_and_are_delivered_once() {
+    use crate::procs::OnsaleProcess;
+    onsale::payment::install_crypto_provider();
+    let database_url = fresh_pg_database().await;
+    let settings = [
+        ("WEBHOOK_ALLOW_PRIVATE", "true"),
+        ("WEBHOOK_TIMEOUT_MS", "1000"),
+        ("WEBHOOK_RETRY_BASE_MS", "50"),
+        ("WEBHOOK_WORKER_INTERVAL_MS", "50"),
+        ("RATE_LIMIT_USER_PER_SEC", "0"),
+    ];
+    let receiver = StallingReceiver::default();
+    let url = receiver.start().await;
+    let mut first = OnsaleProcess::start(&database_url, None, free_port(), &settings).await;
+    let client = reqwest::Client::new();
+    let jwt = onsale::auth::Jwt::new(JWT_SECRET, 0);
+    let admin = jwt.issue("admin", true, 3600).expect("token");
+    let body = child_gql(
+        &client,
+        &first.base,
+        &admin,
+        CREATE,
+        json!({"url": url, "events": ["booking.confirmed"]}),
+    )
+    .await;
+    let endpoint_id = data(&body, "createWebhookEndpoint")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let input = ops::EventInput::rows(
+        "Crash Night",
+        "Hall",
+        "2030-01-01T20:00:00Z",
+        "Main",
+        [(100, 1000)],
+    );
+    let body = child_gql(
+        &client,
+        &first.base,
+        &admin,
+        ops::CREATE_EVENT,
+        ops::vars::create_event(&input),
+    )
+    .await;
+    let event_id = data(&body, "createEvent")["id"]
+        .as_str()
+        .expect("event id")
+        .to_owned();
+    let body = child_gql(
+        &client,
+        &first.base,
+        &admin,
+        ops::SEAT_STATUSES,
+        ops::vars::event(&event_id),
+    )
+    .await;
+    let seats = ops::SeatStatuses::from_json(data(&body, "seatMap"))
+        .expect("a seat map")
+        .order;
+    assert_eq!(seats.len(), 100);
+    for (i, seat) in seats.iter().enumerate() {
+        let token = jwt
+            .issue(&format!("buyer-{i}"), false, 3600)
+            .expect("token");
+        let body = child_gql(
+            &client,
+            &first.base,
+            &token,
+            HOLD_SEATS,
+            ops::vars::seats(&event_id, &[seat]),
+        )
+        .await;
+        let hold = hold_id(&body);
+        let body = child_gql(
+            &client,
+            &first.base,
+            &token,
+            CONFIRM_HOLD,
+            json!({"h": hold, "k": null}),
+        )
+        .await;
+        assert_eq!(data(&body, "confirmHold")["status"], "CONFIRMED");
+    }
+    // Attempts are in flight (leased, stalled) when the instance dies.
+    let db = sea_orm::Database::connect(database_url.as_str())
+        .await
+        .expect("connect");
+    let leased = || async {
+        use sea_orm::{ConnectionTrait, Statement};
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE leased_by IS NOT NULL",
+            ))
+            .await
+            .expect("count leases")
+            .expect("a row");
+        row.try_get::<i64>("", "n").expect("n")
+    };
+    wait_until("attempts in flight", ARRIVES_WITHIN, || async {
+        *receiver.stalled.lock().expect("count") >= 2 && leased().await > 0
+    })
+    .await;
+    first.kill();
+    assert!(leased().await > 0, "the killed instance left leases");
+    assert!(receiver.delivered.lock().expect("ids").is_empty());
+    receiver
+        .stalling
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let second = OnsaleProcess::start(&database_url, None, free_port(), &settings).await;
+    wait_until("all 100 delivered", Duration::from_secs(60), || async {
+        receiver.delivered.lock().expect("ids").len() >= 100
+    })
+    .await;
+    let body = child_gql(
+        &client,
+        &second.base,
+        &admin,
+        DELIVERIES,
+        json!({"id": endpoint_id, "first": 500}),
+    )
+    .await;
+    let page = data(&body, "webhookDeliveries");
+    assert_eq!(page["totalCount"], 100);
+    wait_until("every delivery DELIVERED", ARRIVES_WITHIN, || async {
+        let body = child_gql(
+            &client,
+            &second.base,
+            &admin,
+            DELIVERIES,
+            json!({"id": endpoint_id, "first": 500}),
+        )
+        .await;
+        data(&body, "webhookDeliveries")["edges"]
+            .as_array()
+            .is_some_and(|e| e.len() == 100 && e.iter().all(|e| e["node"]["status"] == "DELIVERED"))
+    })
+    .await;
+    let mut ids = receiver.delivered.lock().expect("ids").clone();
+    assert_eq!(ids.len(), 100, "one 2xx per event");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "100 different events");
+}
