@@ -147,26 +147,34 @@ impl WebhookService {
     async fn lease_due(&self) -> Result<Vec<webhook_delivery::Model>, AppError> {
         let now = now_ms();
         let until = now + millis(self.settings.timeout * LEASE_TIMEOUTS);
-        let me = self.instance.to_string();
+        let due = move || {
+            let enabled = Query::select()
+                .column(webhook_endpoint::Column::Id)
+                .from(webhook_endpoint::Entity)
+                .and_where(webhook_endpoint::Column::Enabled.eq(true))
+                .to_owned();
+            webhook_delivery::Entity::find()
+                .filter(webhook_delivery::Column::Status.eq(WebhookDeliveryStatus::Pending))
+                .filter(webhook_delivery::Column::NextAttemptAtMs.lte(now))
+                .filter(
+                    Condition::any()
+                        .add(webhook_delivery::Column::LeaseUntilMs.is_null())
+                        .add(webhook_delivery::Column::LeaseUntilMs.lte(now)),
+                )
+                .filter(webhook_delivery::Column::EndpointId.in_subquery(enabled))
+        };
+        // Most passes find nothing: look without a write transaction first, so an idle
+        // worker never takes SQLite's one writer slot from the bookings.
         let db = &self.db;
+        if due().one(&db.conn).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let me = self.instance.to_string();
         db.write(|txn| {
             let me = me.clone();
             async move {
                 let txn = &*txn;
-                let enabled = Query::select()
-                    .column(webhook_endpoint::Column::Id)
-                    .from(webhook_endpoint::Entity)
-                    .and_where(webhook_endpoint::Column::Enabled.eq(true))
-                    .to_owned();
-                let due = webhook_delivery::Entity::find()
-                    .filter(webhook_delivery::Column::Status.eq(WebhookDeliveryStatus::Pending))
-                    .filter(webhook_delivery::Column::NextAttemptAtMs.lte(now))
-                    .filter(
-                        Condition::any()
-                            .add(webhook_delivery::Column::LeaseUntilMs.is_null())
-                            .add(webhook_delivery::Column::LeaseUntilMs.lte(now)),
-                    )
-                    .filter(webhook_delivery::Column::EndpointId.in_subquery(enabled))
+                let due = due()
                     .order_by_asc(webhook_delivery::Column::NextAttemptAtMs)
                     .limit(PASS_BATCH);
                 let rows = db.locking(due, RowLock::SkipLocked).all(txn).await?;
