@@ -813,3 +813,51 @@ async fn webhook_events_survive_a_killed_instance_and_are_delivered_once() {
     ids.dedup();
     assert_eq!(ids.len(), 100, "100 different events");
 }
+
+both_backends!(
+    webhook_migration_goes_down_and_up_again,
+    |backend| async move {
+        use migration::{Migrator, MigratorTrait};
+        use sea_orm::ConnectionTrait;
+        let url = match backend {
+            Backend::Postgres => fresh_pg_database().await,
+            Backend::Sqlite => fresh_sqlite_database(),
+        };
+        let conn = sea_orm::Database::connect(url.as_str())
+            .await
+            .expect("connect");
+        Migrator::up(&conn, None).await.expect("up");
+        let tables = ["webhook_deliveries", "webhook_events", "webhook_endpoints"];
+        let count = |table: &'static str| {
+            let conn = &conn;
+            async move {
+                conn.execute_unprepared(&format!("SELECT COUNT(*) FROM {table}"))
+                    .await
+                    .is_ok()
+            }
+        };
+        for table in tables {
+            assert!(count(table).await, "{table} exists after up");
+        }
+        // Only the newest migration is this one in this branch; find how far back it is.
+        let applied = Migrator::get_applied_migrations(&conn)
+            .await
+            .expect("applied");
+        let back = applied
+            .iter()
+            .rev()
+            .position(|m| m.name() == "m20261202_000012_webhooks")
+            .expect("the webhook migration is applied")
+            + 1;
+        Migrator::down(&conn, Some(back as u32))
+            .await
+            .expect("down");
+        for table in tables {
+            assert!(!count(table).await, "{table} is gone after down");
+        }
+        Migrator::up(&conn, None).await.expect("up again");
+        for table in tables {
+            assert!(count(table).await, "{table} exists again");
+        }
+    }
+);
