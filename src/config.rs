@@ -88,6 +88,42 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// Batch the writes of one event into shared transactions (`GROUP_COMMIT`, off by default).
     pub group_commit: bool,
+    /// Outbound webhooks: addresses, timeouts and retries.
+    pub webhooks: WebhookConfig,
+}
+
+/// How outbound webhooks are sent.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Allow `http` and loopback or private addresses (`WEBHOOK_ALLOW_PRIVATE`; tests only).
+    pub allow_private: bool,
+    /// The first retry delay; it doubles per failed attempt (`WEBHOOK_RETRY_BASE_MS`).
+    pub retry_base: Duration,
+    /// Longest one attempt may take (`WEBHOOK_TIMEOUT_MS`).
+    pub timeout: Duration,
+    /// How often each instance looks for due deliveries (`WEBHOOK_WORKER_INTERVAL_MS`).
+    pub worker_interval: Duration,
+}
+
+impl WebhookConfig {
+    fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let ms = |var, default: u64| -> Result<Duration, ConfigError> {
+            let value: u64 = parse(lookup, var, Some(default))?;
+            if value == 0 {
+                return Err(ConfigError {
+                    var,
+                    problem: "must be at least 1".into(),
+                });
+            }
+            Ok(Duration::from_millis(value))
+        };
+        Ok(Self {
+            allow_private: parse_bool(lookup, "WEBHOOK_ALLOW_PRIVATE", false)?,
+            retry_base: ms("WEBHOOK_RETRY_BASE_MS", 10_000)?,
+            timeout: ms("WEBHOOK_TIMEOUT_MS", 10_000)?,
+            worker_interval: ms("WEBHOOK_WORKER_INTERVAL_MS", 1_000)?,
+        })
+    }
 }
 
 /// Bounds on what one connection may take: slow clients are cut, sockets capped.
@@ -306,6 +342,7 @@ impl Config {
             )?),
             connections: ConnectionLimits::from_lookup(&lookup)?,
             group_commit: parse_bool(&lookup, "GROUP_COMMIT", false)?,
+            webhooks: WebhookConfig::from_lookup(&lookup)?,
         })
     }
 }

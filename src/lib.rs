@@ -18,3 +18,4 @@ pub mod startup;
 pub mod tasks;
 pub mod telemetry;
 pub mod waiting_room;
+pub mod webhooks;

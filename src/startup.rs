@@ -21,6 +21,7 @@ use crate::http::{AppState, AppStateInner, router};
 use crate::realtime::local::LocalBus;
 use crate::realtime::{SeatChangeBus, SeatChangeFeed};
 use crate::waiting_room::WaitingRoomService;
+use crate::webhooks::WebhookService;
 
 /// The PostgreSQL advisory lock that lets one instance migrate at a time.
 const MIGRATION_LOCK_KEY: i64 = 7_318_040_501;
@@ -90,6 +91,8 @@ impl Application {
             })?),
             None => None,
         };
+        let webhooks = WebhookService::new(booking.db().clone(), config.webhooks.clone())
+            .context("cannot set up the webhook client")?;
         let checkout = CheckoutService::new(
             booking.clone(),
             stripe,
@@ -124,6 +127,7 @@ impl Application {
             checkout: checkout.clone(),
             feed: feed.clone(),
             waiting_room: waiting_room.clone(),
+            webhooks: webhooks.clone(),
         };
         let state = AppState::new(AppStateInner {
             schema: crate::graphql::guard::GuardedSchema(crate::graphql::build_schema(
@@ -165,6 +169,7 @@ impl Application {
         tokio::spawn(
             checkout.run_checkout_worker(config.checkout_worker_interval, shutdown_rx.clone()),
         );
+        tokio::spawn(webhooks.run_worker(shutdown_rx.clone()));
         waiting_room.start(addr, shutdown_rx);
 
         tracing::info!(%addr, "onsale listening on http://{addr}/ (GraphiQL) — POST /graphql, WebSocket /graphql/ws");

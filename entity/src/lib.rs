@@ -16,3 +16,6 @@ pub mod status;
 pub mod stripe_event;
 pub mod ticket;
 pub mod waiting_room;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+pub mod webhook_event;

@@ -95,3 +95,16 @@ pub enum EventStatus {
     #[sea_orm(string_value = "CANCELLED")]
     Cancelled,
 }
+
+/// Where one webhook delivery is: `Pending` until a 2xx (`Delivered`) or until retries run
+/// out (`Failed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum WebhookDeliveryStatus {
+    #[sea_orm(string_value = "PENDING")]
+    Pending,
+    #[sea_orm(string_value = "DELIVERED")]
+    Delivered,
+    #[sea_orm(string_value = "FAILED")]
+    Failed,
+}

@@ -14,6 +14,7 @@ mod m20261202_000008_hold_extensions;
 mod m20261202_000009_categories;
 mod m20261202_000010_blocked_seats;
 mod m20261202_000011_tickets;
+mod m20261202_000012_webhooks;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_categories::Migration),
             Box::new(m20261202_000010_blocked_seats::Migration),
             Box::new(m20261202_000011_tickets::Migration),
+            Box::new(m20261202_000012_webhooks::Migration),
         ]
     }
 }

@@ -39,7 +39,7 @@ pub struct PageArgs {
 }
 
 impl PageArgs {
-    fn size(&self) -> Result<u64, AppError> {
+    pub(crate) fn size(&self) -> Result<u64, AppError> {
         match self.first {
             None => Ok(DEFAULT_PAGE),
             Some(n) if n < 0 => Err(AppError::BadInput("first must not be negative".into())),
@@ -53,20 +53,20 @@ impl PageArgs {
 
 /// A position in one query's order: the row's `(created_at_ms, id)`, bound to `query`.
 #[derive(Debug, PartialEq, Eq)]
-struct Cursor {
-    created_at_ms: i64,
-    id: String,
+pub(crate) struct Cursor {
+    pub(crate) created_at_ms: i64,
+    pub(crate) id: String,
 }
 
 impl Cursor {
-    fn encode(&self, query: &str) -> String {
+    pub(crate) fn encode(&self, query: &str) -> String {
         hex::encode(format!(
             "{query}\u{1f}{}\u{1f}{}",
             self.created_at_ms, self.id
         ))
     }
 
-    fn decode(text: &str, query: &str) -> Result<Self, AppError> {
+    pub(crate) fn decode(text: &str, query: &str) -> Result<Self, AppError> {
         let bad = || AppError::BadInput("after is not a cursor of this query".into());
         let bytes = hex::decode(text).map_err(|_| bad())?;
         let text = String::from_utf8(bytes).map_err(|_| bad())?;
@@ -114,7 +114,7 @@ fn after<E: EntityTrait, C: ColumnTrait>(
 
 /// One page of `select` after `cursor`, newest first by `(created, id)`: the rows, their
 /// cursors, whether more follow, and how many rows `select` matches in all.
-async fn fetch_page<E: EntityTrait>(
+pub(crate) async fn fetch_page<E: EntityTrait>(
     conn: &DatabaseConnection,
     select: Select<E>,
     (created, id): (E::Column, E::Column),

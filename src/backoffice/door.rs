@@ -21,6 +21,7 @@ use crate::domain::status::BookingStatus;
 use crate::domain::ticket::{TicketCode, TicketInvalid};
 use crate::domain::views::{CheckInView, TicketView};
 use crate::error::AppError;
+use crate::webhooks::{self, WebhookEvent};
 use entity::{booking, ticket};
 
 impl BookingService {
@@ -72,10 +73,19 @@ impl BookingService {
                 let code = &code;
                 async move {
                     let txn = &*txn;
-                    let ticket_id = redeem(txn, code, event_id).await?;
+                    let (ticket_id, booking_id, at) = redeem(txn, code, event_id).await?;
                     idempotency::record_if(txn, &admin.id, op, key_ref, &ticket_id.to_string())
                         .await?;
-                    // webhooks: ticket.checked_in is recorded here
+                    webhooks::record(
+                        txn,
+                        WebhookEvent::ticket_checked_in(
+                            &ticket_id.to_string(),
+                            &booking_id,
+                            event_id,
+                            at,
+                        ),
+                    )
+                    .await?;
                     Ok(ticket_id)
                 }
             })
@@ -148,20 +158,22 @@ async fn find<C: ConnectionTrait>(
 }
 
 /// Marks the ticket checked in inside `txn` if it is valid for `event_id` and not yet
-/// redeemed; its id. The update itself decides between concurrent calls.
+/// redeemed: its id, its booking and the check-in time. The update itself decides between
+/// concurrent calls.
 async fn redeem<C: ConnectionTrait>(
     txn: &C,
     code: &TicketCode,
     event_id: i64,
-) -> Result<i64, AppError> {
+) -> Result<(i64, String, i64), AppError> {
     let found = find(txn, code)
         .await?
         .ok_or(AppError::TicketInvalid(TicketInvalid::Unknown))?;
     if found.event_id != event_id {
         return Err(AppError::TicketInvalid(TicketInvalid::OtherEvent));
     }
+    let at = now_ms();
     let updated = ticket::Entity::update_many()
-        .col_expr(ticket::Column::CheckedInAtMs, Expr::value(now_ms()))
+        .col_expr(ticket::Column::CheckedInAtMs, Expr::value(at))
         .filter(ticket::Column::Id.eq(found.id))
         .filter(ticket::Column::CheckedInAtMs.is_null())
         .filter(
@@ -177,7 +189,7 @@ async fn redeem<C: ConnectionTrait>(
         .exec(txn)
         .await?;
     if updated.rows_affected == 1 {
-        return Ok(found.id);
+        return Ok((found.id, found.booking_id, at));
     }
     // Lost: to another scanner, or the booking is no longer confirmed. Read which.
     let status = booking::Entity::find_by_id(found.booking_id.clone())

@@ -2,7 +2,8 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use tracing::instrument;
 
@@ -22,6 +23,7 @@ use crate::domain::status::{BookingStatus, HoldStatus};
 use crate::domain::views::BookingView;
 use crate::error::AppError;
 use crate::realtime::log;
+use crate::webhooks::{self, BookingData, WebhookEvent};
 use entity::{booking, booking_seat, hold, hold_seat, seat};
 
 impl BookingService {
@@ -98,20 +100,21 @@ impl BookingService {
         if updated.rows_affected != 1 {
             return Err(AppError::HoldNotActive("no longer active"));
         }
-        let booking_id = uuid::Uuid::new_v4().to_string();
-        booking::Entity::insert(booking::ActiveModel {
-            id: Set(booking_id.clone()),
-            event_id: Set(current.event_id),
-            hold_id: Set(hold_id.to_owned()),
-            user_id: Set(current.user_id.clone()),
-            status: Set(BookingStatus::Confirmed),
-            total_cents: Set(current.total_cents),
-            payment_intent_id: Set(payment_intent_id.map(str::to_owned)),
-            created_at_ms: Set(now),
-            updated_at_ms: Set(now),
-        })
-        .exec_without_returning(txn)
-        .await?;
+        let booked = booking::Model {
+            id: uuid::Uuid::new_v4().to_string(),
+            event_id: current.event_id,
+            hold_id: hold_id.to_owned(),
+            user_id: current.user_id.clone(),
+            status: BookingStatus::Confirmed,
+            total_cents: current.total_cents,
+            payment_intent_id: payment_intent_id.map(str::to_owned),
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        let booking_id = booked.id.clone();
+        booking::Entity::insert(booked.clone().into_active_model())
+            .exec_without_returning(txn)
+            .await?;
         hold_seat::Entity::update_many()
             .col_expr(hold_seat::Column::Active, Expr::value(false))
             .filter(hold_seat::Column::HoldId.eq(hold_id))
@@ -132,6 +135,15 @@ impl BookingService {
         .exec(txn)
         .await?;
         tickets::issue_for_seats(txn, &booking_id, current.event_id, &seat_ids, now).await?;
+        webhooks::record(
+            txn,
+            WebhookEvent::booking(
+                BookingData::of(&booked, &seat_ids),
+                booked.status,
+                booked.event_id,
+            ),
+        )
+        .await?;
         let pending = seat_ids.into_iter().map(PendingChange::booked).collect();
         let published = log::append(txn, current.event_id, pending).await?;
         Ok((booking_id, published))
@@ -172,16 +184,19 @@ impl BookingService {
         if updated.rows_affected != 1 {
             return Ok(Vec::new());
         }
-        let event_id = views::existing(
+        let cancelled = views::existing(
             booking::Entity::find_by_id(booking_id.to_owned())
-                .select_only()
-                .column(booking::Column::EventId)
-                .into_tuple::<i64>()
                 .one(txn)
                 .await?,
             "booking",
             booking_id,
         )?;
+        let event_id = cancelled.event_id;
+        webhooks::record(
+            txn,
+            WebhookEvent::booking(BookingData::of(&cancelled, &seat_ids), status, event_id),
+        )
+        .await?;
         booking_seat::Entity::update_many()
             .col_expr(booking_seat::Column::Active, Expr::value(false))
             .filter(booking_seat::Column::BookingId.eq(booking_id))
@@ -196,13 +211,13 @@ impl BookingService {
         log::append(txn, event_id, pending).await
     }
 
-    /// Marks a cancelled booking refunded (once the money is back).
+    /// Marks a cancelled booking refunded (once the money is back), inside `txn`.
     pub async fn mark_refunded<C: ConnectionTrait>(
         &self,
-        conn: &C,
+        txn: &C,
         booking_id: &str,
     ) -> Result<(), AppError> {
-        booking::Entity::update_many()
+        let updated = booking::Entity::update_many()
             .col_expr(
                 booking::Column::Status,
                 Expr::value(BookingStatus::Refunded),
@@ -210,9 +225,35 @@ impl BookingService {
             .col_expr(booking::Column::UpdatedAtMs, Expr::value(now_ms()))
             .filter(booking::Column::Id.eq(booking_id))
             .filter(booking::Column::Status.eq(BookingStatus::Cancelled))
-            .exec(conn)
+            .exec(txn)
             .await?;
-        Ok(())
+        if updated.rows_affected != 1 {
+            return Ok(());
+        }
+        let refunded = views::existing(
+            booking::Entity::find_by_id(booking_id.to_owned())
+                .one(txn)
+                .await?,
+            "booking",
+            booking_id,
+        )?;
+        let seat_ids: Vec<i64> = booking_seat::Entity::find()
+            .select_only()
+            .column(booking_seat::Column::SeatId)
+            .filter(booking_seat::Column::BookingId.eq(booking_id))
+            .order_by_asc(booking_seat::Column::SeatId)
+            .into_tuple()
+            .all(txn)
+            .await?;
+        webhooks::record(
+            txn,
+            WebhookEvent::booking(
+                BookingData::of(&refunded, &seat_ids),
+                refunded.status,
+                refunded.event_id,
+            ),
+        )
+        .await
     }
 
     /// The caller's bookings, newest first.

@@ -22,6 +22,7 @@ use crate::domain::views::{
     CategoryView, EventView, SeatCounts, SeatMapView, SeatView, changes_by_itself_at,
 };
 use crate::error::AppError;
+use crate::webhooks::{self, WebhookEvent};
 use entity::{category, event, seat};
 
 /// Who is looking at events: DRAFT events are shown to admins only.
@@ -249,6 +250,11 @@ impl BookingService {
                         .filter(event::Column::Id.eq(id))
                         .exec(txn)
                         .await?;
+                    webhooks::record(
+                        txn,
+                        WebhookEvent::event_status_changed(id, current.status, to),
+                    )
+                    .await?;
                 }
                 Ok(current.status)
             })

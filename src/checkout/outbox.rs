@@ -81,20 +81,27 @@ impl CheckoutService {
         stored: &checkout::Model,
         done: CheckoutState,
     ) -> Result<(), AppError> {
-        let conn = &self.booking.db().conn;
-        set_state(
-            conn,
-            &stored.hold_id,
-            done,
-            stored.booking_id.as_deref(),
-            now_ms(),
-        )
-        .await?;
-        if done == CheckoutState::Refunded
-            && let Some(booking_id) = &stored.booking_id
-        {
-            self.booking.mark_refunded(conn, booking_id).await?;
-        }
+        // The refund's webhook event is written with the booking's new status.
+        self.booking
+            .db()
+            .write(|txn| async move {
+                let txn = &*txn;
+                set_state(
+                    txn,
+                    &stored.hold_id,
+                    done,
+                    stored.booking_id.as_deref(),
+                    now_ms(),
+                )
+                .await?;
+                if done == CheckoutState::Refunded
+                    && let Some(booking_id) = &stored.booking_id
+                {
+                    self.booking.mark_refunded(txn, booking_id).await?;
+                }
+                Ok(())
+            })
+            .await?;
         tracing::info!(hold.id = %stored.hold_id, state = ?done, "stripe call done");
         Ok(())
     }

@@ -48,7 +48,7 @@ pub struct HoldConnection {
 }
 
 /// The edges, page info and count of `page`, each node made with `edge`.
-fn parts<V, E>(page: Page<V>, edge: impl Fn(String, V) -> E) -> (Vec<E>, PageInfo, i32) {
+pub(super) fn parts<V, E>(page: Page<V>, edge: impl Fn(String, V) -> E) -> (Vec<E>, PageInfo, i32) {
     let end_cursor = page.edges.last().map(|(c, _)| c.clone());
     let edges = page.edges.into_iter().map(|(c, v)| edge(c, v)).collect();
     let info = PageInfo {

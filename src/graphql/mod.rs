@@ -14,6 +14,7 @@ pub mod limits;
 pub mod queue;
 pub mod seat_changes;
 pub mod types;
+pub mod webhooks;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
@@ -23,6 +24,7 @@ use crate::checkout::CheckoutService;
 use crate::error::AppError;
 use crate::realtime::SeatChangeFeed;
 use crate::waiting_room::WaitingRoomService;
+use crate::webhooks::WebhookService;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -32,6 +34,7 @@ pub struct Query(
     queue::QueueQuery,
     backoffice::BackofficeQuery,
     door::DoorQuery,
+    webhooks::WebhookQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -42,6 +45,7 @@ pub struct Mutation(
     booking::BookingMutation,
     queue::QueueMutation,
     door::DoorMutation,
+    webhooks::WebhookMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -88,6 +92,7 @@ pub struct Services {
     pub checkout: CheckoutService,
     pub feed: SeatChangeFeed,
     pub waiting_room: WaitingRoomService,
+    pub webhooks: WebhookService,
 }
 
 /// Builds the schema around the services (`None`: a schema for printing only).
@@ -114,7 +119,8 @@ pub fn build_schema(services: Option<Services>, settings: &SchemaSettings) -> Ap
             .data(services.booking)
             .data(services.checkout)
             .data(services.feed)
-            .data(services.waiting_room);
+            .data(services.waiting_room)
+            .data(services.webhooks);
     }
     if !settings.introspection {
         builder = builder.disable_introspection();
@@ -141,6 +147,10 @@ pub(crate) fn feed<'a>(ctx: &Context<'a>) -> &'a SeatChangeFeed {
 
 pub(crate) fn waiting_room<'a>(ctx: &Context<'a>) -> &'a WaitingRoomService {
     ctx.data_unchecked::<WaitingRoomService>()
+}
+
+pub(crate) fn webhooks<'a>(ctx: &Context<'a>) -> &'a WebhookService {
+    ctx.data_unchecked::<WebhookService>()
 }
 
 pub(crate) fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {

@@ -41,4 +41,5 @@ mod stripe_client;
 mod surge;
 mod tickets;
 mod waiting_room;
+mod webhooks;
 mod ws;
