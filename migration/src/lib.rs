@@ -13,6 +13,7 @@ mod m20261202_000007_event_limits;
 mod m20261202_000008_hold_extensions;
 mod m20261202_000009_categories;
 mod m20261202_000010_blocked_seats;
+mod m20261202_000013_areas;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_hold_extensions::Migration),
             Box::new(m20261202_000009_categories::Migration),
             Box::new(m20261202_000010_blocked_seats::Migration),
+            Box::new(m20261202_000013_areas::Migration),
         ]
     }
 }

@@ -16,11 +16,11 @@ use crate::db::RowLock;
 use crate::domain::clock::now_ms;
 use crate::domain::input::IdempotencyKey;
 use crate::domain::limits::MY_LIST_LIMIT;
-use crate::domain::seat_change::{PendingChange, SeatChange};
+use crate::domain::seat_change::PendingChange;
 use crate::domain::status::{BookingStatus, HoldStatus};
 use crate::domain::views::BookingView;
 use crate::error::AppError;
-use crate::realtime::log;
+use crate::realtime::{Published, log};
 use entity::{booking, booking_seat, hold, hold_seat, seat};
 
 impl BookingService {
@@ -59,7 +59,7 @@ impl BookingService {
         match outcome {
             Ok((booking_id, published)) => {
                 metrics::counter!("onsale_bookings_confirmed_total").increment(1);
-                self.bus.publish(published).await;
+                self.bus.publish_all(published).await;
                 tracing::info!(booking.id = %booking_id, "hold confirmed");
                 views::booking(&self.db.conn, &booking_id).await
             }
@@ -70,20 +70,22 @@ impl BookingService {
         }
     }
 
-    /// Books the seats of an active, unexpired hold inside `txn`. Returns the booking id and
-    /// the changes to publish after commit. Used by `confirmHold` and by the payment saga.
+    /// Books the seats and places of an active, unexpired hold inside `txn`. Returns the
+    /// booking id and the changes to publish after commit. Used by `confirmHold` and by the
+    /// payment saga.
     pub async fn book_hold<C: ConnectionTrait>(
         &self,
         txn: &C,
         hold_id: &str,
         payment_intent_id: Option<&str>,
-    ) -> Result<(String, Vec<SeatChange>), AppError> {
+    ) -> Result<(String, Published), AppError> {
         let (current, locked) = self.lock_hold(txn, hold_id).await?;
         let seat_ids: Vec<i64> = locked.iter().map(|s| s.id).collect();
         let now = now_ms();
         ensure_active(&current, now)?;
-        if !still_held_by(&locked, hold_id) {
-            // Its seats were reclaimed after it ran out.
+        if !locked.is_empty() && !still_held_by(&locked, hold_id) {
+            // Its seats were reclaimed after it ran out (its places are checked as they are
+            // booked; a hold of places only has no seats).
             return Err(AppError::HoldExpired);
         }
         let updated = hold::Entity::update_many()
@@ -115,40 +117,45 @@ impl BookingService {
             .filter(hold_seat::Column::HoldId.eq(hold_id))
             .exec(txn)
             .await?;
-        booking_seat::Entity::insert_many(seat_ids.iter().map(|id| booking_seat::ActiveModel {
-            booking_id: Set(booking_id.clone()),
-            seat_id: Set(*id),
-            active: Set(true),
-        }))
-        .exec_without_returning(txn)
-        .await?;
-        set_claim(Claim::Booked {
-            booking_id: &booking_id,
-        })
-        .filter(seat::Column::Id.is_in(seat_ids.clone()))
-        .filter(seat::Column::HoldId.eq(hold_id))
-        .exec(txn)
-        .await?;
+        if !seat_ids.is_empty() {
+            booking_seat::Entity::insert_many(seat_ids.iter().map(|id| {
+                booking_seat::ActiveModel {
+                    booking_id: Set(booking_id.clone()),
+                    seat_id: Set(*id),
+                    active: Set(true),
+                }
+            }))
+            .exec_without_returning(txn)
+            .await?;
+            set_claim(Claim::Booked {
+                booking_id: &booking_id,
+            })
+            .filter(seat::Column::Id.is_in(seat_ids.clone()))
+            .filter(seat::Column::HoldId.eq(hold_id))
+            .exec(txn)
+            .await?;
+        }
+        let areas = self.book_places(txn, hold_id, &booking_id).await?;
         let pending = seat_ids.into_iter().map(PendingChange::booked).collect();
-        let published = log::append(txn, current.event_id, pending).await?;
-        Ok((booking_id, published))
+        let seats = log::append(txn, current.event_id, pending).await?;
+        Ok((booking_id, Published { seats, areas }))
     }
 
     /// Publishes what cancelling a booking changed.
-    pub async fn finish_cancel(&self, booking_id: &str, published: Vec<SeatChange>) {
+    pub async fn finish_cancel(&self, booking_id: &str, published: Published) {
         metrics::counter!("onsale_bookings_cancelled_total").increment(1);
-        self.bus.publish(published).await;
+        self.bus.publish_all(published).await;
         tracing::info!(booking.id = %booking_id, "booking cancelled");
     }
 
-    /// Marks a confirmed booking `status` and frees its seats inside `txn`; nothing happens
-    /// if it is no longer confirmed.
+    /// Marks a confirmed booking `status` and frees its seats and places inside `txn`;
+    /// nothing happens if it is no longer confirmed.
     pub async fn cancel_in<C: ConnectionTrait>(
         &self,
         txn: &C,
         booking_id: &str,
         status: BookingStatus,
-    ) -> Result<Vec<SeatChange>, AppError> {
+    ) -> Result<Published, AppError> {
         let seat_ids: Vec<i64> = booking_seat::Entity::find()
             .filter(booking_seat::Column::BookingId.eq(booking_id))
             .order_by_asc(booking_seat::Column::SeatId)
@@ -167,7 +174,7 @@ impl BookingService {
             .exec(txn)
             .await?;
         if updated.rows_affected != 1 {
-            return Ok(Vec::new());
+            return Ok(Published::default());
         }
         let event_id = views::existing(
             booking::Entity::find_by_id(booking_id.to_owned())
@@ -184,13 +191,17 @@ impl BookingService {
             .filter(booking_seat::Column::BookingId.eq(booking_id))
             .exec(txn)
             .await?;
-        set_claim(Claim::Free)
-            .filter(seat::Column::Id.is_in(seat_ids.clone()))
-            .filter(seat::Column::BookingId.eq(booking_id))
-            .exec(txn)
-            .await?;
+        if !seat_ids.is_empty() {
+            set_claim(Claim::Free)
+                .filter(seat::Column::Id.is_in(seat_ids.clone()))
+                .filter(seat::Column::BookingId.eq(booking_id))
+                .exec(txn)
+                .await?;
+        }
+        let areas = self.cancel_places(txn, booking_id).await?;
         let pending = seat_ids.into_iter().map(PendingChange::available).collect();
-        log::append(txn, event_id, pending).await
+        let seats = log::append(txn, event_id, pending).await?;
+        Ok(Published { seats, areas })
     }
 
     /// Marks a cancelled booking refunded (once the money is back).

@@ -12,6 +12,7 @@ use sea_orm::{
 use tracing::instrument;
 
 use super::BookingService;
+use super::areas::areas_of;
 use super::event_input::{EventUpdate, NewEvent};
 use super::views;
 use crate::domain::clock::now_ms;
@@ -20,7 +21,7 @@ use crate::domain::sale::status_change_allowed;
 use crate::domain::status::{EventStatus, SeatStatus};
 use crate::domain::views::{CategoryView, EventView, SeatCounts, SeatMapView, SeatView};
 use crate::error::AppError;
-use entity::{category, event, seat};
+use entity::{area, category, event, seat};
 
 /// Who is looking at events: DRAFT events are shown to admins only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +136,24 @@ impl BookingService {
             seat::Entity::insert_many(chunk.to_vec())
                 .exec(&tx.txn)
                 .await?;
+        }
+        for a in valid.areas {
+            let category_id = category_ids.get(a.category).copied().ok_or_else(|| {
+                AppError::Internal(format!("area {:?} lost its category", a.name))
+            })?;
+            area::Entity::insert(area::ActiveModel {
+                event_id: Set(created.id),
+                name: Set(a.name),
+                category_id: Set(category_id),
+                capacity: Set(a.capacity),
+                held: Set(0),
+                booked: Set(0),
+                blocked: Set(0),
+                version: Set(0),
+                ..Default::default()
+            })
+            .exec_without_returning(&tx.txn)
+            .await?;
         }
         tx.commit().await?;
         tracing::info!(event.id = created.id, "event created");
@@ -307,6 +326,7 @@ impl BookingService {
         let get =
             |id: i64, status: Option<SeatStatus>| counts.get(&(id, status)).copied().unwrap_or(0);
         let mut categories = categories_of(&self.db.conn, &ids_of(&events)).await?;
+        let mut areas = areas_of(&self.db.conn, &ids_of(&events), now).await?;
         Ok(events
             .into_iter()
             .map(|e| {
@@ -317,7 +337,8 @@ impl BookingService {
                     blocked: get(e.id, Some(SeatStatus::Blocked)),
                 };
                 let of_event = categories.remove(&e.id).unwrap_or_default();
-                EventView::of(e, counts, of_event, now)
+                let its_areas = areas.remove(&e.id).unwrap_or_default();
+                EventView::of(e, counts, of_event, its_areas, now)
             })
             .collect())
     }
@@ -366,7 +387,11 @@ impl BookingService {
             .await?
             .remove(&event_id)
             .unwrap_or_default();
-        let event = EventView::of(event, counts, of_event, now);
+        let its_areas = areas_of(&self.db.conn, &[event_id], now)
+            .await?
+            .remove(&event_id)
+            .unwrap_or_default();
+        let event = EventView::of(event, counts, of_event, its_areas, now);
         let seats = match section {
             Some(name) => seats.into_iter().filter(|s| s.section == name).collect(),
             None => seats,

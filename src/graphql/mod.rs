@@ -1,5 +1,6 @@
 //! The GraphQL schema: one query/mutation/subscription object per domain, merged.
 
+pub mod areas;
 pub mod backoffice;
 pub mod booking;
 pub mod checkout;
@@ -38,12 +39,14 @@ pub struct Mutation(
     checkout::CheckoutMutation,
     booking::BookingMutation,
     queue::QueueMutation,
+    areas::AreaMutation,
 );
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(
     seat_changes::SeatChangeSubscription,
     queue::QueueSubscription,
+    areas::AreaSubscription,
 );
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;

@@ -20,6 +20,7 @@ use super::requests::SeatRequestId;
 use super::store::{Next, QUEUES_KEY, RoomKeys};
 use crate::auth::User;
 use crate::booking::admission::Admission;
+use crate::domain::area::AreaQuantities;
 use crate::domain::input::{IdempotencyKey, SeatIds};
 use crate::domain::views::HoldView;
 use crate::error::AppError;
@@ -296,6 +297,7 @@ impl WaitingRoomService {
                     user,
                     room.event_id,
                     seat_ids.clone(),
+                    AreaQuantities::default(),
                     Some(key.clone()),
                     Admission::Queued,
                 )

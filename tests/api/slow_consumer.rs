@@ -51,6 +51,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
             sale: SaleSettings::default(),
             limits: BuyerLimits::default(),
             categories: Vec::new(),
+            areas: Vec::new(),
         })
         .await
         .expect("event");
