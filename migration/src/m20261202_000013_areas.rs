@@ -159,7 +159,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(HoldAreas::HoldId).string().not_null())
                     .col(ColumnDef::new(HoldAreas::AreaId).big_integer().not_null())
                     .col(ColumnDef::new(HoldAreas::Quantity).big_integer().not_null())
-                    .col(ColumnDef::new(HoldAreas::PriceCents).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(HoldAreas::PriceCents)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(HoldAreas::Active).boolean().not_null())
                     .primary_key(
                         Index::create()
@@ -201,7 +205,11 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(BookingAreas::Table)
                     .col(ColumnDef::new(BookingAreas::BookingId).string().not_null())
-                    .col(ColumnDef::new(BookingAreas::AreaId).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(BookingAreas::AreaId)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(
                         ColumnDef::new(BookingAreas::Quantity)
                             .big_integer()

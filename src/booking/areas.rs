@@ -291,13 +291,12 @@ impl BookingService {
                 let Some(row) = locked.first() else {
                     return Err(AppError::NotFound(format!("area {area_id} does not exist")));
                 };
-                let reclaimed = if block
-                    && row.capacity - row.held - row.booked - row.blocked < quantity
-                {
-                    reclaim_run_out(txn, area_id, now_ms()).await?
-                } else {
-                    0
-                };
+                let reclaimed =
+                    if block && row.capacity - row.held - row.booked - row.blocked < quantity {
+                        reclaim_run_out(txn, area_id, now_ms()).await?
+                    } else {
+                        0
+                    };
                 let (delta, guard) = if block {
                     (
                         quantity,
@@ -339,7 +338,12 @@ impl BookingService {
             .await?;
         let view = AreaView::of(&after, 0);
         self.bus.publish_areas(vec![view.change()]).await;
-        tracing::info!(area.id = area_id, block, quantity, "area places (un)blocked");
+        tracing::info!(
+            area.id = area_id,
+            block,
+            quantity,
+            "area places (un)blocked"
+        );
         Ok(view)
     }
 }
@@ -371,7 +375,9 @@ async fn move_counts<C: ConnectionTrait>(
         Expr::col(area::Column::Version).add(1),
     );
     update = match how {
-        Move::Unhold(q) => update.col_expr(area::Column::Held, Expr::col(area::Column::Held).sub(q)),
+        Move::Unhold(q) => {
+            update.col_expr(area::Column::Held, Expr::col(area::Column::Held).sub(q))
+        }
         Move::Book(q) => update
             .col_expr(area::Column::Held, Expr::col(area::Column::Held).sub(q))
             .col_expr(area::Column::Booked, Expr::col(area::Column::Booked).add(q)),

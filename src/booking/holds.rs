@@ -564,9 +564,7 @@ impl BookingService {
         let hold_id = uuid::Uuid::new_v4().to_string();
         let ids: Vec<i64> = locked.iter().map(|s| s.id).collect();
         // Areas after seats, in ascending id: the lock order of every transaction.
-        let places = self
-            .take_places(txn, event_id, areas, now)
-            .await?;
+        let places = self.take_places(txn, event_id, areas, now).await?;
         let total_cents = locked
             .iter()
             .map(|s| s.price_cents)
@@ -615,11 +613,10 @@ impl BookingService {
             .collect();
         let (seat_changes, event) = if pending.is_empty() {
             // Places only: no seat change to log, but the event's lock all the same.
-            let event = self
-                .db
-                .lock_event(txn, event_id)
-                .await?
-                .ok_or_else(|| AppError::NotFound(format!("event {event_id} does not exist")))?;
+            let event =
+                self.db.lock_event(txn, event_id).await?.ok_or_else(|| {
+                    AppError::NotFound(format!("event {event_id} does not exist"))
+                })?;
             (Vec::new(), event)
         } else {
             log::append_locking_event(txn, event_id, pending).await?
@@ -729,7 +726,8 @@ impl BookingService {
             Err(err) => match self.replay_hold(user, op, key).await {
                 Ok(Some(view)) => Ok(view),
                 _ => {
-                    if let AppError::SeatUnavailable { .. } | AppError::AreaUnavailable { .. } = err {
+                    if let AppError::SeatUnavailable { .. } | AppError::AreaUnavailable { .. } = err
+                    {
                         metrics::counter!("onsale_seat_conflicts_total").increment(1);
                     }
                     Err(err)

@@ -121,7 +121,11 @@ mod tests {
                 "violates unique constraint \"uq_booking_seats_active_seat\"",
             ),
             ("2067", "", "UNIQUE constraint failed: hold_seats.seat_id"),
-            ("23514", "ck_areas_counts", "new row violates check constraint"),
+            (
+                "23514",
+                "ck_areas_counts",
+                "new row violates check constraint",
+            ),
             ("275", "", "CHECK constraint failed: ck_areas_counts"),
             (
                 "2067",
