@@ -619,3 +619,86 @@ async fn area_changes_cross_instances_through_redis() {
     b.stop().await;
     a.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paid_places_are_booked_then_freed_and_refunded_when_the_event_is_cancelled() {
+    use crate::payments::{COMPLETE, START, pay, payments, stripe_base};
+    const SET_STATUS: &str =
+        "mutation($id: ID!, $s: EventStatus!) { setEventStatus(id: $id, status: $s) { status } }";
+    let app = TestApp::spawn_with(Backend::Postgres, payments(&stripe_base())).await;
+    let (event_id, seats, area) = event_with_area(&app, 2, 10, json!({})).await;
+    let (alice, bob) = (app.token("alice"), app.token("bob"));
+    let body = hold(
+        &app,
+        &alice,
+        &event_id,
+        &[&seats[0]],
+        places(&area, 2),
+        None,
+    )
+    .await;
+    let paid_hold = hold_id(&body);
+    let body = app
+        .gql(Some(&alice), START, json!({"h": paid_hold, "k": "pay-ga"}))
+        .await;
+    let checkout = data(&body, "startCheckout").clone();
+    assert_eq!(
+        checkout["amountCents"],
+        1000 + 2 * 2500,
+        "places are paid for"
+    );
+    let intent = checkout["paymentIntentId"].as_str().expect("intent");
+    assert_eq!(pay(&app.client, intent, "pm_card_visa").await, 200);
+    let body = app
+        .gql(Some(&alice), COMPLETE, json!({"h": paid_hold}))
+        .await;
+    let booking_id = data(&body, "completeCheckout")["id"]
+        .as_str()
+        .expect("booking")
+        .to_owned();
+    assert_eq!(counts(&app, &event_id).await, (8, 0, 2, 0));
+    // Bob's hold is still active when the event is cancelled.
+    let body = hold(&app, &bob, &event_id, &[], places(&area, 3), None).await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(counts(&app, &event_id).await, (5, 3, 2, 0));
+
+    let body = app
+        .gql(
+            Some(&app.admin_token()),
+            SET_STATUS,
+            json!({"id": event_id, "s": "CANCELLED"}),
+        )
+        .await;
+    assert_eq!(data(&body, "setEventStatus")["status"], "CANCELLED");
+    wait_until(
+        "the event's places are all free",
+        Duration::from_secs(15),
+        || async { counts(&app, &event_id).await == (10, 0, 0, 0) },
+    )
+    .await;
+    wait_until(
+        "the paid booking is refunded",
+        Duration::from_secs(15),
+        || async {
+            let body = app
+                .gql(Some(&alice), "{ myBookings { id status } }", json!({}))
+                .await;
+            data(&body, "myBookings").as_array().is_some_and(|b| {
+                b.iter()
+                    .any(|b| b["id"] == booking_id.as_str() && b["status"] == "REFUNDED")
+            })
+        },
+    )
+    .await;
+    // Cancelling again moves nothing.
+    let body = app
+        .gql(
+            Some(&app.admin_token()),
+            SET_STATUS,
+            json!({"id": event_id, "s": "CANCELLED"}),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    assert_eq!(counts(&app, &event_id).await, (10, 0, 0, 0));
+    app.stop().await;
+}
