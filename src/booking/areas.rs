@@ -141,6 +141,11 @@ impl BookingService {
                 .exec_with_returning(txn)
                 .await?;
             let Some(after) = updated.into_iter().next() else {
+                if available + reclaimed <= 0 {
+                    // Seen under the area's lock: tell the gate, so that the next requests
+                    // for it are answered without the database.
+                    self.gate.saw_sold_out(row.id, row.version);
+                }
                 short.push(row.id);
                 continue;
             };

@@ -78,6 +78,9 @@ impl BookingService {
             let twin = key
                 .as_ref()
                 .map(|k| format!("{}\u{1f}{}\u{1f}{}", user.id, op.as_str(), k.as_str()));
+            // Places of an area known sold out are refused without a database round trip.
+            self.gate
+                .refuse_sold_out(areas.as_slice().iter().map(|(id, _)| *id))?;
             // A hold of places only has no seat to claim at the gate.
             let claim = if ids.is_empty() {
                 None

@@ -17,6 +17,7 @@ pub struct LocalBus {
     all: broadcast::Sender<SeatChange>,
     /// Area counts, one channel per event, apart from seat changes.
     areas: Mutex<HashMap<i64, broadcast::Sender<AreaChange>>>,
+    all_areas: broadcast::Sender<AreaChange>,
 }
 
 impl Default for LocalBus {
@@ -25,6 +26,7 @@ impl Default for LocalBus {
             channels: Mutex::default(),
             all: broadcast::channel(ALL_EVENTS_BUFFER).0,
             areas: Mutex::default(),
+            all_areas: broadcast::channel(ALL_EVENTS_BUFFER).0,
         }
     }
 }
@@ -63,11 +65,12 @@ impl LocalBus {
             areas.retain(|_, tx| tx.receiver_count() > 0);
             areas.get(&first.event_id).cloned()
         };
-        if let Some(tx) = sender {
-            for change in changes {
-                // An error only means nobody listens right now.
-                let _ = tx.send(change);
+        for change in changes {
+            // An error only means nobody listens right now.
+            if let Some(tx) = &sender {
+                let _ = tx.send(change.clone());
             }
+            let _ = self.all_areas.send(change);
         }
     }
 }
@@ -110,5 +113,9 @@ impl SeatChangeBus for LocalBus {
             .entry(event_id)
             .or_insert_with(|| broadcast::channel(SUBSCRIBER_BUFFER).0)
             .subscribe()
+    }
+
+    fn subscribe_all_areas(&self) -> broadcast::Receiver<AreaChange> {
+        self.all_areas.subscribe()
     }
 }

@@ -71,6 +71,9 @@ pub trait SeatChangeBus: Send + Sync {
     /// Live area counts of one event, from now on.
     fn subscribe_areas(&self, event_id: i64) -> broadcast::Receiver<AreaChange>;
 
+    /// Live area counts of every event (for the seat gate's sold-out areas).
+    fn subscribe_all_areas(&self) -> broadcast::Receiver<AreaChange>;
+
     /// Publishes everything one transaction changed.
     async fn publish_all(&self, published: Published) {
         self.publish(published.seats).await;

@@ -184,6 +184,10 @@ impl SeatChangeBus for RedisBus {
         self.local.subscribe_areas(event_id)
     }
 
+    fn subscribe_all_areas(&self) -> broadcast::Receiver<AreaChange> {
+        self.local.subscribe_all_areas()
+    }
+
     fn subscribe(&self, event_id: i64) -> broadcast::Receiver<SeatChange> {
         self.local.subscribe(event_id)
     }

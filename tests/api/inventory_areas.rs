@@ -702,3 +702,36 @@ async fn paid_places_are_booked_then_freed_and_refunded_when_the_event_is_cancel
     assert_eq!(counts(&app, &event_id).await, (10, 0, 0, 0));
     app.stop().await;
 }
+
+both_backends!(
+    a_sold_out_area_is_refused_at_the_gate,
+    |backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (event_id, _, area) = event_with_area(&app, 0, 3, json!({})).await;
+        let body = hold(
+            &app,
+            &app.token("alice"),
+            &event_id,
+            &[],
+            places(&area, 3),
+            None,
+        )
+        .await;
+        assert!(body["errors"].is_null(), "{body}");
+        for i in 0..5 {
+            let token = app.token(&format!("late-{i}"));
+            let body = hold(&app, &token, &event_id, &[], places(&area, 1), None).await;
+            assert_eq!(expect_error(&body), "SEAT_UNAVAILABLE");
+            assert_eq!(area_ids(&body), &json!([area]));
+        }
+        let metrics = app.metrics().await;
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("onsale_seat_gate_rejections_total{why=\"sold_out\"}")),
+            "the gate answered for the sold-out area: {metrics}"
+        );
+        assert_eq!(counts(&app, &event_id).await, (0, 3, 0, 0));
+        app.stop().await;
+    }
+);
