@@ -735,3 +735,38 @@ both_backends!(
         app.stop().await;
     }
 );
+
+both_backends!(
+    the_database_refuses_counts_beyond_capacity,
+    |backend| async move {
+        use sea_orm::{ConnectionTrait, Database};
+        let app = TestApp::spawn(backend).await;
+        let (event_id, _, area) = event_with_area(&app, 0, 4, json!({})).await;
+        let conn = Database::connect(&app.database_url).await.expect("connect");
+        for (sql, why) in [
+            (
+                "UPDATE areas SET held = 3, booked = 2 WHERE id = {id}",
+                "over capacity",
+            ),
+            (
+                "UPDATE areas SET blocked = 5 WHERE id = {id}",
+                "over capacity",
+            ),
+            ("UPDATE areas SET held = -1 WHERE id = {id}", "negative"),
+        ] {
+            let err = conn
+                .execute_unprepared(&sql.replace("{id}", &area))
+                .await
+                .expect_err(why);
+            assert!(err.to_string().contains("ck_areas_counts"), "{why}: {err}");
+        }
+        conn.execute_unprepared(&format!(
+            "UPDATE areas SET held = 2, booked = 2 WHERE id = {area}"
+        ))
+        .await
+        .expect("exactly the capacity is allowed");
+        assert_eq!(counts(&app, &event_id).await, (0, 2, 2, 0));
+        conn.close().await.expect("close");
+        app.stop().await;
+    }
+);
