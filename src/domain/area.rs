@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::input::parse_numeric_id;
+use super::input::{SeatIds, parse_numeric_id};
 use crate::error::AppError;
 
 /// An area's counts at one moment (`capacity = available + held + booked + blocked`).
@@ -120,9 +120,78 @@ impl AreaQuantities {
     }
 }
 
+/// The seats of a hold that may also ask for places: `seatIds` may be empty only then, so
+/// asking for nothing at all is `BAD_USER_INPUT`.
+pub fn hold_seat_ids(
+    raw: &[String],
+    max: usize,
+    areas: &AreaQuantities,
+) -> Result<SeatIds, AppError> {
+    if raw.is_empty() && !areas.is_empty() {
+        Ok(SeatIds::none())
+    } else {
+        SeatIds::parse(raw, max)
+    }
+}
+
+/// What a queued request asks for, in the one text field the queue keeps: the seat ids
+/// comma-separated as before, then `|` and `areaId:quantity` pairs when it asks for places.
+pub fn encode_wanted(seats: &SeatIds, areas: &AreaQuantities) -> String {
+    let seats: Vec<String> = seats.as_slice().iter().map(i64::to_string).collect();
+    let mut text = seats.join(",");
+    if !areas.is_empty() {
+        let places: Vec<String> = areas
+            .as_slice()
+            .iter()
+            .map(|(id, q)| format!("{id}:{q}"))
+            .collect();
+        text.push('|');
+        text.push_str(&places.join(","));
+    }
+    text
+}
+
+/// The raw seat ids and `(area id, quantity)` pairs of [`encode_wanted`]'s text, to be
+/// parsed as a client's would be.
+pub fn decode_wanted(text: &str) -> (Vec<String>, Vec<(String, i32)>) {
+    let (seats, places) = text.split_once('|').unwrap_or((text, ""));
+    let seats = seats
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let places = places
+        .split(',')
+        .filter_map(|p| p.split_once(':'))
+        .map(|(id, q)| (id.to_owned(), q.parse().unwrap_or(0)))
+        .collect();
+    (seats, places)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queued_request_keeps_its_seats_and_places() {
+        let seats = SeatIds::parse(&["4".to_owned(), "2".to_owned()], 10).expect("seats");
+        let areas = AreaQuantities::parse(&raw(&[("9", 3)])).expect("areas");
+        let text = encode_wanted(&seats, &areas);
+        assert_eq!(text, "2,4|9:3");
+        let (s, a) = decode_wanted(&text);
+        assert_eq!(
+            (s, a),
+            (vec!["2".to_owned(), "4".to_owned()], raw(&[("9", 3)]))
+        );
+        assert_eq!(encode_wanted(&seats, &AreaQuantities::default()), "2,4");
+        assert_eq!(
+            decode_wanted("2,4"),
+            (vec!["2".to_owned(), "4".to_owned()], vec![])
+        );
+        assert_eq!(decode_wanted("|9:1"), (vec![], raw(&[("9", 1)])));
+        assert!(hold_seat_ids(&[], 10, &AreaQuantities::default()).is_err());
+        assert!(hold_seat_ids(&[], 10, &areas).is_ok_and(|s| s.as_slice().is_empty()));
+    }
 
     fn raw(items: &[(&str, i32)]) -> Vec<(String, i32)> {
         items.iter().map(|(id, q)| ((*id).to_owned(), *q)).collect()

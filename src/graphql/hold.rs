@@ -8,9 +8,9 @@ use super::types::{Hold, HoldStatus};
 use super::{booking, user};
 use crate::booking::admission::Admission;
 use crate::booking::holds::SeatFilter;
-use crate::domain::area::AreaQuantities;
+use crate::domain::area::{AreaQuantities, hold_seat_ids};
 use crate::domain::input::{
-    IdempotencyKey, SeatCount, SeatIds, parse_label, parse_numeric_id, parse_uuid_id,
+    IdempotencyKey, SeatCount, parse_label, parse_numeric_id, parse_uuid_id,
 };
 use crate::domain::limits::SECTION_NAME_MAX_CHARS;
 
@@ -21,7 +21,7 @@ pub struct AreaQuantityInput {
     pub quantity: i32,
 }
 
-fn area_quantities(
+pub(crate) fn area_quantities(
     areas: Option<Vec<AreaQuantityInput>>,
 ) -> Result<AreaQuantities, crate::error::AppError> {
     let raw: Vec<(String, i32)> = areas
@@ -78,11 +78,7 @@ impl HoldMutation {
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
         let areas = area_quantities(areas).gql()?;
         let raw: Vec<String> = seat_ids.into_iter().map(|id| id.0).collect();
-        let seat_ids = if raw.is_empty() && !areas.is_empty() {
-            SeatIds::none()
-        } else {
-            SeatIds::parse(&raw, svc.settings().max_seats_per_hold).gql()?
-        };
+        let seat_ids = hold_seat_ids(&raw, svc.settings().max_seats_per_hold, &areas).gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
         Ok(svc
             .hold_seats(

@@ -770,3 +770,72 @@ both_backends!(
         app.stop().await;
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_requests_hold_places_too() {
+    const REQUEST: &str = "mutation($e: ID!, $s: [ID!]!, $a: [AreaQuantityInput!], $k: String) { requestSeats(eventId: $e, seatIds: $s, areas: $a, idempotencyKey: $k) { id status } }";
+    const STATUS: &str = "query($id: ID!) { seatRequest(id: $id) { status errorCode hold { id totalCents seats { id } areas { areaId quantity priceCents } } } }";
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        Options::default().set("REDIS_URL", redis_url()),
+    )
+    .await;
+    let (event_id, seats, area) = event_with_area(&app, 2, 3, json!({})).await;
+    let settled = |token: String, body: Value| {
+        let app = &app;
+        async move {
+            let id = data(&body, "requestSeats")["id"]
+                .as_str()
+                .expect("request id")
+                .to_owned();
+            wait_for("the request is answered", Duration::from_secs(15), || {
+                let (token, id) = (token.clone(), id.clone());
+                async move {
+                    let body = app.gql(Some(&token), STATUS, json!({"id": id})).await;
+                    let request = data(&body, "seatRequest").clone();
+                    (request["status"] != "QUEUED").then_some(request)
+                }
+            })
+            .await
+        }
+    };
+    let alice = app.token("alice");
+    let body = app
+        .gql(
+            Some(&alice),
+            REQUEST,
+            json!({"e": event_id, "s": [seats[0]], "a": places(&area, 2), "k": "q-1"}),
+        )
+        .await;
+    let request = settled(alice.clone(), body).await;
+    assert!(request["errorCode"].is_null(), "{request}");
+    assert_eq!(request["hold"]["totalCents"], 1000 + 2 * 2500);
+    assert_eq!(
+        request["hold"]["areas"],
+        json!([{"areaId": area, "quantity": 2, "priceCents": 2500}])
+    );
+    assert_eq!(counts(&app, &event_id).await, (1, 2, 0, 0));
+    // Too many places: answered as holdSeats would, and the seat stays free.
+    let bob = app.token("bob");
+    let body = app
+        .gql(
+            Some(&bob),
+            REQUEST,
+            json!({"e": event_id, "s": [seats[1]], "a": places(&area, 2), "k": "q-2"}),
+        )
+        .await;
+    let request = settled(bob, body).await;
+    assert_eq!(request["errorCode"], "SEAT_UNAVAILABLE", "{request}");
+    assert_eq!(app.seat_statuses(&event_id).await[&seats[1]], "AVAILABLE");
+    assert_eq!(counts(&app, &event_id).await, (1, 2, 0, 0));
+    // Nothing at all asked for is refused at once.
+    let body = app
+        .gql(
+            Some(&alice),
+            REQUEST,
+            json!({"e": event_id, "s": [], "a": []}),
+        )
+        .await;
+    assert_eq!(expect_error(&body), "BAD_USER_INPUT");
+    app.stop().await;
+}
