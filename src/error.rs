@@ -19,6 +19,9 @@ pub enum AppError {
     BadInput(String),
     #[error("{message}")]
     SeatUnavailable { seat_ids: Vec<i64>, message: String },
+    /// Areas with fewer available places than a hold (or a block) asked for.
+    #[error("{message}")]
+    AreaUnavailable { area_ids: Vec<i64>, message: String },
     /// `unblockSeats` of seats that are not blocked.
     #[error("these seats are not blocked")]
     NotBlocked { seat_ids: Vec<i64> },
@@ -59,7 +62,7 @@ impl AppError {
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadInput(_) | Self::NotBlocked { .. } => "BAD_USER_INPUT",
-            Self::SeatUnavailable { .. } => "SEAT_UNAVAILABLE",
+            Self::SeatUnavailable { .. } | Self::AreaUnavailable { .. } => "SEAT_UNAVAILABLE",
             Self::HoldExpired => "HOLD_EXPIRED",
             Self::HoldNotActive(_) => "HOLD_NOT_ACTIVE",
             Self::NotOnSale { .. } => "NOT_ON_SALE",
@@ -89,6 +92,15 @@ impl AppError {
             )
         };
         Self::SeatUnavailable { seat_ids, message }
+    }
+
+    pub fn area_unavailable(area_ids: Vec<i64>) -> Self {
+        let list: Vec<String> = area_ids.iter().map(i64::to_string).collect();
+        let message = format!(
+            "area(s) {} have fewer places available than asked",
+            list.join(", ")
+        );
+        Self::AreaUnavailable { area_ids, message }
     }
 
     /// Why an event takes no new holds, as a client reads it.

@@ -15,6 +15,7 @@ mod m20261202_000009_categories;
 mod m20261202_000010_blocked_seats;
 mod m20261202_000011_tickets;
 mod m20261202_000012_webhooks;
+mod m20261202_000013_areas;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_blocked_seats::Migration),
             Box::new(m20261202_000011_tickets::Migration),
             Box::new(m20261202_000012_webhooks::Migration),
+            Box::new(m20261202_000013_areas::Migration),
         ]
     }
 }

@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::booking::BookingService;
 use crate::domain::status::BookingStatus;
 use crate::error::AppError;
-use entity::{booking, category, seat, ticket};
+use entity::{area, booking, booking_area, category, seat, ticket};
 
 /// The header row, as the contract fixes it.
 pub const HEADER: &str = "booking_id,status,user_id,event_id,ticket_code,section,row,number,area,category,price_cents,checked_in_at,created_at\r\n";
@@ -73,6 +73,13 @@ impl BookingService {
             .into_iter()
             .map(|c| (c.id, c.name))
             .collect();
+        let areas: HashMap<i64, area::Model> = area::Entity::find()
+            .filter(area::Column::EventId.eq(event_id))
+            .all(&conn)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
         Ok(async_stream::try_stream! {
             yield HEADER.to_owned();
             let mut last: Option<(i64, String)> = None;
@@ -111,6 +118,14 @@ impl BookingService {
                     .into_iter()
                     .map(|s| (s.id, s))
                     .collect();
+                // One place's price, per (booking, area).
+                let place_prices: HashMap<(String, i64), i64> = booking_area::Entity::find()
+                    .filter(booking_area::Column::BookingId.is_in(bookings.iter().map(|b| b.id.clone())))
+                    .all(&conn)
+                    .await?
+                    .into_iter()
+                    .map(|l| ((l.booking_id, l.area_id), l.price_cents))
+                    .collect();
                 let mut per_booking: HashMap<&str, Vec<&ticket::Model>> = HashMap::new();
                 for t in &tickets {
                     per_booking.entry(t.booking_id.as_str()).or_default().push(t);
@@ -122,12 +137,21 @@ impl BookingService {
                     for t in per_booking.get(b.id.as_str()).into_iter().flatten() {
                         let checked_in = t.checked_in_at_ms.map(rfc3339).unwrap_or_default();
                         // A ticket without a seat is a general-admission place: its seat
-                        // cells stay empty (the area's name and price come with areas).
+                        // cells stay empty, its area's are filled.
                         let seat = t.seat_id.and_then(|id| seats.get(&id));
+                        let place = t.area_id.and_then(|id| areas.get(&id));
                         let number = seat.map(|s| s.number.to_string()).unwrap_or_default();
-                        let price = seat.map(|s| s.price_cents.to_string()).unwrap_or_default();
+                        let price = match (seat, place) {
+                            (Some(s), _) => s.price_cents.to_string(),
+                            (None, Some(a)) => place_prices
+                                .get(&(b.id.clone(), a.id))
+                                .map(i64::to_string)
+                                .unwrap_or_default(),
+                            (None, None) => String::new(),
+                        };
                         let category = seat
                             .and_then(|s| s.category_id)
+                            .or(place.map(|a| a.category_id))
                             .and_then(|id| categories.get(&id))
                             .map_or("", String::as_str);
                         chunk.push_str(&record([
@@ -139,7 +163,7 @@ impl BookingService {
                             seat.map_or("", |s| s.section.as_str()),
                             seat.map_or("", |s| s.row_label.as_str()),
                             number.as_str(),
-                            "",
+                            place.map_or("", |a| a.name.as_str()),
                             category,
                             price.as_str(),
                             checked_in.as_str(),

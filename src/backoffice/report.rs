@@ -11,10 +11,11 @@ use sea_orm::{
 
 use crate::auth::Caller;
 use crate::booking::BookingService;
+use crate::booking::areas::areas_of;
 use crate::domain::clock::now_ms;
 use crate::domain::status::{BookingStatus, SeatStatus, live_seat_status};
 use crate::error::AppError;
-use entity::{booking, booking_seat, category, event, seat, ticket};
+use entity::{booking, booking_area, booking_seat, category, event, seat, ticket};
 
 /// Counts and money of a set of seats.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -147,9 +148,10 @@ async fn read_report(
         .await?;
 
     // Everyone let in, whatever happened to their booking afterwards.
-    let checked_in: Vec<Option<i64>> = ticket::Entity::find()
+    let checked_in: Vec<(Option<i64>, Option<i64>)> = ticket::Entity::find()
         .select_only()
         .column(ticket::Column::SeatId)
+        .column(ticket::Column::AreaId)
         .filter(ticket::Column::EventId.eq(event_id))
         .filter(ticket::Column::CheckedInAtMs.is_not_null())
         .into_tuple()
@@ -190,11 +192,54 @@ async fn read_report(
             line.refunded_cents += price;
         }
     }
-    for seat_id in checked_in {
+    // General-admission places: the areas' counts as the seat map shows them, and the
+    // booked lines' money, each in the area's category.
+    let areas = areas_of(txn, &[event_id], now)
+        .await?
+        .remove(&event_id)
+        .unwrap_or_default();
+    let area_category: HashMap<i64, i64> = areas.iter().map(|a| (a.id, a.category_id)).collect();
+    for a in &areas {
+        for sales in [lines.entry(Some(a.category_id)).or_default(), &mut total] {
+            sales.available += a.available();
+            sales.held += a.held;
+            sales.booked += a.booked;
+            sales.blocked += a.blocked;
+        }
+    }
+    let place_lines = booking_area::Entity::find()
+        .filter(
+            booking_area::Column::BookingId.in_subquery(
+                Query::select()
+                    .column(booking::Column::Id)
+                    .from(booking::Entity)
+                    .and_where(booking::Column::EventId.eq(event_id))
+                    .to_owned(),
+            ),
+        )
+        .all(txn)
+        .await?;
+    for l in place_lines {
+        let Some((status, _)) = bookings.get(&l.booking_id) else {
+            continue;
+        };
+        let line = lines
+            .entry(area_category.get(&l.area_id).copied())
+            .or_default();
+        line.gross_cents += l.quantity * l.price_cents;
+        if *status == BookingStatus::Refunded {
+            line.refunded_cents += l.quantity * l.price_cents;
+        }
+    }
+    for (seat_id, area_id) in checked_in {
         total.checked_in += 1;
-        // A general-admission place has no seat: it counts in the total only.
-        if let Some((category_id, _)) = seat_id.and_then(|id| seat_line.get(&id)) {
-            lines.entry(*category_id).or_default().checked_in += 1;
+        let category_id = match (seat_id, area_id) {
+            (Some(id), _) => seat_line.get(&id).map(|(c, _)| *c),
+            (None, Some(id)) => area_category.get(&id).map(|c| Some(*c)),
+            (None, None) => None,
+        };
+        if let Some(category_id) = category_id {
+            lines.entry(category_id).or_default().checked_in += 1;
         }
     }
     let names: HashMap<i64, String> = categories.into_iter().map(|c| (c.id, c.name)).collect();

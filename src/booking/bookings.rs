@@ -15,14 +15,15 @@ use super::tickets;
 use super::views;
 use crate::auth::User;
 use crate::db::RowLock;
+use crate::domain::area::HoldAreaView;
 use crate::domain::clock::now_ms;
 use crate::domain::input::IdempotencyKey;
 use crate::domain::limits::MY_LIST_LIMIT;
-use crate::domain::seat_change::{PendingChange, SeatChange};
+use crate::domain::seat_change::PendingChange;
 use crate::domain::status::{BookingStatus, HoldStatus};
 use crate::domain::views::BookingView;
 use crate::error::AppError;
-use crate::realtime::log;
+use crate::realtime::{Published, log};
 use crate::webhooks::{self, BookingData, WebhookEvent};
 use entity::{booking, booking_seat, hold, hold_seat, seat};
 
@@ -62,7 +63,7 @@ impl BookingService {
         match outcome {
             Ok((booking_id, published)) => {
                 metrics::counter!("onsale_bookings_confirmed_total").increment(1);
-                self.bus.publish(published).await;
+                self.bus.publish_all(published).await;
                 tracing::info!(booking.id = %booking_id, "hold confirmed");
                 views::booking(&self.db.conn, &booking_id).await
             }
@@ -73,21 +74,23 @@ impl BookingService {
         }
     }
 
-    /// Books the seats of an active, unexpired hold inside `txn`, with one ticket per seat
-    /// (written in the same transaction). Returns the booking id and
-    /// the changes to publish after commit. Used by `confirmHold` and by the payment saga.
+    /// Books the seats and places of an active, unexpired hold inside `txn`, with one ticket
+    /// per seat and per place and the `booking.confirmed` webhook (written in the same
+    /// transaction). Returns the booking id and the changes to publish after commit. Used by
+    /// `confirmHold` and by the payment saga.
     pub async fn book_hold<C: ConnectionTrait>(
         &self,
         txn: &C,
         hold_id: &str,
         payment_intent_id: Option<&str>,
-    ) -> Result<(String, Vec<SeatChange>), AppError> {
+    ) -> Result<(String, Published), AppError> {
         let (current, locked) = self.lock_hold(txn, hold_id).await?;
         let seat_ids: Vec<i64> = locked.iter().map(|s| s.id).collect();
         let now = now_ms();
         ensure_active(&current, now)?;
-        if !still_held_by(&locked, hold_id) {
-            // Its seats were reclaimed after it ran out.
+        if !locked.is_empty() && !still_held_by(&locked, hold_id) {
+            // Its seats were reclaimed after it ran out (its places are checked as they are
+            // booked; a hold of places only has no seats).
             return Err(AppError::HoldExpired);
         }
         let updated = hold::Entity::update_many()
@@ -120,50 +123,57 @@ impl BookingService {
             .filter(hold_seat::Column::HoldId.eq(hold_id))
             .exec(txn)
             .await?;
-        booking_seat::Entity::insert_many(seat_ids.iter().map(|id| booking_seat::ActiveModel {
-            booking_id: Set(booking_id.clone()),
-            seat_id: Set(*id),
-            active: Set(true),
-        }))
-        .exec_without_returning(txn)
-        .await?;
-        set_claim(Claim::Booked {
-            booking_id: &booking_id,
-        })
-        .filter(seat::Column::Id.is_in(seat_ids.clone()))
-        .filter(seat::Column::HoldId.eq(hold_id))
-        .exec(txn)
-        .await?;
+        if !seat_ids.is_empty() {
+            booking_seat::Entity::insert_many(seat_ids.iter().map(|id| {
+                booking_seat::ActiveModel {
+                    booking_id: Set(booking_id.clone()),
+                    seat_id: Set(*id),
+                    active: Set(true),
+                }
+            }))
+            .exec_without_returning(txn)
+            .await?;
+            set_claim(Claim::Booked {
+                booking_id: &booking_id,
+            })
+            .filter(seat::Column::Id.is_in(seat_ids.clone()))
+            .filter(seat::Column::HoldId.eq(hold_id))
+            .exec(txn)
+            .await?;
+        }
+        let areas = self.book_places(txn, hold_id, &booking_id).await?;
+        let lines = booking_lines(txn, &booking_id).await?;
         tickets::issue_for_seats(txn, &booking_id, current.event_id, &seat_ids, now).await?;
+        tickets::issue_for_places(txn, &booking_id, current.event_id, &lines, now).await?;
         webhooks::record(
             txn,
             WebhookEvent::booking(
-                BookingData::of(&booked, &seat_ids),
+                BookingData::of(&booked, &seat_ids, &lines),
                 booked.status,
                 booked.event_id,
             ),
         )
         .await?;
         let pending = seat_ids.into_iter().map(PendingChange::booked).collect();
-        let published = log::append(txn, current.event_id, pending).await?;
-        Ok((booking_id, published))
+        let seats = log::append(txn, current.event_id, pending).await?;
+        Ok((booking_id, Published { seats, areas }))
     }
 
     /// Publishes what cancelling a booking changed.
-    pub async fn finish_cancel(&self, booking_id: &str, published: Vec<SeatChange>) {
+    pub async fn finish_cancel(&self, booking_id: &str, published: Published) {
         metrics::counter!("onsale_bookings_cancelled_total").increment(1);
-        self.bus.publish(published).await;
+        self.bus.publish_all(published).await;
         tracing::info!(booking.id = %booking_id, "booking cancelled");
     }
 
-    /// Marks a confirmed booking `status` and frees its seats inside `txn`; nothing happens
-    /// if it is no longer confirmed.
+    /// Marks a confirmed booking `status` and frees its seats and places inside `txn`;
+    /// nothing happens if it is no longer confirmed.
     pub async fn cancel_in<C: ConnectionTrait>(
         &self,
         txn: &C,
         booking_id: &str,
         status: BookingStatus,
-    ) -> Result<Vec<SeatChange>, AppError> {
+    ) -> Result<Published, AppError> {
         let seat_ids: Vec<i64> = booking_seat::Entity::find()
             .filter(booking_seat::Column::BookingId.eq(booking_id))
             .order_by_asc(booking_seat::Column::SeatId)
@@ -182,7 +192,7 @@ impl BookingService {
             .exec(txn)
             .await?;
         if updated.rows_affected != 1 {
-            return Ok(Vec::new());
+            return Ok(Published::default());
         }
         let cancelled = views::existing(
             booking::Entity::find_by_id(booking_id.to_owned())
@@ -194,7 +204,15 @@ impl BookingService {
         let event_id = cancelled.event_id;
         webhooks::record(
             txn,
-            WebhookEvent::booking(BookingData::of(&cancelled, &seat_ids), status, event_id),
+            WebhookEvent::booking(
+                BookingData::of(
+                    &cancelled,
+                    &seat_ids,
+                    &booking_lines(txn, booking_id).await?,
+                ),
+                status,
+                event_id,
+            ),
         )
         .await?;
         booking_seat::Entity::update_many()
@@ -202,13 +220,17 @@ impl BookingService {
             .filter(booking_seat::Column::BookingId.eq(booking_id))
             .exec(txn)
             .await?;
-        set_claim(Claim::Free)
-            .filter(seat::Column::Id.is_in(seat_ids.clone()))
-            .filter(seat::Column::BookingId.eq(booking_id))
-            .exec(txn)
-            .await?;
+        if !seat_ids.is_empty() {
+            set_claim(Claim::Free)
+                .filter(seat::Column::Id.is_in(seat_ids.clone()))
+                .filter(seat::Column::BookingId.eq(booking_id))
+                .exec(txn)
+                .await?;
+        }
+        let areas = self.cancel_places(txn, booking_id).await?;
         let pending = seat_ids.into_iter().map(PendingChange::available).collect();
-        log::append(txn, event_id, pending).await
+        let seats = log::append(txn, event_id, pending).await?;
+        Ok(Published { seats, areas })
     }
 
     /// Marks a cancelled booking refunded (once the money is back), inside `txn`.
@@ -248,7 +270,7 @@ impl BookingService {
         webhooks::record(
             txn,
             WebhookEvent::booking(
-                BookingData::of(&refunded, &seat_ids),
+                BookingData::of(&refunded, &seat_ids, &booking_lines(txn, booking_id).await?),
                 refunded.status,
                 refunded.event_id,
             ),
@@ -278,4 +300,17 @@ impl BookingService {
         })
         .await
     }
+}
+
+/// The general-admission lines of one booking, by area id.
+async fn booking_lines<C: ConnectionTrait>(
+    txn: &C,
+    booking_id: &str,
+) -> Result<Vec<HoldAreaView>, AppError> {
+    Ok(
+        super::areas::lines_of_bookings(txn, vec![booking_id.to_owned()])
+            .await?
+            .remove(booking_id)
+            .unwrap_or_default(),
+    )
 }

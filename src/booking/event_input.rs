@@ -23,6 +23,24 @@ pub struct NewEvent {
     pub sale: SaleSettings,
     pub limits: BuyerLimits,
     pub categories: Vec<NewCategory>,
+    pub areas: Vec<NewArea>,
+}
+
+/// A general-admission area: a capacity of places of one category.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewArea {
+    pub name: String,
+    pub capacity: i32,
+    /// A category name of the event.
+    pub category: String,
+}
+
+/// An area whose fields have been checked; `category` indexes the event's categories.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidArea {
+    pub name: String,
+    pub capacity: i64,
+    pub category: usize,
 }
 
 /// A price category; rows name it.
@@ -239,6 +257,40 @@ pub struct ValidEvent {
     pub sale: SaleSettings,
     pub limits: BuyerLimits,
     pub categories: Vec<NewCategory>,
+    pub areas: Vec<ValidArea>,
+}
+
+/// Area names are unique labels, capacities at least 1 and each names a category.
+fn check_areas(
+    areas: Vec<NewArea>,
+    categories: &[NewCategory],
+) -> Result<Vec<ValidArea>, AppError> {
+    let mut names = HashSet::new();
+    areas
+        .into_iter()
+        .map(|a| {
+            let name = parse_label(&a.name, "area name", SECTION_NAME_MAX_CHARS)?;
+            if !names.insert(name.clone()) {
+                return Err(AppError::BadInput(format!("area {name:?} appears twice")));
+            }
+            let most = i32::try_from(MAX_SEATS_PER_EVENT).unwrap_or(i32::MAX);
+            if !(1..=most).contains(&a.capacity) {
+                return Err(AppError::BadInput(format!(
+                    "the capacity of area {name:?} must be between 1 and {most}"
+                )));
+            }
+            let wanted = a.category.trim();
+            let category = categories
+                .iter()
+                .position(|c| c.name == wanted)
+                .ok_or_else(|| AppError::BadInput(format!("there is no category {wanted:?}")))?;
+            Ok(ValidArea {
+                name,
+                capacity: i64::from(a.capacity),
+                category,
+            })
+        })
+        .collect()
 }
 
 impl NewEvent {
@@ -251,9 +303,10 @@ impl NewEvent {
         let name = parse_label(&self.name, "name", EVENT_NAME_MAX_CHARS)?;
         let venue = parse_label(&self.venue, "venue", EVENT_NAME_MAX_CHARS)?;
         let categories = check_categories(self.categories)?;
-        if self.sections.is_empty() {
+        let areas = check_areas(self.areas, &categories)?;
+        if self.sections.is_empty() && areas.is_empty() {
             return Err(AppError::BadInput(
-                "an event needs at least one section".into(),
+                "an event needs at least one section or area".into(),
             ));
         }
         let mut seats = Vec::new();
@@ -323,6 +376,7 @@ impl NewEvent {
             sale: self.sale,
             limits: self.limits,
             categories,
+            areas,
         })
     }
 }
@@ -350,6 +404,7 @@ mod tests {
             sale: SaleSettings::default(),
             limits: BuyerLimits::default(),
             categories: Vec::new(),
+            areas: Vec::new(),
         }
     }
 

@@ -12,6 +12,7 @@ use sea_orm::{
 use tracing::instrument;
 
 use super::BookingService;
+use super::areas::areas_of;
 use super::event_input::{EventUpdate, NewEvent};
 use super::views;
 use crate::domain::clock::now_ms;
@@ -23,7 +24,16 @@ use crate::domain::views::{
 };
 use crate::error::AppError;
 use crate::webhooks::{self, WebhookEvent};
-use entity::{category, event, seat};
+use entity::{area, category, event, seat};
+
+/// What a seat map is built from, as far as a stored answer cares (see
+/// [`BookingService::map_state`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapState {
+    pub event: event::Model,
+    /// (area id, version), ascending.
+    pub areas: Vec<(i64, i64)>,
+}
 
 /// Who is looking at events: DRAFT events are shown to admins only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +149,24 @@ impl BookingService {
                 .exec(&tx.txn)
                 .await?;
         }
+        for a in valid.areas {
+            let category_id = category_ids.get(a.category).copied().ok_or_else(|| {
+                AppError::Internal(format!("area {:?} lost its category", a.name))
+            })?;
+            area::Entity::insert(area::ActiveModel {
+                event_id: Set(created.id),
+                name: Set(a.name),
+                category_id: Set(category_id),
+                capacity: Set(a.capacity),
+                held: Set(0),
+                booked: Set(0),
+                blocked: Set(0),
+                version: Set(0),
+                ..Default::default()
+            })
+            .exec_without_returning(&tx.txn)
+            .await?;
+        }
         tx.commit().await?;
         tracing::info!(event.id = created.id, "event created");
         self.event_view(created.id).await
@@ -177,10 +205,15 @@ impl BookingService {
         )
     }
 
-    /// The event's row as stored now: its `seq` and every setting an answer shows (what a
-    /// stored seat-map answer is checked against before it is served).
-    pub async fn event_row(&self, id: i64) -> Result<Option<event::Model>, AppError> {
-        Ok(event::Entity::find_by_id(id).one(&self.db.conn).await?)
+    /// The event as stored now — its row (`seq` and every setting an answer shows) and its
+    /// areas' versions — which a stored seat-map answer is checked against before it is
+    /// served. `None`: no such event.
+    pub async fn map_state(&self, id: i64) -> Result<Option<MapState>, AppError> {
+        let Some(event) = event::Entity::find_by_id(id).one(&self.db.conn).await? else {
+            return Ok(None);
+        };
+        let areas = super::areas::area_versions(&self.db.conn, id).await?;
+        Ok(Some(MapState { event, areas }))
     }
 
     /// The event as an admin sees it now.
@@ -321,6 +354,7 @@ impl BookingService {
         let get =
             |id: i64, status: Option<SeatStatus>| counts.get(&(id, status)).copied().unwrap_or(0);
         let mut categories = categories_of(&self.db.conn, &ids_of(&events)).await?;
+        let mut areas = areas_of(&self.db.conn, &ids_of(&events), now).await?;
         Ok(events
             .into_iter()
             .map(|e| {
@@ -331,7 +365,8 @@ impl BookingService {
                     blocked: get(e.id, Some(SeatStatus::Blocked)),
                 };
                 let of_event = categories.remove(&e.id).unwrap_or_default();
-                EventView::of(e, counts, of_event, now)
+                let its_areas = areas.remove(&e.id).unwrap_or_default();
+                EventView::of(e, counts, of_event, its_areas, now)
             })
             .collect())
     }
@@ -380,8 +415,18 @@ impl BookingService {
             .await?
             .remove(&event_id)
             .unwrap_or_default();
-        let event = EventView::of(event, counts, of_event, now);
-        let changes_by_itself_at = changes_by_itself_at(&event, &seats, now);
+        let its_areas = areas_of(&self.db.conn, &[event_id], now)
+            .await?
+            .remove(&event_id)
+            .unwrap_or_default();
+        let event = EventView::of(event, counts, of_event, its_areas, now);
+        let mut changes_by_itself_at = changes_by_itself_at(&event, &seats, now);
+        if !event.areas.is_empty() {
+            let ids = event.areas.iter().map(|a| a.id).collect();
+            if let Some(at) = super::areas::next_place_expiry(&self.db.conn, ids, now).await? {
+                changes_by_itself_at = Some(changes_by_itself_at.map_or(at, |t| Ord::min(t, at)));
+            }
+        }
         let seats = match section {
             Some(name) => seats.into_iter().filter(|s| s.section == name).collect(),
             None => seats,

@@ -13,6 +13,7 @@ use tracing::instrument;
 
 use super::BookingService;
 use super::admission::Admission;
+use super::areas::buyer_places;
 use super::best_available::adjacent_blocks;
 use super::events::Viewer;
 use super::idempotency::{self, Operation};
@@ -21,6 +22,7 @@ use super::seats::{Claim, reclaim_run_out, set_claim};
 use super::views;
 use crate::auth::User;
 use crate::db::RowLock;
+use crate::domain::area::{AreaQuantities, HoldAreaView};
 use crate::domain::clock::{millis, now_ms};
 use crate::domain::input::{IdempotencyKey, SeatCount, SeatIds};
 use crate::domain::limits::{MAX_HOLD_LIFETIME, MY_LIST_LIMIT};
@@ -29,8 +31,8 @@ use crate::domain::seat_change::{PendingChange, SeatChange};
 use crate::domain::status::{BookingStatus, HoldStatus, SeatStatus, seat_status_at};
 use crate::domain::views::{HoldView, SeatView};
 use crate::error::AppError;
-use crate::realtime::log;
-use entity::{booking, booking_seat, category, event, hold, hold_seat, seat};
+use crate::realtime::{Published, log};
+use entity::{booking, booking_seat, category, event, hold, hold_area, hold_seat, seat};
 
 /// Which seats `holdBestAvailable` may choose.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,6 +62,7 @@ impl BookingService {
         user: &User,
         event_id: i64,
         seat_ids: SeatIds,
+        areas: AreaQuantities,
         key: Option<IdempotencyKey>,
         admission: Admission<'_>,
     ) -> Result<HoldView, AppError> {
@@ -75,10 +78,18 @@ impl BookingService {
             let twin = key
                 .as_ref()
                 .map(|k| format!("{}\u{1f}{}\u{1f}{}", user.id, op.as_str(), k.as_str()));
-            let claim = self.gate.admit(event_id, ids, twin.as_deref()).await?;
+            // Places of an area known sold out are refused without a database round trip.
+            self.gate
+                .refuse_sold_out(areas.as_slice().iter().map(|(id, _)| *id))?;
+            // A hold of places only has no seat to claim at the gate.
+            let claim = if ids.is_empty() {
+                None
+            } else {
+                Some(self.gate.admit(event_id, ids, twin.as_deref()).await?)
+            };
             let _slot = self.admit_mutation()?;
             let decided = self
-                .hold_chosen_seats(user, event_id, ids, key.as_ref(), op)
+                .hold_chosen_seats(user, event_id, ids, &areas, key.as_ref(), op)
                 .await;
             drop(claim);
             decided
@@ -95,25 +106,28 @@ impl BookingService {
         user: &User,
         event_id: i64,
         ids: &[i64],
+        areas: &AreaQuantities,
         key: Option<&IdempotencyKey>,
         op: Operation,
-    ) -> Result<(HoldView, Vec<SeatChange>), AppError> {
+    ) -> Result<(HoldView, Published), AppError> {
         let event = self.open_event(user, event_id).await?;
         BuyerLimits::of(&event)
-            .check_order(ids.len())
+            .check_order(ids.len().saturating_add(areas.places()))
             .map_err(AppError::limit_exceeded)?;
-        let seats = seat::Entity::find()
-            .filter(seat::Column::Id.is_in(ids.to_vec()))
-            .all(&self.db.conn)
-            .await?;
-        check_requested(&seats, ids, event_id, now_ms())?;
+        if !ids.is_empty() {
+            let seats = seat::Entity::find()
+                .filter(seat::Column::Id.is_in(ids.to_vec()))
+                .all(&self.db.conn)
+                .await?;
+            check_requested(&seats, ids, event_id, now_ms())?;
+        }
         self.db
             .write_event(event_id, |txn| async move {
                 let txn = &*txn;
                 let locked = self.db.lock_seats(txn, ids, RowLock::Wait).await?;
                 let now = now_ms();
                 check_requested(&locked, ids, event_id, now)?;
-                self.create_hold(txn, user, event_id, &locked, now, key, op)
+                self.create_hold(txn, user, event_id, &locked, areas, now, key, op)
                     .await
             })
             .await
@@ -218,7 +232,8 @@ impl BookingService {
                             locked
                         }
                     };
-                    self.create_hold(txn, user, event_id, &locked, now_ms(), key, op)
+                    let no_places = AreaQuantities::default();
+                    self.create_hold(txn, user, event_id, &locked, &no_places, now_ms(), key, op)
                         .await
                 })
                 .await
@@ -244,7 +259,7 @@ impl BookingService {
             })
             .await?;
         metrics::counter!("onsale_holds_released_total").increment(1);
-        self.bus.publish(published).await;
+        self.bus.publish_all(published).await;
         tracing::info!(hold.id = %hold_id, "hold released");
         views::hold(&self.db.conn, hold_id).await
     }
@@ -412,14 +427,14 @@ impl BookingService {
     }
 
     /// Ends a hold that is still `ACTIVE` as `status` and frees the seats it still has (after
-    /// [`Self::lock_hold`]). Returns the logged changes, or `None` if it was not active.
+    /// [`Self::lock_hold`]) and its places. Returns the changes, or `None` if it was not active.
     pub async fn end_hold_in<C: ConnectionTrait>(
         &self,
         txn: &C,
         current: &hold::Model,
         locked: &[seat::Model],
         status: HoldStatus,
-    ) -> Result<Option<Vec<SeatChange>>, AppError> {
+    ) -> Result<Option<Published>, AppError> {
         let updated = hold::Entity::update_many()
             .col_expr(hold::Column::Status, Expr::value(status))
             .col_expr(hold::Column::UpdatedAtMs, Expr::value(now_ms()))
@@ -431,7 +446,9 @@ impl BookingService {
             return Ok(None);
         }
         let pending = self.free_seats_of_hold(txn, &current.id, locked).await?;
-        Ok(Some(log::append(txn, current.event_id, pending).await?))
+        let areas = self.free_places_of_hold(txn, &current.id).await?;
+        let seats = log::append(txn, current.event_id, pending).await?;
+        Ok(Some(Published { seats, areas }))
     }
 
     /// Releases a hold's seats inside `txn` if it is still active (nothing otherwise).
@@ -439,7 +456,7 @@ impl BookingService {
         &self,
         txn: &C,
         hold_id: &str,
-    ) -> Result<Vec<SeatChange>, AppError> {
+    ) -> Result<Published, AppError> {
         let (current, locked) = self.lock_hold(txn, hold_id).await?;
         Ok(self
             .end_hold_in(txn, &current, &locked, HoldStatus::Released)
@@ -529,10 +546,11 @@ impl BookingService {
         user: &User,
         event_id: i64,
         locked: &[seat::Model],
+        areas: &AreaQuantities,
         now: i64,
         key: Option<&IdempotencyKey>,
         op: Operation,
-    ) -> Result<(HoldView, Vec<SeatChange>), AppError> {
+    ) -> Result<(HoldView, Published), AppError> {
         let active = hold::Entity::find()
             .filter(hold::Column::UserId.eq(user.id.as_str()))
             .filter(hold::Column::EventId.eq(event_id))
@@ -548,7 +566,13 @@ impl BookingService {
         let expires = now.saturating_add(millis(self.settings.hold_ttl));
         let hold_id = uuid::Uuid::new_v4().to_string();
         let ids: Vec<i64> = locked.iter().map(|s| s.id).collect();
-        let total_cents = locked.iter().map(|s| s.price_cents).sum();
+        // Areas after seats, in ascending id: the lock order of every transaction.
+        let places = self.take_places(txn, event_id, areas, now).await?;
+        let total_cents = locked
+            .iter()
+            .map(|s| s.price_cents)
+            .sum::<i64>()
+            .saturating_add(places.total_cents());
         hold::Entity::insert(hold::ActiveModel {
             id: Set(hold_id.clone()),
             event_id: Set(event_id),
@@ -562,32 +586,44 @@ impl BookingService {
         })
         .exec_without_returning(txn)
         .await?;
+        record_hold_lines(txn, &hold_id, &places.lines).await?;
         let reclaimed = reclaim_run_out(txn, locked).await?;
-        hold_seat::Entity::insert_many(ids.iter().map(|id| hold_seat::ActiveModel {
-            hold_id: Set(hold_id.clone()),
-            seat_id: Set(*id),
-            active: Set(true),
-        }))
-        .exec_without_returning(txn)
-        .await?;
-        let updated = set_claim(Claim::Held {
-            hold_id: &hold_id,
-            expires_at_ms: expires,
-        })
-        .filter(seat::Column::Id.is_in(ids.clone()))
-        .filter(claimable(now))
-        .exec(txn)
-        .await?;
-        if updated.rows_affected != ids.len() as u64 {
-            // Only reachable if a row lock was bypassed; the database stays the last word.
-            return Err(AppError::seat_unavailable(ids));
+        if !ids.is_empty() {
+            hold_seat::Entity::insert_many(ids.iter().map(|id| hold_seat::ActiveModel {
+                hold_id: Set(hold_id.clone()),
+                seat_id: Set(*id),
+                active: Set(true),
+            }))
+            .exec_without_returning(txn)
+            .await?;
+            let updated = set_claim(Claim::Held {
+                hold_id: &hold_id,
+                expires_at_ms: expires,
+            })
+            .filter(seat::Column::Id.is_in(ids.clone()))
+            .filter(claimable(now))
+            .exec(txn)
+            .await?;
+            if updated.rows_affected != ids.len() as u64 {
+                // Only reachable if a row lock was bypassed; the database stays the last word.
+                return Err(AppError::seat_unavailable(ids));
+            }
         }
         let pending: Vec<PendingChange> = reclaimed
             .iter()
             .map(|id| PendingChange::available(*id))
             .chain(ids.iter().map(|id| PendingChange::held(*id, expires)))
             .collect();
-        let (published, event) = log::append_locking_event(txn, event_id, pending).await?;
+        let (seat_changes, event) = if pending.is_empty() {
+            // Places only: no seat change to log, but the event's lock all the same.
+            let event =
+                self.db.lock_event(txn, event_id).await?.ok_or_else(|| {
+                    AppError::NotFound(format!("event {event_id} does not exist"))
+                })?;
+            (Vec::new(), event)
+        } else {
+            log::append_locking_event(txn, event_id, pending).await?
+        };
         // Under the event's lock: a status or limit change committed meanwhile is seen here,
         // and so is every hold of this buyer committed before (their transactions took the
         // same lock), so parallel holds cannot beat the per-buyer limit.
@@ -596,10 +632,12 @@ impl BookingService {
             .map_err(AppError::not_on_sale)?;
         let limits = BuyerLimits::of(&event);
         limits
-            .check_order(locked.len())
+            .check_order(locked.len().saturating_add(places.places()))
             .map_err(AppError::limit_exceeded)?;
         if limits.per_buyer.is_some() {
-            let total = buyer_seats(txn, &user.id, event_id, now).await?;
+            let total = buyer_seats(txn, &user.id, event_id, now)
+                .await?
+                .saturating_add(buyer_places(txn, &user.id, event_id, now).await?);
             limits
                 .check_buyer(total)
                 .map_err(AppError::limit_exceeded)?;
@@ -616,11 +654,16 @@ impl BookingService {
                     ..SeatView::with_status(s, SeatStatus::Held)
                 })
                 .collect(),
+            areas: places.lines,
             status: HoldStatus::Active,
             expires_at_ms: expires,
             total_cents,
             created_at_ms: now,
             extensions_left: event.max_hold_extensions.max(0),
+        };
+        let published = Published {
+            seats: seat_changes,
+            areas: places.changes,
         };
         Ok((view, published))
     }
@@ -674,19 +717,20 @@ impl BookingService {
         user: &User,
         op: Operation,
         key: Option<&IdempotencyKey>,
-        outcome: Result<(HoldView, Vec<SeatChange>), AppError>,
+        outcome: Result<(HoldView, Published), AppError>,
     ) -> Result<HoldView, AppError> {
         match outcome {
             Ok((view, published)) => {
                 metrics::counter!("onsale_holds_created_total").increment(1);
-                self.bus.publish(published).await;
+                self.bus.publish_all(published).await;
                 tracing::info!(hold.id = %view.id, "seats held");
                 Ok(view)
             }
             Err(err) => match self.replay_hold(user, op, key).await {
                 Ok(Some(view)) => Ok(view),
                 _ => {
-                    if let AppError::SeatUnavailable { .. } = err {
+                    if let AppError::SeatUnavailable { .. } | AppError::AreaUnavailable { .. } = err
+                    {
                         metrics::counter!("onsale_seat_conflicts_total").increment(1);
                     }
                     Err(err)
@@ -737,6 +781,27 @@ async fn buyer_seats<C: ConnectionTrait>(
         .count(txn)
         .await?;
     Ok(i64::try_from(in_holds + in_bookings).unwrap_or(i64::MAX))
+}
+
+/// Records the places a new hold took (after its row exists).
+async fn record_hold_lines<C: ConnectionTrait>(
+    txn: &C,
+    hold_id: &str,
+    lines: &[HoldAreaView],
+) -> Result<(), AppError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    hold_area::Entity::insert_many(lines.iter().map(|l| hold_area::ActiveModel {
+        hold_id: Set(hold_id.to_owned()),
+        area_id: Set(l.area_id),
+        quantity: Set(l.quantity),
+        price_cents: Set(l.price_cents),
+        active: Set(true),
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
 }
 
 /// Seat ids of a hold, ascending.

@@ -3,6 +3,7 @@
 //! hold is the checkout's concern (`crate::checkout`), on top of the steps here.
 
 pub mod admission;
+pub mod areas;
 mod best_available;
 pub mod blocking;
 pub mod bookings;

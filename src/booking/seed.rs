@@ -44,6 +44,7 @@ pub fn demo_event() -> NewEvent {
         sale: SaleSettings::default(),
         limits: BuyerLimits::default(),
         categories: Vec::new(),
+        areas: Vec::new(),
     }
 }
 

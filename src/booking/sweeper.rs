@@ -1,4 +1,4 @@
-//! The expiry sweeper: returns the seats of holds that ran out to AVAILABLE and records the
+//! The expiry sweeper: returns the seats and places of holds that ran out and records the
 //! change. Correctness never depends on it (an expired hold's seats are claimable at once);
 //! it makes expiry visible on seat maps.
 
@@ -11,7 +11,7 @@ use crate::domain::clock::{millis, now_ms};
 use crate::domain::limits::SWEEP_BATCH;
 use crate::domain::status::{HoldStatus, hold_status_at};
 use crate::error::AppError;
-use crate::realtime::log;
+use crate::realtime::{Published, log};
 use crate::tasks::{self, Shutdown};
 use entity::hold;
 
@@ -37,7 +37,7 @@ impl BookingService {
                     if hold_status_at(&current, now_ms()) != HoldStatus::Expired
                         || current.status != HoldStatus::Active
                     {
-                        return Ok(Vec::new());
+                        return Ok(Published::default());
                     }
                     Ok(self
                         .end_hold_in(txn, &current, &locked, HoldStatus::Expired)
@@ -48,7 +48,7 @@ impl BookingService {
             if !published.is_empty() {
                 expired += 1;
             }
-            self.bus.publish(published).await;
+            self.bus.publish_all(published).await;
         }
         if expired > 0 {
             metrics::counter!("onsale_holds_expired_total").increment(expired as u64);

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
+use crate::domain::area::HoldAreaView;
 use crate::domain::ticket::TicketCode;
 use crate::domain::views::TicketView;
 use crate::error::AppError;
@@ -36,6 +37,40 @@ pub async fn issue_for_seats<C: ConnectionTrait>(
             created_at_ms: Set(now),
             ..Default::default()
         });
+    }
+    ticket::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// Writes `quantity` tickets per general-admission line of a new booking inside `txn`.
+pub async fn issue_for_places<C: ConnectionTrait>(
+    txn: &C,
+    booking_id: &str,
+    event_id: i64,
+    lines: &[HoldAreaView],
+    now: i64,
+) -> Result<(), AppError> {
+    let mut rows = Vec::new();
+    for line in lines {
+        for _ in 0..line.quantity {
+            let code = TicketCode::generate()
+                .map_err(|e| AppError::Internal(format!("no randomness for a ticket code: {e}")))?;
+            rows.push(ticket::ActiveModel {
+                code: Set(code.as_str().to_owned()),
+                booking_id: Set(booking_id.to_owned()),
+                event_id: Set(event_id),
+                seat_id: Set(None),
+                area_id: Set(Some(line.area_id)),
+                checked_in_at_ms: Set(None),
+                created_at_ms: Set(now),
+                ..Default::default()
+            });
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
     }
     ticket::Entity::insert_many(rows)
         .exec_without_returning(txn)

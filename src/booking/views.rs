@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
+use super::areas::{lines_of_bookings, lines_of_holds};
 use crate::auth::User;
 use crate::domain::clock::now_ms;
 use crate::domain::sale::Extension;
@@ -60,6 +61,7 @@ pub async fn holds<C: ConnectionTrait>(
         .collect();
     let now = now_ms();
     let mut seats = seats_by_owner(conn, links, now).await?;
+    let mut areas = lines_of_holds(conn, holds.iter().map(|h| h.id.clone()).collect()).await?;
     let allowed: HashMap<i64, i32> = event::Entity::find()
         .select_only()
         .column(event::Column::Id)
@@ -74,6 +76,7 @@ pub async fn holds<C: ConnectionTrait>(
         .into_iter()
         .map(|h| HoldView {
             seats: seats.remove(&h.id).unwrap_or_default(),
+            areas: areas.remove(&h.id).unwrap_or_default(),
             status: hold_status_at(&h, now),
             extensions_left: Extension {
                 expires_at_ms: h.expires_at_ms,
@@ -111,11 +114,14 @@ pub async fn bookings<C: ConnectionTrait>(
     let mut seats = seats_by_owner(conn, links, now_ms()).await?;
     let mut tickets =
         super::tickets::of_bookings(conn, bookings.iter().map(|b| b.id.clone())).await?;
+    let mut areas =
+        lines_of_bookings(conn, bookings.iter().map(|b| b.id.clone()).collect()).await?;
     Ok(bookings
         .into_iter()
         .map(|b| BookingView {
             seats: seats.remove(&b.id).unwrap_or_default(),
             tickets: tickets.remove(&b.id).unwrap_or_default(),
+            areas: areas.remove(&b.id).unwrap_or_default(),
             id: b.id,
             event_id: b.event_id,
             hold_id: b.hold_id,

@@ -61,7 +61,7 @@ impl CheckoutService {
                 let published = db
                     .write(|txn| async move { self.booking.release_in(&*txn, id).await })
                     .await?;
-                self.booking.bus().publish(published).await;
+                self.booking.bus().publish_all(published).await;
                 holds += 1;
             }
         }

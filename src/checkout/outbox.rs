@@ -11,6 +11,7 @@ use crate::domain::limits::{OUTBOX_BACKOFF, OUTBOX_LEASE, OUTBOX_MAX_DOUBLINGS};
 use crate::domain::status::BookingStatus;
 use crate::error::AppError;
 use crate::payment::{PaymentError, StripeClient};
+use crate::realtime::Published;
 use entity::checkout;
 
 impl CheckoutService {
@@ -143,7 +144,7 @@ impl CheckoutService {
                                     .cancel_in(txn, id, BookingStatus::Cancelled)
                                     .await?
                             }
-                            None => Vec::new(),
+                            None => Published::default(),
                         };
                         set_state(
                             txn,
@@ -156,7 +157,7 @@ impl CheckoutService {
                         Ok(published)
                     })
                     .await?;
-                self.booking.bus().publish(published).await;
+                self.booking.bus().publish_all(published).await;
                 Ok(())
             }
             AfterRefusal::Retry if stored.state == CheckoutState::Refunding => {

@@ -14,11 +14,11 @@ use crate::db::RowLock;
 use crate::domain::clock::{millis, now_ms};
 use crate::domain::input::IdempotencyKey;
 use crate::domain::limits::PAYMENT_RETRY_AFTER_MS;
-use crate::domain::seat_change::SeatChange;
 use crate::domain::status::BookingStatus;
 use crate::domain::views::BookingView;
 use crate::error::AppError;
 use crate::payment::{IntentStatus, PaymentIntent, WebhookEvent};
+use crate::realtime::Published;
 use entity::{booking, checkout, stripe_event};
 
 impl CheckoutService {
@@ -82,7 +82,7 @@ impl CheckoutService {
                     .one(txn)
                     .await?
                 {
-                    return Ok((existing, Vec::new()));
+                    return Ok((existing, Published::default()));
                 }
                 let now = now_ms();
                 ensure_active(&current, now)?;
@@ -92,8 +92,9 @@ impl CheckoutService {
                     self.booking
                         .extend_hold_in(txn, &current, &locked, expiry)
                         .await?
+                        .into()
                 } else {
-                    Vec::new()
+                    Published::default()
                 };
                 let created = checkout::Entity::insert(checkout::ActiveModel {
                     hold_id: Set(hold_id.to_owned()),
@@ -119,7 +120,7 @@ impl CheckoutService {
             .await;
         match outcome {
             Ok((created, published)) => {
-                self.booking.bus().publish(published).await;
+                self.booking.bus().publish_all(published).await;
                 if created.payment_intent_id != intent.id {
                     // A concurrent twin won; its intent is the one. Let ours go.
                     let _ = stripe
@@ -316,12 +317,15 @@ impl CheckoutService {
             .write(|txn| async move {
                 let txn = &*txn;
                 let Some(stored) = self.lock_checkout(txn, hold_id, event).await? else {
-                    return Ok((self.settled_from_state(hold_id).await?, Vec::new()));
+                    return Ok((
+                        self.settled_from_state(hold_id).await?,
+                        Published::default(),
+                    ));
                 };
                 if stored.state != CheckoutState::Pending {
                     return Ok((
                         state::settled_of(stored.state, stored.booking_id.as_deref()),
-                        Vec::new(),
+                        Published::default(),
                     ));
                 }
                 let now = now_ms();
@@ -338,13 +342,13 @@ impl CheckoutService {
                     Err(AppError::HoldExpired | AppError::HoldNotActive(_)) => {
                         let next = state::after_payment(captured, false);
                         set_state(txn, hold_id, next, None, now).await?;
-                        Ok((Settled::NotHonoured, Vec::new()))
+                        Ok((Settled::NotHonoured, Published::default()))
                     }
                     Err(other) => Err(other),
                 }
             })
             .await?;
-        self.booking.bus().publish(published).await;
+        self.booking.bus().publish_all(published).await;
         match &settled {
             Settled::Booked(id) => {
                 metrics::counter!("onsale_bookings_confirmed_total").increment(1);
@@ -386,10 +390,10 @@ impl CheckoutService {
             .write(|txn| async move {
                 let txn = &*txn;
                 let Some(stored) = self.lock_checkout(txn, hold_id, event).await? else {
-                    return Ok(Vec::new());
+                    return Ok(Published::default());
                 };
                 if stored.state != CheckoutState::Pending {
-                    return Ok(Vec::new());
+                    return Ok(Published::default());
                 }
                 let published = self.booking.release_in(txn, hold_id).await?;
                 set_state(txn, hold_id, final_state, None, now_ms()).await?;
@@ -399,7 +403,7 @@ impl CheckoutService {
         if !published.is_empty() {
             tracing::info!(hold.id = %hold_id, "payment failed; hold released");
         }
-        self.booking.bus().publish(published).await;
+        self.booking.bus().publish_all(published).await;
         Ok(Settled::Failed)
     }
 
@@ -458,9 +462,9 @@ impl CheckoutService {
         &self,
         txn: &C,
         booking: &booking::Model,
-    ) -> Result<Vec<SeatChange>, AppError> {
+    ) -> Result<Published, AppError> {
         let Some(stored) = self.lock_checkout(txn, &booking.hold_id, None).await? else {
-            return Ok(Vec::new());
+            return Ok(Published::default());
         };
         let published = self
             .booking

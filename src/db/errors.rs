@@ -29,6 +29,10 @@ const SQLITE_SEAT_CLAIMS: [&str; 2] = [
     "UNIQUE constraint failed: booking_seats.seat_id",
 ];
 
+/// The check that an area never has more places held, booked and blocked than its capacity
+/// (both backends name it in their messages).
+const AREA_COUNTS_CHECK: &str = "ck_areas_counts";
+
 /// Classifies a database error once, for the whole service.
 pub fn classify(err: &DbErr) -> DbFailure {
     match err {
@@ -64,6 +68,8 @@ pub fn classify_database(code: &str, constraint: &str, message: &str) -> DbFailu
         .iter()
         .any(|name| constraint == *name || message.contains(name))
         || SQLITE_SEAT_CLAIMS.iter().any(|m| message.contains(m))
+        || constraint == AREA_COUNTS_CHECK
+        || message.contains(AREA_COUNTS_CHECK)
     {
         return DbFailure::SeatTaken;
     }
@@ -115,6 +121,12 @@ mod tests {
                 "violates unique constraint \"uq_booking_seats_active_seat\"",
             ),
             ("2067", "", "UNIQUE constraint failed: hold_seats.seat_id"),
+            (
+                "23514",
+                "ck_areas_counts",
+                "new row violates check constraint",
+            ),
+            ("275", "", "CHECK constraint failed: ck_areas_counts"),
             (
                 "2067",
                 "",

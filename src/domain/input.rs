@@ -80,6 +80,12 @@ impl SeatIds {
         Ok(Self(ids))
     }
 
+    /// No seats: for a hold of general-admission places only (the caller has checked that
+    /// places are asked for).
+    pub fn none() -> Self {
+        Self(Vec::new())
+    }
+
     pub fn as_slice(&self) -> &[i64] {
         &self.0
     }

@@ -2,6 +2,7 @@
 //! schema — statuses, validated inputs and their limits, the views the services return, seat
 //! changes and the clock. Everything here is plain data and pure functions.
 
+pub mod area;
 pub mod clock;
 #[cfg(test)]
 pub mod fixtures;

@@ -1,6 +1,7 @@
 //! What the services return: events, seat maps, holds and bookings as clients see them at
 //! one moment, apart from the tables and from the GraphQL types that wrap them.
 
+use super::area::{AreaView, HoldAreaView};
 use super::sale::{BuyerLimits, SaleWindow};
 use super::status::{BookingStatus, EventStatus, HoldStatus, SeatStatus, seat_status_at};
 
@@ -66,6 +67,8 @@ pub struct EventView {
     pub limits: BuyerLimits,
     pub max_hold_extensions: i32,
     pub categories: Vec<CategoryView>,
+    /// General-admission areas, ascending by id; their places are in the counts above.
+    pub areas: Vec<AreaView>,
 }
 
 /// A price category of an event.
@@ -87,13 +90,21 @@ pub struct SeatCounts {
 }
 
 impl EventView {
-    /// The stored event with its seat counts, as it shows at `now`.
+    /// The stored event with its seat counts and areas (whose places are added to the
+    /// counts), as it shows at `now`.
     pub fn of(
         event: entity::event::Model,
-        counts: SeatCounts,
+        seats: SeatCounts,
         categories: Vec<CategoryView>,
+        areas: Vec<AreaView>,
         now: i64,
     ) -> Self {
+        let counts = areas.iter().fold(seats, |c, a| SeatCounts {
+            total: c.total + a.capacity,
+            held: c.held + a.held,
+            booked: c.booked + a.booked,
+            blocked: c.blocked + a.blocked,
+        });
         let window = SaleWindow::of(&event);
         let limits = BuyerLimits::of(&event);
         Self {
@@ -113,6 +124,7 @@ impl EventView {
             limits,
             max_hold_extensions: event.max_hold_extensions,
             categories,
+            areas,
         }
     }
 }
@@ -144,6 +156,7 @@ pub struct HoldView {
     pub event_id: i64,
     pub user_id: String,
     pub seats: Vec<SeatView>,
+    pub areas: Vec<HoldAreaView>,
     pub status: HoldStatus,
     pub expires_at_ms: i64,
     pub total_cents: i64,
@@ -158,6 +171,7 @@ pub struct BookingView {
     pub hold_id: String,
     pub user_id: String,
     pub seats: Vec<SeatView>,
+    pub areas: Vec<HoldAreaView>,
     pub status: BookingStatus,
     pub total_cents: i64,
     pub payment_intent_id: Option<String>,

@@ -23,6 +23,11 @@ impl ErrorExtensions for AppError {
                     let ids: Vec<String> = seat_ids.iter().map(i64::to_string).collect();
                     ext.set("seatIds", ids);
                 }
+                Self::AreaUnavailable { area_ids, .. } => {
+                    let ids: Vec<String> = area_ids.iter().map(i64::to_string).collect();
+                    ext.set("seatIds", Vec::<String>::new());
+                    ext.set("areaIds", ids);
+                }
                 Self::NotOnSale {
                     sales_start_at_ms: Some(start),
                     ..

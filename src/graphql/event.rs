@@ -9,7 +9,7 @@ use super::types::{Event, EventStatus, Seat, SeatMap};
 use super::{booking, caller, checkout};
 use crate::auth::Caller;
 use crate::booking::event_input::{
-    EventUpdate, NewCategory, NewEvent, NewRow, NewSection, SaleSettings,
+    EventUpdate, NewArea, NewCategory, NewEvent, NewRow, NewSection, SaleSettings,
 };
 use crate::booking::events::Viewer;
 use crate::domain::input::{SeatIds, parse_label, parse_numeric_id};
@@ -38,6 +38,15 @@ pub struct CategoryInput {
     pub color: Option<String>,
 }
 
+/// A general-admission area of a new event: `capacity` places of one category.
+#[derive(InputObject)]
+pub struct AreaInput {
+    pub name: String,
+    pub capacity: i32,
+    /// A category name of the event: each place costs its price.
+    pub category: String,
+}
+
 /// A named section of rows.
 #[derive(InputObject)]
 pub struct SectionInput {
@@ -52,8 +61,10 @@ pub struct CreateEventInput {
     pub venue: String,
     pub starts_at: DateTime<Utc>,
     pub sections: Vec<SectionInput>,
-    /// Price categories that rows may name.
+    /// Price categories that rows and areas may name.
     pub categories: Option<Vec<CategoryInput>>,
+    /// General-admission areas (sections may then be empty).
+    pub areas: Option<Vec<AreaInput>>,
     /// ON_SALE unless given.
     pub status: Option<EventStatus>,
     /// When sales open (inclusive).
@@ -199,6 +210,16 @@ impl EventMutation {
                     name: c.name,
                     price_cents: c.price_cents,
                     color: c.color,
+                })
+                .collect(),
+            areas: input
+                .areas
+                .unwrap_or_default()
+                .into_iter()
+                .map(|a| NewArea {
+                    name: a.name,
+                    capacity: a.capacity,
+                    category: a.category,
                 })
                 .collect(),
         };

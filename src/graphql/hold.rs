@@ -1,6 +1,6 @@
 //! Holds: taking, releasing and reading seats held for a while.
 
-use async_graphql::{Context, ID, Object, Result};
+use async_graphql::{Context, ID, InputObject, Object, Result};
 
 use super::errors::GqlResultExt;
 use super::queue::admission;
@@ -8,10 +8,29 @@ use super::types::{Hold, HoldStatus};
 use super::{booking, user};
 use crate::booking::admission::Admission;
 use crate::booking::holds::SeatFilter;
+use crate::domain::area::{AreaQuantities, hold_seat_ids};
 use crate::domain::input::{
-    IdempotencyKey, SeatCount, SeatIds, parse_label, parse_numeric_id, parse_uuid_id,
+    IdempotencyKey, SeatCount, parse_label, parse_numeric_id, parse_uuid_id,
 };
 use crate::domain::limits::SECTION_NAME_MAX_CHARS;
+
+/// Places of one general-admission area.
+#[derive(InputObject)]
+pub struct AreaQuantityInput {
+    pub area_id: ID,
+    pub quantity: i32,
+}
+
+pub(crate) fn area_quantities(
+    areas: Option<Vec<AreaQuantityInput>>,
+) -> Result<AreaQuantities, crate::error::AppError> {
+    let raw: Vec<(String, i32)> = areas
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.area_id.0, a.quantity))
+        .collect();
+    AreaQuantities::parse(&raw)
+}
 
 #[derive(Default)]
 pub struct HoldQuery;
@@ -43,25 +62,30 @@ pub struct HoldMutation;
 
 #[Object]
 impl HoldMutation {
-    /// Holds all of the given seats for you, or none of them (SEAT_UNAVAILABLE lists the taken ones).
+    /// Holds all of the given seats and general-admission places for you, or none of them
+    /// (SEAT_UNAVAILABLE lists the taken seats in `seatIds`, the short areas in `areaIds`).
     async fn hold_seats(
         &self,
         ctx: &Context<'_>,
         event_id: ID,
-        seat_ids: Vec<ID>,
+        #[graphql(desc = "may be [] when areas are given")] seat_ids: Vec<ID>,
         idempotency_key: Option<String>,
+        #[graphql(desc = "general-admission places, in the same all-or-nothing hold")]
+        areas: Option<Vec<AreaQuantityInput>>,
     ) -> Result<Hold> {
         let user = user(ctx).gql()?;
         let svc = booking(ctx);
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        let areas = area_quantities(areas).gql()?;
         let raw: Vec<String> = seat_ids.into_iter().map(|id| id.0).collect();
-        let seat_ids = SeatIds::parse(&raw, svc.settings().max_seats_per_hold).gql()?;
+        let seat_ids = hold_seat_ids(&raw, svc.settings().max_seats_per_hold, &areas).gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
         Ok(svc
             .hold_seats(
                 user,
                 event_id,
                 seat_ids,
+                areas,
                 key,
                 Admission::Direct(admission(ctx)),
             )

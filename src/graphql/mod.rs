@@ -1,5 +1,6 @@
 //! The GraphQL schema: one query/mutation/subscription object per domain, merged.
 
+pub mod areas;
 pub mod backoffice;
 pub mod booking;
 pub mod cache_hint;
@@ -46,12 +47,14 @@ pub struct Mutation(
     queue::QueueMutation,
     door::DoorMutation,
     webhooks::WebhookMutation,
+    areas::AreaMutation,
 );
 
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(
     seat_changes::SeatChangeSubscription,
     queue::QueueSubscription,
+    areas::AreaSubscription,
 );
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;

@@ -6,9 +6,11 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 
 use super::errors::GqlResultExt;
+use super::hold::{AreaQuantityInput, area_quantities};
 use super::types::{Hold, datetime, int};
 use super::{booking, caller, user, waiting_room};
-use crate::domain::input::{IdempotencyKey, SeatIds, parse_numeric_id};
+use crate::domain::area::hold_seat_ids;
+use crate::domain::input::{IdempotencyKey, parse_numeric_id};
 use crate::waiting_room::{
     AdmissionToken, QueueStatusView, RoomSettings, RoomView, SeatRequestView, TicketView,
 };
@@ -236,16 +238,20 @@ impl QueueMutation {
         &self,
         ctx: &Context<'_>,
         event_id: ID,
-        seat_ids: Vec<ID>,
+        #[graphql(desc = "may be [] when areas are given")] seat_ids: Vec<ID>,
         idempotency_key: Option<String>,
+        #[graphql(desc = "general-admission places, in the same all-or-nothing hold")]
+        areas: Option<Vec<AreaQuantityInput>>,
     ) -> Result<SeatRequest> {
         let user = user(ctx).gql()?;
         let event_id = parse_numeric_id(&event_id, "event").gql()?;
+        let areas = area_quantities(areas).gql()?;
         let raw: Vec<String> = seat_ids.into_iter().map(|id| id.0).collect();
-        let seat_ids = SeatIds::parse(&raw, booking(ctx).settings().max_seats_per_hold).gql()?;
+        let max = booking(ctx).settings().max_seats_per_hold;
+        let seat_ids = hold_seat_ids(&raw, max, &areas).gql()?;
         let key = IdempotencyKey::parse(idempotency_key).gql()?;
         Ok(waiting_room(ctx)
-            .request_seats(user, event_id, seat_ids, key, admission(ctx))
+            .request_seats(user, event_id, seat_ids, areas, key, admission(ctx))
             .await
             .gql()?
             .into())

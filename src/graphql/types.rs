@@ -3,6 +3,7 @@
 use async_graphql::{Enum, ID, SimpleObject};
 use chrono::{DateTime, TimeZone, Utc};
 
+use crate::domain::area::{AreaChange as DomainAreaChange, AreaView, HoldAreaView};
 use crate::domain::seat_change::SeatChange as DomainSeatChange;
 use crate::domain::status::seat_status_char;
 use crate::domain::views::{
@@ -89,6 +90,86 @@ pub struct Event {
     /// How often `extendHold` may be used on one hold.
     pub max_hold_extensions: i32,
     pub categories: Vec<Category>,
+    /// General-admission areas; their places are counted in the seat counts above.
+    pub areas: Vec<Area>,
+}
+
+/// General admission: a capacity, not numbered seats.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Area {
+    pub id: ID,
+    pub name: String,
+    pub category_id: ID,
+    /// capacity = available + held + booked + blocked.
+    pub capacity: i32,
+    pub available: i32,
+    pub held: i32,
+    pub booked: i32,
+    pub blocked: i32,
+    /// Per area, +1 per committed change of its counts; unrelated to `seq`.
+    pub version: i32,
+}
+
+impl From<AreaView> for Area {
+    fn from(a: AreaView) -> Self {
+        Self {
+            id: ID(a.id.to_string()),
+            name: a.name.clone(),
+            category_id: ID(a.category_id.to_string()),
+            capacity: int(a.capacity),
+            available: int(a.available()),
+            held: int(a.held),
+            booked: int(a.booked),
+            blocked: int(a.blocked),
+            version: int(a.version),
+        }
+    }
+}
+
+/// Places of one area in a hold or booking.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct HoldArea {
+    pub area_id: ID,
+    pub quantity: i32,
+    /// The price of one place.
+    pub price_cents: i32,
+}
+
+impl From<HoldAreaView> for HoldArea {
+    fn from(l: HoldAreaView) -> Self {
+        Self {
+            area_id: ID(l.area_id.to_string()),
+            quantity: int(l.quantity),
+            price_cents: int(l.price_cents),
+        }
+    }
+}
+
+/// An area's counts after a committed change; apply it only if its version is higher than
+/// the one you hold.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct AreaChange {
+    pub event_id: ID,
+    pub area_id: ID,
+    pub available: i32,
+    pub held: i32,
+    pub booked: i32,
+    pub blocked: i32,
+    pub version: i32,
+}
+
+impl From<DomainAreaChange> for AreaChange {
+    fn from(c: DomainAreaChange) -> Self {
+        Self {
+            event_id: ID(c.event_id.to_string()),
+            area_id: ID(c.area_id.to_string()),
+            available: int(c.available),
+            held: int(c.held),
+            booked: int(c.booked),
+            blocked: int(c.blocked),
+            version: int(c.version),
+        }
+    }
 }
 
 /// A price category: seats of a category cost its price.
@@ -131,6 +212,7 @@ impl From<EventView> for Event {
             max_seats_per_buyer: e.limits.per_buyer,
             max_hold_extensions: e.max_hold_extensions,
             categories: e.categories.into_iter().map(Into::into).collect(),
+            areas: e.areas.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -183,12 +265,15 @@ pub struct SeatMap {
     /// not holdable). Load `seats { id … }` once, then only `states` and `seq`, and apply
     /// `seatChanges` from that `seq` by seat id.
     pub states: String,
+    /// The event's general-admission areas; follow them with `areaChanges`.
+    pub areas: Vec<Area>,
 }
 
 impl From<SeatMapView> for SeatMap {
     fn from(m: SeatMapView) -> Self {
         Self {
             states: m.seats.iter().map(|s| seat_status_char(s.status)).collect(),
+            areas: m.event.areas.iter().cloned().map(Into::into).collect(),
             event: m.event.into(),
             seats: m.seats.into_iter().map(Into::into).collect(),
             seq: int(m.seq),
@@ -202,6 +287,8 @@ pub struct Hold {
     pub id: ID,
     pub event_id: ID,
     pub seats: Vec<Seat>,
+    /// General-admission places in the hold.
+    pub areas: Vec<HoldArea>,
     pub status: HoldStatus,
     pub expires_at: DateTime<Utc>,
     pub total_cents: i32,
@@ -218,6 +305,7 @@ impl From<HoldView> for Hold {
             id: ID(h.id),
             event_id: ID(h.event_id.to_string()),
             seats: h.seats.into_iter().map(Into::into).collect(),
+            areas: h.areas.into_iter().map(Into::into).collect(),
             status: h.status.into(),
             expires_at: datetime(h.expires_at_ms),
             total_cents: int(h.total_cents),
@@ -235,6 +323,8 @@ pub struct Booking {
     pub event_id: ID,
     pub hold_id: ID,
     pub seats: Vec<Seat>,
+    /// General-admission places in the booking.
+    pub areas: Vec<HoldArea>,
     pub status: BookingStatus,
     pub total_cents: i32,
     pub payment_intent_id: Option<String>,
@@ -252,6 +342,7 @@ impl From<BookingView> for Booking {
             event_id: ID(b.event_id.to_string()),
             hold_id: ID(b.hold_id),
             seats: b.seats.into_iter().map(Into::into).collect(),
+            areas: b.areas.into_iter().map(Into::into).collect(),
             status: b.status.into(),
             total_cents: int(b.total_cents),
             payment_intent_id: b.payment_intent_id,

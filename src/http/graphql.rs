@@ -236,7 +236,7 @@ async fn seat_map(
 ) -> Response {
     let before = state
         .booking
-        .event_row(lookup.event_id)
+        .map_state(lookup.event_id)
         .await
         .ok()
         .flatten();
@@ -259,7 +259,7 @@ async fn seat_map(
     // Stored only if it shows exactly `before`: nothing committed while it was built.
     let after = state
         .booking
-        .event_row(lookup.event_id)
+        .map_state(lookup.event_id)
         .await
         .ok()
         .flatten();

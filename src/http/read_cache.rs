@@ -2,9 +2,9 @@
 //! (query, variables, viewer, event state) and the same bytes — and their gzip and brotli
 //! forms, each compressed once — go to every reader until the event changes.
 //!
-//! Freshness: every read first loads the event's row (one primary-key read) and serves the
-//! stored answer only if it was built from exactly that row (same `seq`, so no seat change
-//! committed since, and the same settings) and the clock has not reached the first instant at
+//! Freshness: every read first loads the event's row (one primary-key read) and its areas'
+//! versions, and serves the stored answer only if it was built from exactly that state (same
+//! `seq`, so no seat change committed since; the same settings; no area count moved) and the clock has not reached the first instant at
 //! which the answer would read differently by itself (a shown hold running out, a sales
 //! window opening: [`CacheHint`]). An answer is stored only if the event's row was the same
 //! before and after it was built, so it shows that `seq` exactly. So a reader never gets a
@@ -27,6 +27,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use crate::booking::events::MapState;
 use crate::graphql::cache_hint::CacheHint;
 use crate::graphql::limits;
 
@@ -147,8 +148,8 @@ struct Plan {
 
 /// One stored answer.
 pub struct Answer {
-    /// The event's row it was built from.
-    event: entity::event::Model,
+    /// The event's state it was built from.
+    event: MapState,
     /// It reads differently by itself from this instant (Unix ms) on.
     valid_until_ms: i64,
     body: Bytes,
@@ -255,12 +256,7 @@ impl ReadCache {
     }
 
     /// The stored answer for `lookup`, if it was built from `event` and is still true at `now`.
-    pub fn get(
-        &self,
-        lookup: &Lookup,
-        event: &entity::event::Model,
-        now: i64,
-    ) -> Option<Arc<Answer>> {
+    pub fn get(&self, lookup: &Lookup, event: &MapState, now: i64) -> Option<Arc<Answer>> {
         let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
         let answer = answers.lru.get(&lookup.key)?;
         (answer.event == *event && now < answer.valid_until_ms).then(|| Arc::clone(answer))
@@ -270,7 +266,7 @@ impl ReadCache {
     pub fn put(
         &self,
         lookup: Lookup,
-        event: entity::event::Model,
+        event: MapState,
         hint: &CacheHint,
         body: Bytes,
     ) -> Arc<Answer> {

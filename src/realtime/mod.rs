@@ -12,8 +12,39 @@ pub mod redis_bus;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
+pub use crate::domain::area::AreaChange;
 pub use crate::domain::seat_change::SeatChange;
 pub use feed::SeatChangeFeed;
+
+/// What one committed transaction changed, published after its commit: seat changes (with
+/// their `seq`) and area counts (with their `version`), on separate channels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    pub seats: Vec<SeatChange>,
+    pub areas: Vec<AreaChange>,
+}
+
+impl Published {
+    pub fn is_empty(&self) -> bool {
+        self.seats.is_empty() && self.areas.is_empty()
+    }
+
+    /// Adds what another step of the same transaction changed.
+    pub fn and(mut self, other: Published) -> Self {
+        self.seats.extend(other.seats);
+        self.areas.extend(other.areas);
+        self
+    }
+}
+
+impl From<Vec<SeatChange>> for Published {
+    fn from(seats: Vec<SeatChange>) -> Self {
+        Self {
+            seats,
+            areas: Vec::new(),
+        }
+    }
+}
 
 /// How many changes one subscriber may fall behind before it is dropped.
 pub const SUBSCRIBER_BUFFER: usize = 1024;
@@ -32,4 +63,20 @@ pub trait SeatChangeBus: Send + Sync {
 
     /// Whether the transport is currently connected (always true in-process).
     fn healthy(&self) -> bool;
+
+    /// Publishes committed area counts (all of one event). No replay: subscribers load the
+    /// seat map's areas first and apply only higher versions.
+    async fn publish_areas(&self, changes: Vec<AreaChange>);
+
+    /// Live area counts of one event, from now on.
+    fn subscribe_areas(&self, event_id: i64) -> broadcast::Receiver<AreaChange>;
+
+    /// Live area counts of every event (for the seat gate's sold-out areas).
+    fn subscribe_all_areas(&self) -> broadcast::Receiver<AreaChange>;
+
+    /// Publishes everything one transaction changed.
+    async fn publish_all(&self, published: Published) {
+        self.publish(published.seats).await;
+        self.publish_areas(published.areas).await;
+    }
 }

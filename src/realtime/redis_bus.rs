@@ -16,7 +16,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::broadcast;
 
 use super::local::LocalBus;
-use super::{SeatChange, SeatChangeBus};
+use super::{AreaChange, SeatChange, SeatChangeBus};
 use crate::redis_client::{self, Timeouts};
 
 /// Longest a publish may take before it is given up (the log still has the change).
@@ -41,6 +41,8 @@ pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
 pub struct RedisBus {
     /// `onsale:<namespace>:seat-changes:`; the event id follows.
     channel_prefix: String,
+    /// `onsale:<namespace>:area-changes:`; the event id follows.
+    area_prefix: String,
     local: Arc<LocalBus>,
     publisher: ConnectionManager,
     connected: Arc<AtomicBool>,
@@ -61,14 +63,17 @@ impl RedisBus {
         let local = Arc::new(LocalBus::default());
         let connected = Arc::new(AtomicBool::new(false));
         let channel_prefix = format!("onsale:{namespace}:seat-changes:");
+        let area_prefix = format!("onsale:{namespace}:area-changes:");
         tokio::spawn(subscribe_loop(
             client,
-            format!("{channel_prefix}*"),
+            [format!("{channel_prefix}*"), format!("{area_prefix}*")],
+            area_prefix.clone(),
             local.clone(),
             connected.clone(),
         ));
         Ok(Self {
             channel_prefix,
+            area_prefix,
             local,
             publisher,
             connected,
@@ -78,14 +83,15 @@ impl RedisBus {
 
 async fn subscribe_loop(
     client: redis::Client,
-    pattern: String,
+    patterns: [String; 2],
+    area_prefix: String,
     local: Arc<LocalBus>,
     connected: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match client.get_async_pubsub().await {
-            Ok(mut pubsub) => match pubsub.psubscribe(&pattern).await {
+            Ok(mut pubsub) => match pubsub.psubscribe(&patterns).await {
                 Ok(()) => {
                     connected.store(true, Ordering::Relaxed);
                     metrics::gauge!("onsale_redis_pubsub_connected").set(1.0);
@@ -96,6 +102,10 @@ async fn subscribe_loop(
                         let Ok(payload) = msg.get_payload::<Vec<u8>>() else {
                             continue;
                         };
+                        if msg.get_channel_name().starts_with(&area_prefix) {
+                            deliver_areas(&local, &payload);
+                            continue;
+                        }
                         match serde_json::from_slice::<Vec<SeatChange>>(&payload) {
                             Ok(changes) => local.deliver(changes),
                             Err(err) => {
@@ -116,6 +126,30 @@ async fn subscribe_loop(
     }
 }
 
+/// Area counts another instance (or this one) published; this instance's own come back
+/// too, and are harmless: subscribers apply only a higher version.
+fn deliver_areas(local: &LocalBus, payload: &[u8]) {
+    match serde_json::from_slice::<Vec<AreaChange>>(payload) {
+        Ok(changes) => local.deliver_areas(changes),
+        Err(err) => tracing::warn!(error = %err, "ignored a malformed area-change message"),
+    }
+}
+
+/// Publishes `payload` on `channel` off the request path: a slow or dead Redis never delays
+/// the answer.
+fn publish_detached(conn: &ConnectionManager, channel: String, payload: Vec<u8>) {
+    let mut conn = conn.clone();
+    tokio::spawn(async move {
+        let sent =
+            tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(channel, payload))
+                .await;
+        if !matches!(sent, Ok(Ok(_))) {
+            metrics::counter!("onsale_redis_publish_failures_total").increment(1);
+            tracing::debug!("could not publish changes to Redis");
+        }
+    });
+}
+
 #[async_trait]
 impl SeatChangeBus for RedisBus {
     async fn publish(&self, changes: Vec<SeatChange>) {
@@ -129,17 +163,29 @@ impl SeatChangeBus for RedisBus {
             }
         };
         self.local.deliver(changes);
-        let mut conn = self.publisher.clone();
-        // Off the request path: a slow or dead Redis never delays the answer.
-        tokio::spawn(async move {
-            let sent =
-                tokio::time::timeout(PUBLISH_TIMEOUT, conn.publish::<_, _, i64>(channel, payload))
-                    .await;
-            if !matches!(sent, Ok(Ok(_))) {
-                metrics::counter!("onsale_redis_publish_failures_total").increment(1);
-                tracing::debug!("could not publish seat changes to Redis");
+        publish_detached(&self.publisher, channel, payload);
+    }
+
+    async fn publish_areas(&self, changes: Vec<AreaChange>) {
+        let Some(first) = changes.first() else { return };
+        let channel = format!("{}{}", self.area_prefix, first.event_id);
+        let payload = match serde_json::to_vec(&changes) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot encode area changes");
+                return;
             }
-        });
+        };
+        self.local.deliver_areas(changes);
+        publish_detached(&self.publisher, channel, payload);
+    }
+
+    fn subscribe_areas(&self, event_id: i64) -> broadcast::Receiver<AreaChange> {
+        self.local.subscribe_areas(event_id)
+    }
+
+    fn subscribe_all_areas(&self) -> broadcast::Receiver<AreaChange> {
+        self.local.subscribe_all_areas()
     }
 
     fn subscribe(&self, event_id: i64) -> broadcast::Receiver<SeatChange> {

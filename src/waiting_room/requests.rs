@@ -11,6 +11,7 @@ use tracing::instrument;
 use super::store::RoomKeys;
 use super::{Store, WaitingRoomService};
 use crate::auth::User;
+use crate::domain::area::{AreaQuantities, encode_wanted};
 use crate::domain::clock::now_ms;
 use crate::domain::input::{IdempotencyKey, SeatIds};
 use crate::domain::views::HoldView;
@@ -89,7 +90,7 @@ impl SeatRequestId {
 }
 
 impl WaitingRoomService {
-    /// Queues a request for exactly these seats and answers at once with status QUEUED.
+    /// Queues a request for exactly these seats and places and answers at once with status QUEUED.
     /// While the event's room is on, the caller needs an admission, as for `holdSeats`. The
     /// same key from the same user for the same event returns the first request.
     #[instrument(skip_all, fields(event.id = event_id, user.id = %user.id), err(level = "debug"))]
@@ -98,6 +99,7 @@ impl WaitingRoomService {
         user: &User,
         event_id: i64,
         seat_ids: SeatIds,
+        areas: AreaQuantities,
         key: Option<IdempotencyKey>,
         admission: Option<&str>,
     ) -> Result<SeatRequestView, AppError> {
@@ -114,7 +116,7 @@ impl WaitingRoomService {
         let room = self.inner.rooms.ensure(event_id).await?;
         let keys = RoomKeys::new(&room.queue_key);
         let request = SeatRequestId::new(event_id);
-        let seats: Vec<String> = seat_ids.as_slice().iter().map(i64::to_string).collect();
+        let wanted = encode_wanted(&seat_ids, &areas);
         let (new, uuid) = store
             .enqueue(
                 &keys,
@@ -122,7 +124,7 @@ impl WaitingRoomService {
                 &room.queue_key,
                 &request.uuid,
                 user,
-                &seats.join(","),
+                &wanted,
                 key.as_ref().map(IdempotencyKey::as_str),
                 now_ms(),
             )

@@ -20,7 +20,8 @@ use super::requests::SeatRequestId;
 use super::store::{Next, QUEUES_KEY, RoomKeys};
 use crate::auth::User;
 use crate::booking::admission::Admission;
-use crate::domain::input::{IdempotencyKey, SeatIds};
+use crate::domain::area::{AreaQuantities, decode_wanted, hold_seat_ids};
+use crate::domain::input::IdempotencyKey;
 use crate::domain::views::HoldView;
 use crate::error::AppError;
 
@@ -219,9 +220,9 @@ impl WaitingRoomService {
             id: fields.get("user").cloned().unwrap_or_default(),
             admin: fields.get("admin").is_some_and(|a| a == "1"),
         };
-        let seats: Vec<String> = fields
+        let (seats, places) = fields
             .get("seats")
-            .map(|s| s.split(',').map(str::to_owned).collect())
+            .map(|s| decode_wanted(s))
             .unwrap_or_default();
         let outcome = if uuid.is_empty() || user.id.is_empty() {
             Err(AppError::Internal(format!(
@@ -229,7 +230,7 @@ impl WaitingRoomService {
             )))
         } else {
             match self
-                .hold_for(room, keys, &user, &uuid, &seats, shutdown)
+                .hold_for(room, keys, &user, &uuid, (&seats, &places), shutdown)
                 .await
             {
                 Some(outcome) => outcome,
@@ -279,11 +280,15 @@ impl WaitingRoomService {
         keys: &RoomKeys,
         user: &User,
         uuid: &str,
-        seats: &[String],
+        (seats, places): (&[String], &[(String, i32)]),
         shutdown: &watch::Receiver<bool>,
     ) -> Option<Result<HoldView, AppError>> {
         let booking = &self.inner.booking;
-        let seat_ids = match SeatIds::parse(seats, booking.settings().max_seats_per_hold) {
+        let areas = match AreaQuantities::parse(places) {
+            Ok(areas) => areas,
+            Err(err) => return Some(Err(err)),
+        };
+        let seat_ids = match hold_seat_ids(seats, booking.settings().max_seats_per_hold, &areas) {
             Ok(ids) => ids,
             Err(err) => return Some(Err(err)),
         };
@@ -296,6 +301,7 @@ impl WaitingRoomService {
                     user,
                     room.event_id,
                     seat_ids.clone(),
+                    areas.clone(),
                     Some(key.clone()),
                     Admission::Queued,
                 )

@@ -1,6 +1,7 @@
 //! What a webhook says: the event types, their `data`, and [`record`], which writes an event
 //! and its deliveries into the transaction of the change it describes (the durable outbox).
 
+use crate::domain::area::HoldAreaView;
 use chrono::{SecondsFormat, TimeZone, Utc};
 use sea_orm::{ActiveEnum, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
@@ -86,8 +87,8 @@ pub struct BookingData {
 }
 
 impl BookingData {
-    /// The booking `b` as it is now, with its seats (general-admission lines: none yet).
-    pub fn of(b: &booking::Model, seat_ids: &[i64]) -> Self {
+    /// The booking `b` as it is now, with its seats and general-admission lines.
+    pub fn of(b: &booking::Model, seat_ids: &[i64], areas: &[HoldAreaView]) -> Self {
         Self {
             id: b.id.clone(),
             event_id: b.event_id.to_string(),
@@ -95,7 +96,14 @@ impl BookingData {
             status: b.status.to_value(),
             total_cents: b.total_cents,
             seat_ids: seat_ids.iter().map(i64::to_string).collect(),
-            areas: Vec::new(),
+            areas: areas
+                .iter()
+                .map(|l| AreaLine {
+                    area_id: l.area_id.to_string(),
+                    quantity: l.quantity,
+                    price_cents: l.price_cents,
+                })
+                .collect(),
             created_at: rfc3339(b.created_at_ms),
         }
     }

@@ -21,6 +21,7 @@ mod hostile;
 mod hostile_connections;
 mod hostile_limits;
 mod idempotency;
+mod inventory_areas;
 mod inventory_blocking;
 mod inventory_categories;
 mod inventory_extend;

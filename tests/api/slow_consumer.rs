@@ -7,6 +7,7 @@ use onsale::booking::admission::Admission;
 use onsale::booking::event_input::{NewEvent, NewRow, NewSection, SaleSettings};
 use onsale::booking::events::Viewer;
 use onsale::config::Config;
+use onsale::domain::area::AreaQuantities;
 use onsale::domain::input::SeatIds;
 use onsale::domain::sale::BuyerLimits;
 use onsale::realtime::SUBSCRIBER_BUFFER;
@@ -51,6 +52,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
             sale: SaleSettings::default(),
             limits: BuyerLimits::default(),
             categories: Vec::new(),
+            areas: Vec::new(),
         })
         .await
         .expect("event");
@@ -75,6 +77,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_with_a_resume_hint() {
                 &user,
                 event.id,
                 SeatIds::parse(&ids, 10).expect("ids"),
+                AreaQuantities::default(),
                 None,
                 Admission::Direct(None),
             )

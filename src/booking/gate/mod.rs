@@ -10,8 +10,13 @@
 //!    compare-and-delete script) when `REDIS_URL` is set, or in-process otherwise — so that of
 //!    a thousand simultaneous requests for one seat only the first reaches the database.
 //!
+//! 3. *Sold out*: general-admission areas the area-change stream (or the database's last
+//!    refusal) showed with no place left are refused at once ([`sold_out`]).
+//!
 //! A circuit breaker bypasses the Redis claim while Redis errors or is slow, and tries again
 //! after a cool-down: a dead Redis never fails a booking.
+
+mod sold_out;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -25,6 +30,7 @@ use crate::domain::clock::now_ms;
 use crate::domain::status::{SeatStatus, live_seat_status};
 use crate::error::AppError;
 use crate::realtime::{SeatChange, SeatChangeBus};
+use sold_out::SoldOut;
 
 /// How long a claim lives if its owner never releases it (a crashed instance).
 pub const CLAIM_TTL_MS: i64 = 5_000;
@@ -90,6 +96,7 @@ pub struct SeatGate {
 struct GateInner {
     store: ClaimStore,
     known: Mutex<HashMap<(i64, i64), Known>>,
+    sold_out: SoldOut,
     breaker_open_until: AtomicI64,
     breaker_logged: AtomicBool,
 }
@@ -109,6 +116,7 @@ impl SeatGate {
         let inner = Arc::new(GateInner {
             store,
             known: Mutex::default(),
+            sold_out: SoldOut::default(),
             breaker_open_until: AtomicI64::new(0),
             breaker_logged: AtomicBool::new(false),
         });
@@ -130,7 +138,49 @@ impl SeatGate {
                 }
             }
         });
+        let mut areas = bus.subscribe_all_areas();
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            loop {
+                match areas.recv().await {
+                    Ok(c) => match weak.upgrade() {
+                        Some(inner) => {
+                            inner
+                                .sold_out
+                                .learn(c.area_id, c.version, c.available, now_ms());
+                        }
+                        None => return,
+                    },
+                    Err(RecvError::Lagged(_)) => match weak.upgrade() {
+                        Some(inner) => inner.sold_out.clear(),
+                        None => return,
+                    },
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
         Self { inner: Some(inner) }
+    }
+
+    /// Refuses, without a database round trip, a hold asking for places of an area known to
+    /// have none left (`SEAT_UNAVAILABLE` naming those areas).
+    pub fn refuse_sold_out(&self, area_ids: impl IntoIterator<Item = i64>) -> Result<(), AppError> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        let refused = inner.sold_out.refused(area_ids, now_ms());
+        if refused.is_empty() {
+            return Ok(());
+        }
+        metrics::counter!("onsale_seat_gate_rejections_total", "why" => "sold_out").increment(1);
+        Err(AppError::area_unavailable(refused))
+    }
+
+    /// The database found no place left in an area at `version` (under its lock).
+    pub fn saw_sold_out(&self, area_id: i64, version: i64) {
+        if let Some(inner) = &self.inner {
+            inner.sold_out.learn(area_id, version, 0, now_ms());
+        }
     }
 
     /// Refuses seats known taken, then claims the rest all-or-nothing. `twin` identifies a
