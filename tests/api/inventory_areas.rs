@@ -986,3 +986,76 @@ async fn a_stored_map_frees_the_places_of_a_hold_that_ran_out() {
     assert_eq!(after["event"]["available"], 12);
     app.stop().await;
 }
+
+/// 1,000 holds of 1–4 places at once on an area of 300, through two instances: the places
+/// held never exceed the capacity and fill it, the counts equal the sum of the holds that
+/// succeeded, and `areaChanges` on the other instance ends at the final counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_holds_through_two_instances_never_oversell_an_area() {
+    let options = Options::default()
+        .set("REDIS_URL", redis_url())
+        .set("RATE_LIMIT_USER_PER_SEC", 0);
+    let a = std::sync::Arc::new(TestApp::spawn_with(Backend::Postgres, options.clone()).await);
+    let b = std::sync::Arc::new(TestApp::spawn_on(&a.database_url, options).await);
+    let (event_id, _, area) = event_with_area(&a, 0, 300, json!({})).await;
+    let mut sub = Subscription::start(
+        &b.base,
+        Protocol::TransportWs,
+        json!({}),
+        AREA_CHANGES,
+        json!({"e": event_id}),
+    )
+    .await;
+    // The subscription is live once it has seen a change (warm-up holds of one place).
+    let (_, warm_up) = hold_until_seen(&a, &mut sub, &event_id, &area).await;
+
+    let holds = (0..1000).map(|i| {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (event_id, area) = (event_id.clone(), area.clone());
+        async move {
+            let quantity = 1 + (i % 4) as i64;
+            let token = app.token(&format!("ga-{i}"));
+            let body = hold(&app, &token, &event_id, &[], places(&area, quantity), None).await;
+            (quantity, body)
+        }
+    });
+    let answers = join_all(holds).await;
+    let mut held = warm_up;
+    let mut refused_single = false;
+    for (quantity, body) in &answers {
+        match error_code(body).as_deref() {
+            None => held += quantity,
+            Some("SEAT_UNAVAILABLE") => {
+                assert_eq!(area_ids(body), &json!([area]), "{body}");
+                refused_single |= *quantity == 1;
+            }
+            Some("RETRY_LATER") => {}
+            other => panic!("unexpected answer {other:?}: {body}"),
+        }
+    }
+    assert!(held <= 300, "{held} places held of 300");
+    if refused_single {
+        assert_eq!(held, 300, "a single place was refused, so none was left");
+    } else {
+        assert!(
+            held >= 297,
+            "only requests larger than what was left failed: {held}"
+        );
+    }
+    let m = map(&a, &event_id).await;
+    let counts = &m["areas"][0];
+    assert_eq!(counts["held"], held, "{counts}");
+    assert_eq!(counts["available"], 300 - held);
+    let version = counts["version"].as_i64().expect("version");
+    // The other instance's subscribers converge to the same counts.
+    loop {
+        let change = next_area_change(&mut sub).await;
+        if change["version"].as_i64() == Some(version) {
+            assert_eq!(change["held"], held, "{change}");
+            assert_eq!(change["available"], 300 - held);
+            break;
+        }
+        assert!(change["version"].as_i64().expect("v") < version, "{change}");
+    }
+    sub.close().await;
+}
