@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use futures::StreamExt;
 use futures::future::join_all;
 use serde_json::{Value, json};
 
@@ -254,28 +255,30 @@ both_backends!(
     paging_while_bookings_arrive_shows_every_earlier_booking_once_and_no_later_one,
     |backend| async move {
         let app = TestApp::spawn(backend).await;
-        let (event_id, seats) = app.create_event(10, 20).await;
-        let initial = 150;
-        let arriving = 40;
-        let before: Vec<String> = join_all((0..initial).map(|i| {
+        let (event_id, seats) = app.create_event(15, 100).await;
+        let initial = 1234;
+        let arriving = 200;
+        let before: Vec<String> = futures::stream::iter((0..initial).map(|i| {
             let (app, event_id, seat) = (&app, &event_id, &seats[i]);
             async move { book(app, &format!("b{i}"), event_id, seat).await }
         }))
+        .buffered(32)
+        .collect()
         .await;
 
-        // Page by 10; before each next page, 4 more bookings are made at once.
+        // Page by 100; before each next page, 17 more bookings are made at once.
         let later = std::sync::Mutex::new(Vec::new());
         let (ids, total) = all_pages(
             &app,
             BOOKINGS,
             "eventBookings",
             json!({"e": event_id}),
-            10,
+            100,
             |page| {
                 let (app, event_id, seats, later) = (&app, &event_id, &seats, &later);
                 async move {
-                    let made = join_all((0..4).map(|j| {
-                        let i = initial + page * 4 + j;
+                    let made = join_all((0..17).map(|j| {
+                        let i = initial + page * 17 + j;
                         async move {
                             if i < initial + arriving {
                                 Some(book(app, &format!("n{i}"), event_id, &seats[i]).await)

@@ -144,7 +144,7 @@ both_backends!(
         let codes = codes_of(&booking);
         let admin = app.admin_token();
 
-        let results = join_all((0..20).map(|_| {
+        let results = join_all((0..50).map(|_| {
             let (app, admin, code, event_id) = (&app, &admin, &codes[0], &event_id);
             retrying(move || check_in(app, Some(admin), code, event_id, None))
         }))
