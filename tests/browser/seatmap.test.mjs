@@ -216,6 +216,12 @@ step('A confirms: B sees it BOOKED within 1 s', async () => {
     await pageA.textContent('#message'),
     /^Booked Orchestra A-10 for \$120\.00 \(booking [0-9a-f-]+\)\.$/,
   );
+  // The booking's ticket, with its door code.
+  assert.equal(await pageA.isVisible('#tickets'), true);
+  const tickets = await pageA.$$eval('#ticket-list li', (items) => items.map((li) => li.textContent));
+  assert.equal(tickets.length, 1);
+  assert.match(tickets[0], /^Orchestra A-10: [A-Z0-9]{26}$/);
+  assert.equal(await pageB.isVisible('#tickets'), false, 'only the buyer sees codes');
   assert.equal((await seatInfo(pageA, seats.first)).status, 'BOOKED');
   assert.equal(
     (await seatInfo(pageB, seats.first)).label,

@@ -34,7 +34,7 @@ const HOLD_BEST = `mutation HoldBest($eventId: ID!, $count: Int!, $key: String) 
   holdBestAvailable(eventId: $eventId, count: $count, idempotencyKey: $key) { ${HOLD_FIELDS} }
 }`;
 const CONFIRM = `mutation Confirm($holdId: ID!, $key: String) {
-  confirmHold(holdId: $holdId, idempotencyKey: $key) { id totalCents seats { id } }
+  confirmHold(holdId: $holdId, idempotencyKey: $key) { id totalCents seats { id } tickets { seatId areaId code } }
 }`;
 const RELEASE = `mutation Release($holdId: ID!) { releaseHold(holdId: $holdId) { id status } }`;
 
@@ -731,7 +731,24 @@ function confirmHold() {
     endHold();
     const labels = booking.seats.map((s) => seatLabel(s.id));
     say(`Booked ${listOf(labels)} for ${money.format(booking.totalCents / 100)} (booking ${booking.id}).`);
+    showTickets(booking.tickets);
   });
+}
+
+// Each ticket as "seat: code", newest booking first (text only: codes are data, not markup).
+function showTickets(tickets) {
+  const list = $('ticket-list');
+  for (const ticket of [...tickets].reverse()) {
+    const item = document.createElement('li');
+    const what = ticket.seatId ? seatLabel(ticket.seatId) : 'General admission';
+    item.append(`${what}: `);
+    const code = document.createElement('code');
+    code.className = 'ticket-code';
+    code.textContent = ticket.code;
+    item.append(code);
+    list.prepend(item);
+  }
+  $('tickets').hidden = list.children.length === 0;
 }
 
 function releaseHold() {
