@@ -4,6 +4,8 @@
 //! Locking: every write transaction locks seat rows first, in ascending id order, then the
 //! hold or booking row, then the event's change counter. One order everywhere, so no deadlock.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -121,13 +123,22 @@ impl BookingService {
                 .await?;
             check_requested(&seats, ids, event_id, now_ms())?;
         }
+        // The hold's id is this request's id: an attempt after one whose COMMIT may have
+        // succeeded first looks for it (see [`committed_hold`]).
+        let hold_id = uuid::Uuid::new_v4().to_string();
+        let (hold_id, tried) = (hold_id.as_str(), &AtomicBool::new(false));
         self.db
             .write_event(event_id, |txn| async move {
                 let txn = &*txn;
+                if tried.swap(true, Ordering::AcqRel)
+                    && let Some(committed) = committed_hold(txn, hold_id).await?
+                {
+                    return Ok(committed);
+                }
                 let locked = self.db.lock_seats(txn, ids, RowLock::Wait).await?;
                 let now = now_ms();
                 check_requested(&locked, ids, event_id, now)?;
-                self.create_hold(txn, user, event_id, &locked, areas, now, key, op)
+                self.create_hold(txn, user, event_id, &locked, areas, now, key, op, hold_id)
                     .await
             })
             .await
@@ -193,9 +204,16 @@ impl BookingService {
                 return Err(only_available(eligible));
             }
             let (free, section, key, filter) = (&free, section.as_deref(), key.as_ref(), &filter);
+            let hold_id = uuid::Uuid::new_v4().to_string();
+            let (hold_id, tried) = (hold_id.as_str(), &AtomicBool::new(false));
             self.db
                 .write_event(event_id, |txn| async move {
                     let txn = &*txn;
+                    if tried.swap(true, Ordering::AcqRel)
+                        && let Some(committed) = committed_hold(txn, hold_id).await?
+                    {
+                        return Ok(committed);
+                    }
                     let mut chosen = None;
                     for block in adjacent_blocks(free, count, |s| filter.admits(s))
                         .into_iter()
@@ -233,8 +251,18 @@ impl BookingService {
                         }
                     };
                     let no_places = AreaQuantities::default();
-                    self.create_hold(txn, user, event_id, &locked, &no_places, now_ms(), key, op)
-                        .await
+                    self.create_hold(
+                        txn,
+                        user,
+                        event_id,
+                        &locked,
+                        &no_places,
+                        now_ms(),
+                        key,
+                        op,
+                        hold_id,
+                    )
+                    .await
                 })
                 .await
         }
@@ -550,6 +578,7 @@ impl BookingService {
         now: i64,
         key: Option<&IdempotencyKey>,
         op: Operation,
+        hold_id: &str,
     ) -> Result<(HoldView, Published), AppError> {
         let active = hold::Entity::find()
             .filter(hold::Column::UserId.eq(user.id.as_str()))
@@ -564,7 +593,7 @@ impl BookingService {
             )));
         }
         let expires = now.saturating_add(millis(self.settings.hold_ttl));
-        let hold_id = uuid::Uuid::new_v4().to_string();
+        let hold_id = hold_id.to_owned();
         let ids: Vec<i64> = locked.iter().map(|s| s.id).collect();
         // Areas after seats, in ascending id: the lock order of every transaction.
         let places = self.take_places(txn, event_id, areas, now).await?;
@@ -738,6 +767,27 @@ impl BookingService {
             },
         }
     }
+}
+
+/// The hold `hold_id` if an earlier attempt of this request committed it although its answer
+/// was lost with the connection (the COMMIT's outcome was unknown): then that hold is the
+/// answer, and its changes are already in the log (subscribers catch up from there).
+async fn committed_hold<C: ConnectionTrait>(
+    txn: &C,
+    hold_id: &str,
+) -> Result<Option<(HoldView, Published)>, AppError> {
+    if hold::Entity::find_by_id(hold_id.to_owned())
+        .one(txn)
+        .await?
+        .is_none()
+    {
+        return Ok(None);
+    }
+    tracing::warn!(hold.id = %hold_id, "a hold whose commit seemed to fail had committed");
+    Ok(Some((
+        views::hold(txn, hold_id).await?,
+        Published::default(),
+    )))
 }
 
 fn only_available(n: usize) -> AppError {

@@ -106,16 +106,22 @@ impl Db {
             let attempt = async {
                 let WriteTx { txn, _slot } = self.begin_write().await?;
                 let shared = Arc::new(txn);
-                let out = op(Tx(shared.clone())).await?;
+                let out = op(Tx(shared.clone())).await.map_err(Failed::Before)?;
                 let txn = Arc::try_unwrap(shared).map_err(|_| {
                     AppError::Internal("a write transaction outlived its operation".into())
                 })?;
-                txn.commit().await?;
+                txn.commit()
+                    .await
+                    .map_err(|err| Failed::InCommit(err.into()))?;
                 Ok(out)
             };
             match attempt.await {
-                Err(err) => backoff.after(err).await?,
-                done => return done,
+                Err(Failed::Before(err)) => backoff.after(err).await?,
+                // The COMMIT may have happened: keep trying longer, so that the operation can
+                // find out (an operation that may commit twice checks first, e.g. by the id it
+                // writes) instead of the client being told to retry.
+                Err(Failed::InCommit(err)) => backoff.after_uncertain_commit(err).await?,
+                Ok(out) => return Ok(out),
             }
         }
     }
@@ -137,11 +143,32 @@ impl Db {
     }
 }
 
+/// Where an attempt of [`Db::write`] failed.
+enum Failed {
+    /// Beginning or running the operation: nothing was committed.
+    Before(AppError),
+    /// The COMMIT itself: the outcome is unknown.
+    InCommit(AppError),
+}
+
+impl From<AppError> for Failed {
+    fn from(err: AppError) -> Self {
+        Failed::Before(err)
+    }
+}
+
+/// Attempts after a COMMIT with an unknown outcome (the connection was lost during it).
+const UNCERTAIN_ATTEMPTS: u32 = 10;
+/// Longest wait between them.
+const UNCERTAIN_BACKOFF_MAX_MS: u64 = 500;
+
 /// The retry policy: exponential backoff with jitter for transient failures, a bounded
 /// number of attempts, then `RETRY_LATER` with a spread-out suggested wait.
 pub(super) struct Backoff {
     attempt: u32,
     backoff_ms: u64,
+    /// A COMMIT's outcome was unknown: every later failure gets the longer budget.
+    uncertain: bool,
 }
 
 impl Default for Backoff {
@@ -149,6 +176,7 @@ impl Default for Backoff {
         Self {
             attempt: 1,
             backoff_ms: FIRST_BACKOFF_MS,
+            uncertain: false,
         }
     }
 }
@@ -160,17 +188,33 @@ impl Backoff {
         if !err.is_transient() {
             return Err(err);
         }
-        if self.attempt >= ATTEMPTS {
+        let budget = if self.uncertain {
+            UNCERTAIN_ATTEMPTS
+        } else {
+            ATTEMPTS
+        };
+        if self.attempt >= budget {
             let wait = RETRY_AFTER_BASE_MS + rand::rng().random_range(0..RETRY_AFTER_JITTER_MS);
             return Err(AppError::retry_later(
                 wait,
                 format!("the seats are busy right now; try again in {wait} ms"),
             ));
         }
+        if self.uncertain {
+            self.backoff_ms = self.backoff_ms.min(UNCERTAIN_BACKOFF_MAX_MS);
+        }
         let jitter = rand::rng().random_range(0..=self.backoff_ms);
         tokio::time::sleep(Duration::from_millis(self.backoff_ms + jitter)).await;
         self.backoff_ms *= 4;
         self.attempt += 1;
         Ok(())
+    }
+
+    /// After a COMMIT whose outcome is unknown: from now on [`Backoff::after`] allows
+    /// [`UNCERTAIN_ATTEMPTS`] attempts (the database is likely restarting), each wait at most
+    /// [`UNCERTAIN_BACKOFF_MAX_MS`], so that the operation can find out what happened.
+    pub(super) async fn after_uncertain_commit(&mut self, err: AppError) -> Result<(), AppError> {
+        self.uncertain = true;
+        self.after(err).await
     }
 }

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod ambiguous_commit;
 mod auth;
 mod backoffice_connections;
 mod backoffice_export;

@@ -16,6 +16,7 @@ const GSSENC_REQUEST: i32 = 80_877_104;
 pub struct PgProxy {
     port: u16,
     statements: Arc<Mutex<Vec<String>>>,
+    cut: Arc<Mutex<Option<String>>>,
 }
 
 impl PgProxy {
@@ -24,19 +25,36 @@ impl PgProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let statements = Arc::new(Mutex::new(Vec::new()));
-        let log = statements.clone();
+        let cut: Arc<Mutex<Option<String>>> = Arc::default();
+        let (log, armed) = (statements.clone(), cut.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
-                let log = log.clone();
+                let (log, armed) = (log.clone(), armed.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&upstream).await {
-                        relay(client, server, log).await;
+                        relay(client, server, log, armed).await;
                     }
                 });
             }
         });
-        Self { port, statements }
+        Self {
+            port,
+            statements,
+            cut,
+        }
+    }
+
+    /// Once: the next `COMMIT` of a transaction that ran a statement containing `marker` is
+    /// passed to PostgreSQL, and then that connection is cut before the answer comes back —
+    /// the transaction commits, and the client cannot know.
+    pub fn cut_after_commit_of(&self, marker: &str) {
+        *self.cut.lock().expect("proxy cut") = Some(marker.to_lowercase());
+    }
+
+    /// Whether the armed cut has happened.
+    pub fn cut_done(&self) -> bool {
+        self.cut.lock().expect("proxy cut").is_none()
     }
 
     /// `url` (a PostgreSQL URL) pointed at this proxy, without TLS so the protocol is readable.
@@ -62,7 +80,12 @@ pub fn host_port(url: &str) -> String {
     rest.split(['/', '?']).next().expect("host").to_owned()
 }
 
-async fn relay(client: TcpStream, server: TcpStream, log: Arc<Mutex<Vec<String>>>) {
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    log: Arc<Mutex<Vec<String>>>,
+    cut: Arc<Mutex<Option<String>>>,
+) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let downstream = tokio::spawn(async move {
@@ -70,13 +93,38 @@ async fn relay(client: TcpStream, server: TcpStream, log: Arc<Mutex<Vec<String>>
     });
     let mut sniffer = Sniffer::default();
     let mut buf = vec![0u8; 64 * 1024];
+    // This connection's open transaction ran the armed marker.
+    let mut marked = false;
     loop {
         let n = match client_read.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let mut cut_now = false;
         for statement in sniffer.feed(&buf[..n]) {
+            let lower = statement.to_lowercase();
+            {
+                let mut armed = cut.lock().expect("proxy cut");
+                if let Some(marker) = armed.as_deref() {
+                    if lower.contains(marker) {
+                        marked = true;
+                    } else if lower == "commit" && marked {
+                        *armed = None;
+                        cut_now = true;
+                    }
+                }
+            }
+            if lower == "commit" || lower == "rollback" {
+                marked = false;
+            }
             log.lock().expect("proxy log").push(statement);
+        }
+        if cut_now {
+            // Nothing more reaches the client; PostgreSQL gets the COMMIT and commits.
+            downstream.abort();
+            let _ = server_write.write_all(&buf[..n]).await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            return;
         }
         if server_write.write_all(&buf[..n]).await.is_err() {
             break;
