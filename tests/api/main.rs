@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod auth_jwks;
 mod backoffice_connections;
 mod backoffice_export;
 mod backoffice_report;
