@@ -490,16 +490,19 @@ mod tests {
         let iss = ("JWT_ISSUER", "https://idp.example");
         let aud = ("JWT_AUDIENCE", "onsale");
         assert_eq!(
-            config(&[url, aud]).map(|_| ()).unwrap_err().var,
+            config(&[url, aud]).map(|_| ()).expect_err("refused").var,
             "JWT_ISSUER"
         );
         assert_eq!(
-            config(&[url, iss]).map(|_| ()).unwrap_err().var,
+            config(&[url, iss]).map(|_| ()).expect_err("refused").var,
             "JWT_AUDIENCE"
         );
         let bad = ("JWT_JWKS_URL", "idp.example/jwks");
         assert_eq!(
-            config(&[bad, iss, aud]).map(|_| ()).unwrap_err().var,
+            config(&[bad, iss, aud])
+                .map(|_| ())
+                .expect_err("refused")
+                .var,
             "JWT_JWKS_URL"
         );
         let jwks = config(&[url, iss, aud])
@@ -544,7 +547,7 @@ mod tests {
             assert_eq!(
                 config(&[("JWT_ROLE_CLAIM", bad)])
                     .map(|_| ())
-                    .unwrap_err()
+                    .expect_err("refused")
                     .var,
                 "JWT_ROLE_CLAIM",
                 "{bad:?}"
