@@ -76,6 +76,11 @@ pub struct Config {
     /// Expected `iss` and `aud` claims, if set.
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    /// Where the role of a token from the identity provider lives (`JWT_ROLE_CLAIM`, a dotted
+    /// path such as `realm_access.roles`; default `role`).
+    pub jwt_role_claim: String,
+    /// Tokens signed by an identity provider's keys (`JWT_JWKS_URL`, or OIDC discovery).
+    pub jwks: Option<JwksConfig>,
     /// How far `startCheckout` extends a hold, once.
     pub checkout_grace: Duration,
     /// How long a checkout may wait before the worker asks Stripe about it itself.
@@ -90,6 +95,74 @@ pub struct Config {
     pub group_commit: bool,
     /// Outbound webhooks: addresses, timeouts and retries.
     pub webhooks: WebhookConfig,
+}
+
+/// Where the identity provider's public keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksSource {
+    /// `JWT_JWKS_URL`: the key set itself.
+    Url(String),
+    /// OIDC discovery: `{issuer}/.well-known/openid-configuration` names the `jwks_uri`.
+    Discovery(String),
+}
+
+/// Tokens from an identity provider: RS256, ES256 or EdDSA, with keys from its JWKS.
+#[derive(Clone, Debug)]
+pub struct JwksConfig {
+    pub source: JwksSource,
+    /// An unknown `kid` fetches the keys again at most this often (`JWT_JWKS_MIN_REFRESH_MS`).
+    pub min_refresh: Duration,
+    /// The keys are fetched again this often once they have been used, so that a removed key
+    /// stops working (`JWT_JWKS_REFRESH_SECS`).
+    pub refresh_every: Duration,
+}
+
+impl JwksConfig {
+    /// JWKS mode: `JWT_JWKS_URL`, or `JWT_ISSUER` as an http(s) URL with `JWT_AUDIENCE` and
+    /// no `JWT_JWKS_URL` (discovery). `iss` and `aud` are required in this mode.
+    fn from_lookup(
+        lookup: &impl Fn(&str) -> Option<String>,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let is_url = |v: &str| v.starts_with("https://") || v.starts_with("http://");
+        let source = match (lookup("JWT_JWKS_URL"), issuer, audience) {
+            (Some(url), _, _) if !is_url(&url) => {
+                return Err(ConfigError {
+                    var: "JWT_JWKS_URL",
+                    problem: "must start with https:// or http://".into(),
+                });
+            }
+            (Some(_), None, _) => {
+                return Err(ConfigError {
+                    var: "JWT_ISSUER",
+                    problem: "is required with JWT_JWKS_URL".into(),
+                });
+            }
+            (Some(_), _, None) => {
+                return Err(ConfigError {
+                    var: "JWT_AUDIENCE",
+                    problem: "is required with JWT_JWKS_URL".into(),
+                });
+            }
+            (Some(url), Some(_), Some(_)) => JwksSource::Url(url),
+            (None, Some(iss), Some(_)) if is_url(iss) => JwksSource::Discovery(iss.to_owned()),
+            (None, _, _) => return Ok(None),
+        };
+        let min_refresh_ms: u64 = parse(lookup, "JWT_JWKS_MIN_REFRESH_MS", Some(5_000))?;
+        let refresh_secs: u64 = parse(lookup, "JWT_JWKS_REFRESH_SECS", Some(300))?;
+        if refresh_secs == 0 {
+            return Err(ConfigError {
+                var: "JWT_JWKS_REFRESH_SECS",
+                problem: "must be at least 1".into(),
+            });
+        }
+        Ok(Some(Self {
+            source,
+            min_refresh: Duration::from_millis(min_refresh_ms),
+            refresh_every: Duration::from_secs(refresh_secs),
+        }))
+    }
 }
 
 /// How outbound webhooks are sent.
@@ -284,6 +357,17 @@ impl Config {
                 problem: "must be at least 1".into(),
             });
         }
+        let jwt_issuer = lookup("JWT_ISSUER");
+        let jwt_audience = lookup("JWT_AUDIENCE");
+        let jwks =
+            JwksConfig::from_lookup(&lookup, jwt_issuer.as_deref(), jwt_audience.as_deref())?;
+        let jwt_role_claim = lookup("JWT_ROLE_CLAIM").unwrap_or_else(|| "role".to_owned());
+        if jwt_role_claim.split('.').any(str::is_empty) {
+            return Err(ConfigError {
+                var: "JWT_ROLE_CLAIM",
+                problem: "must be a dotted path of claim names, such as realm_access.roles".into(),
+            });
+        }
         Ok(Self {
             database_url,
             redis_url,
@@ -322,8 +406,10 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
-            jwt_issuer: lookup("JWT_ISSUER"),
-            jwt_audience: lookup("JWT_AUDIENCE"),
+            jwt_issuer,
+            jwt_audience,
+            jwt_role_claim,
+            jwks,
             checkout_grace: Duration::from_secs(parse(&lookup, "CHECKOUT_GRACE_SECS", Some(300))?),
             checkout_reconcile_after: Duration::from_secs(parse(
                 &lookup,
@@ -384,4 +470,88 @@ fn random_secret() -> String {
     use rand::Rng;
     let bytes: [u8; 32] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn jwks_mode_needs_issuer_and_audience() {
+        let url = ("JWT_JWKS_URL", "https://idp.example/jwks");
+        let iss = ("JWT_ISSUER", "https://idp.example");
+        let aud = ("JWT_AUDIENCE", "onsale");
+        assert_eq!(
+            config(&[url, aud]).map(|_| ()).expect_err("refused").var,
+            "JWT_ISSUER"
+        );
+        assert_eq!(
+            config(&[url, iss]).map(|_| ()).expect_err("refused").var,
+            "JWT_AUDIENCE"
+        );
+        let bad = ("JWT_JWKS_URL", "idp.example/jwks");
+        assert_eq!(
+            config(&[bad, iss, aud])
+                .map(|_| ())
+                .expect_err("refused")
+                .var,
+            "JWT_JWKS_URL"
+        );
+        let jwks = config(&[url, iss, aud])
+            .expect("valid")
+            .jwks
+            .expect("jwks mode");
+        assert_eq!(jwks.source, JwksSource::Url(url.1.to_owned()));
+        assert_eq!(jwks.min_refresh, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn discovery_needs_an_issuer_url_and_an_audience() {
+        let aud = ("JWT_AUDIENCE", "onsale");
+        let jwks = config(&[("JWT_ISSUER", "https://idp.example/realms/x"), aud])
+            .expect("valid")
+            .jwks
+            .expect("discovery");
+        assert_eq!(
+            jwks.source,
+            JwksSource::Discovery("https://idp.example/realms/x".to_owned())
+        );
+        // An issuer that is not a URL, or one without an audience: HS256 only, as before.
+        assert!(
+            config(&[("JWT_ISSUER", "onsale"), aud])
+                .expect("valid")
+                .jwks
+                .is_none()
+        );
+        assert!(
+            config(&[("JWT_ISSUER", "https://idp.example")])
+                .expect("valid")
+                .jwks
+                .is_none()
+        );
+        assert!(config(&[]).expect("valid").jwks.is_none());
+    }
+
+    #[test]
+    fn the_role_claim_is_a_dotted_path() {
+        assert_eq!(config(&[]).expect("valid").jwt_role_claim, "role");
+        for bad in ["", "realm_access.", ".roles", "a..b"] {
+            assert_eq!(
+                config(&[("JWT_ROLE_CLAIM", bad)])
+                    .map(|_| ())
+                    .expect_err("refused")
+                    .var,
+                "JWT_ROLE_CLAIM",
+                "{bad:?}"
+            );
+        }
+    }
 }

@@ -109,8 +109,7 @@ impl Application {
         }
 
         let jwt = Arc::new(
-            Jwt::new(&config.jwt_secret, config.jwt_leeway_secs)
-                .with_issuer_audience(config.jwt_issuer.clone(), config.jwt_audience.clone()),
+            Jwt::from_config(&config).context("JWT_JWKS_URL: cannot use the identity provider")?,
         );
         let waiting_room = WaitingRoomService::connect(
             booking.clone(),

@@ -15,11 +15,14 @@ pub async fn bookings_csv(
     Path(event_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = state.jwt.caller_from_header(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let caller = state
+        .jwt
+        .caller_from_header(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+        .await;
     let started = async {
         let event_id = parse_numeric_id(&event_id, "event")
             .map_err(|_| AppError::NotFound(format!("event {event_id} does not exist")))?;

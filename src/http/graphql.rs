@@ -75,7 +75,7 @@ pub async fn graphql(
             ),
         );
     }
-    let caller = caller(&state, &headers);
+    let caller = caller(&state, &headers).await;
     let client_ip = client_ip(&headers, peer, state.trust_forwarded_for);
     let execution = state.schema.execute_batch(
         BatchRequest::Batch(request)
@@ -197,7 +197,7 @@ async fn one(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return answer;
     }
-    let caller = caller(state, headers);
+    let caller = caller(state, headers).await;
     let shared = match (&kind, &caller) {
         (Kind::SeatMap(arg), Caller::Anonymous | Caller::User(_)) => {
             let admin = matches!(&caller, Caller::User(user) if user.admin);
@@ -333,12 +333,15 @@ fn count(code: String, started: Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
-fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
-    state.jwt.caller_from_header(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    )
+async fn caller(state: &AppState, headers: &HeaderMap) -> Caller {
+    state
+        .jwt
+        .caller_from_header(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+        .await
 }
 
 /// The client's address: the peer, or the first `X-Forwarded-For` hop behind a trusted proxy.

@@ -153,7 +153,7 @@ async fn serve(socket: WebSocket, state: &AppState, protocol: Protocols) {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned);
             let mut data = Data::default();
-            data.insert(jwt.caller_from_header(header.as_deref()));
+            data.insert(jwt.caller_from_header(header.as_deref()).await);
             Ok(data)
         })
         .map(|msg| match msg {

@@ -5,6 +5,7 @@ mod helpers;
 
 mod ambiguous_commit;
 mod auth;
+mod auth_jwks;
 mod backoffice_connections;
 mod backoffice_export;
 mod backoffice_report;
