@@ -20,19 +20,22 @@ const HOLDS: &str = "query($e: ID!, $first: Int, $after: String, $status: HoldSt
 /// `user` holds `seat` and confirms it; the booking id.
 pub async fn book(app: &TestApp, user: &str, event_id: &str, seat: &str) -> String {
     let token = app.token(user);
-    let hold = hold_id(&app.hold_seats(&token, event_id, &[seat]).await);
+    // Under load a write may be answered RETRY_LATER (nothing was done): do as it says.
+    let seats = [seat];
+    let hold = hold_id(&retrying(|| app.hold_seats(&token, event_id, &seats)).await);
     confirm(app, &token, &hold).await
 }
 
 /// `token` confirms its hold `hold`; the booking id.
 pub async fn confirm(app: &TestApp, token: &str, hold: &str) -> String {
-    let body = app
-        .gql(
+    let body = retrying(|| {
+        app.gql(
             Some(token),
             ops::CONFIRM_HOLD,
             json!({"h": hold, "k": null}),
         )
-        .await;
+    })
+    .await;
     data(&body, "confirmHold")["id"]
         .as_str()
         .expect("booking id")
