@@ -122,7 +122,8 @@ impl Jwt {
         }
     }
 
-    /// Where an identity provider's tokens carry the role: a dotted path of claim names
+    /// Where an identity provider's tokens carry the role: a top-level claim of that exact
+    /// name (`https://example.com/role`), else a dotted path of claim names
     /// (`realm_access.roles`); the value is `"admin"` or a list containing it. Tokens signed
     /// with `JWT_SECRET` keep `role`.
     pub fn with_role_claim(mut self, path: &str) -> Self {
@@ -257,10 +258,13 @@ impl Jwt {
         let Some(sub) = data.claims.get("sub").and_then(|v| v.as_str()) else {
             return Verdict::Refused;
         };
-        let role = self
-            .role_claim
-            .iter()
-            .try_fold(&data.claims, |value, name| value.get(name));
+        // A top-level claim named exactly as configured first (namespaced claims such as
+        // Auth0's `https://example.com/role` contain dots), else the dotted path.
+        let role = data.claims.get(self.role_claim.join(".")).or_else(|| {
+            self.role_claim
+                .iter()
+                .try_fold(&data.claims, |value, name| value.get(name))
+        });
         let admin = match role {
             Some(serde_json::Value::String(role)) => role == "admin",
             Some(serde_json::Value::Array(roles)) => roles.iter().any(|r| r == "admin"),

@@ -247,6 +247,24 @@ async fn seat_map(
         count("OK".to_owned(), started);
         return serve(&answer, headers).await;
     }
+    // Readers that miss together: one builds, the others wait for its answer.
+    let _flight = state
+        .read_cache
+        .flight(&lookup, state.request_timeout / 2)
+        .await;
+    let before = state
+        .booking
+        .map_state(lookup.event_id)
+        .await
+        .ok()
+        .flatten();
+    if let Some(event) = &before
+        && let Some(answer) = state.read_cache.get(&lookup, event, now_ms())
+    {
+        metrics::counter!("onsale_seat_map_answers_total", "source" => "cache").increment(1);
+        count("OK".to_owned(), started);
+        return serve(&answer, headers).await;
+    }
     let hint = CacheHint::unlimited();
     let Some(response) = execute(state, request.data(hint.clone())).await else {
         return too_long();

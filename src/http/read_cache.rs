@@ -14,6 +14,7 @@
 //! plan for a query text — its kind and parsed document, for every operation — is worked
 //! out once.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -172,6 +173,9 @@ struct Key {
 pub struct ReadCache {
     plans: Arc<Mutex<LruCache<String, Plan>>>,
     answers: Arc<Mutex<Answers>>,
+    /// One build at a time per key: readers that miss together wait for the first one's
+    /// answer instead of each building the same map.
+    flights: Arc<Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>>,
     /// `SEATMAP_CACHE=off`: every answer is built (plans are still kept).
     answers_on: bool,
 }
@@ -184,6 +188,7 @@ impl ReadCache {
                 lru: LruCache::new(ANSWERS),
                 bytes: 0,
             })),
+            flights: Arc::default(),
             answers_on,
         }
     }
@@ -292,6 +297,49 @@ impl ReadCache {
         }
         drop(answers);
         answer
+    }
+}
+
+/// The right to build one key's answer; see [`ReadCache::flight`].
+pub struct Flight {
+    key: Key,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    flights: Arc<Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>>,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self._guard = None;
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        // Nobody else waits (the map's and our own handle are all there is): forget it.
+        if Arc::strong_count(&self.lock) <= 2 {
+            flights.remove(&self.key);
+        }
+    }
+}
+
+impl ReadCache {
+    /// Waits (at most `patience`) until no other request is building `lookup`'s answer, then
+    /// holds that right until dropped. Check [`ReadCache::get`] again after it: the one
+    /// before may have stored what this request needs.
+    pub async fn flight(&self, lookup: &Lookup, patience: std::time::Duration) -> Flight {
+        let lock = self
+            .flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(lookup.key.clone())
+            .or_default()
+            .clone();
+        let guard = tokio::time::timeout(patience, lock.clone().lock_owned())
+            .await
+            .ok();
+        Flight {
+            key: lookup.key.clone(),
+            lock,
+            flights: Arc::clone(&self.flights),
+            _guard: guard,
+        }
     }
 }
 

@@ -505,3 +505,51 @@ async fn jwks_from_oidc_discovery_of_the_issuer() {
     );
     app.stop().await;
 }
+
+/// Auth0-style namespaced claims contain dots: `JWT_ROLE_CLAIM` names such a top-level claim
+/// as it is, before reading it as a dotted path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jwks_role_claim_may_be_a_namespaced_top_level_claim() {
+    let rsa = SigningKey::rsa1();
+    let idp = Idp::start(&[&rsa]).await;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        Options::default()
+            .set("JWT_JWKS_URL", format!("{}/jwks", idp.base))
+            .set("JWT_ISSUER", ISSUER)
+            .set("JWT_AUDIENCE", AUDIENCE)
+            .set("JWT_ROLE_CLAIM", "https://onsale.example/role"),
+    )
+    .await;
+    let input = ops::EventInput::rows(
+        "Namespaced Night",
+        "Hall",
+        "2030-01-01T20:00:00Z",
+        "Main",
+        [(2, 1000)],
+    );
+    let admin = rsa.sign(&claims(
+        "namespaced-admin",
+        json!({"https://onsale.example/role": "admin"}),
+    ));
+    let body = app
+        .gql(
+            Some(&admin),
+            ops::CREATE_EVENT,
+            ops::vars::create_event(&input),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let user = rsa.sign(&claims(
+        "namespaced-user",
+        json!({"https://onsale.example/role": "user"}),
+    ));
+    let body = app
+        .gql(
+            Some(&user),
+            ops::CREATE_EVENT,
+            ops::vars::create_event(&input),
+        )
+        .await;
+    assert_eq!(expect_error(&body), "FORBIDDEN");
+}

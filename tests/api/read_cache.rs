@@ -270,3 +270,38 @@ async fn readers_on_one_instance_never_get_a_map_older_than_a_hold_made_on_anoth
     let map = a.gql(None, MAP, json!({"e": event_id})).await;
     assert_eq!(map["data"]["seatMap"]["seq"], 30);
 }
+
+/// Readers that miss together build the map once: the first builds, the others wait for its
+/// answer (the server counts how each answer was made).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_that_miss_together_build_the_map_once() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (event_id, _) = app.create_event(10, 100).await;
+    let count = |metrics: &str, source: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("onsale_seat_map_answers_total")
+                    && l.contains(&format!("source=\"{source}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Setting up read the map with another query; count from here.
+    let before = app.metrics().await;
+    let reads = (0..50).map(|_| app.gql(None, MAP, json!({"e": event_id})));
+    let answers = futures::future::join_all(reads).await;
+    assert!(
+        answers.iter().all(|a| a == &answers[0]),
+        "every reader the same map"
+    );
+    assert_eq!(answers[0]["data"]["seatMap"]["states"], "A".repeat(1000));
+    let after = app.metrics().await;
+    assert_eq!(
+        count(&after, "built") - count(&before, "built"),
+        1,
+        "{after}"
+    );
+    assert_eq!(count(&after, "cache") - count(&before, "cache"), 49);
+}
