@@ -185,21 +185,22 @@ impl BookingService {
         Ok(changes)
     }
 
-    /// Moves a hold's places into `booking_id` (held → booked) inside `txn`. A hold whose
-    /// places were reclaimed after it ran out is `HOLD_EXPIRED`.
+    /// Moves a hold's places into `booking_id` (held → booked) inside `txn`; returns the
+    /// changes and the booking's lines. A hold whose places were reclaimed after it ran out
+    /// is `HOLD_EXPIRED`.
     pub(crate) async fn book_places<C: ConnectionTrait>(
         &self,
         txn: &C,
         hold_id: &str,
         booking_id: &str,
-    ) -> Result<Vec<AreaChange>, AppError> {
+    ) -> Result<(Vec<AreaChange>, Vec<HoldAreaView>), AppError> {
         let lines = hold_area::Entity::find()
             .filter(hold_area::Column::HoldId.eq(hold_id))
             .order_by_asc(hold_area::Column::AreaId)
             .all(txn)
             .await?;
         if lines.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let ids: Vec<i64> = lines.iter().map(|l| l.area_id).collect();
         self.lock_areas(txn, &ids).await?;
@@ -219,7 +220,15 @@ impl BookingService {
         }))
         .exec_without_returning(txn)
         .await?;
-        Ok(changes)
+        let booked = lines
+            .iter()
+            .map(|l| HoldAreaView {
+                area_id: l.area_id,
+                quantity: l.quantity,
+                price_cents: l.price_cents,
+            })
+            .collect();
+        Ok((changes, booked))
     }
 
     /// Frees the places of a booking being cancelled (booked → available) inside `txn`.

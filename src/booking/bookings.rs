@@ -141,8 +141,7 @@ impl BookingService {
             .exec(txn)
             .await?;
         }
-        let areas = self.book_places(txn, hold_id, &booking_id).await?;
-        let lines = booking_lines(txn, &booking_id).await?;
+        let (areas, lines) = self.book_places(txn, hold_id, &booking_id).await?;
         tickets::issue_for_seats(txn, &booking_id, current.event_id, &seat_ids, now).await?;
         tickets::issue_for_places(txn, &booking_id, current.event_id, &lines, now).await?;
         webhooks::record(
