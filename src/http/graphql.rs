@@ -2,6 +2,7 @@
 //! [`super::websocket`]. `seatMap` answers come from [`super::read_cache`].
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::{BatchRequest, BatchResponse, Executor, Request, Variables};
@@ -15,6 +16,7 @@ use serde_json::json;
 use super::read_cache::{Answer, Coding, Kind, Lookup};
 use super::{AppState, BODY_LIMIT_BYTES, body};
 use crate::auth::Caller;
+use crate::booking::events::MapState;
 use crate::domain::clock::now_ms;
 use crate::graphql::cache_hint::CacheHint;
 use crate::graphql::extensions::{ClientIp, error_code};
@@ -234,37 +236,18 @@ async fn seat_map(
     headers: &HeaderMap,
     started: Instant,
 ) -> Response {
-    let before = state
-        .booking
-        .map_state(lookup.event_id)
-        .await
-        .ok()
-        .flatten();
-    if let Some(event) = &before
-        && let Some(answer) = state.read_cache.get(&lookup, event, now_ms())
-    {
-        metrics::counter!("onsale_seat_map_answers_total", "source" => "cache").increment(1);
-        count("OK".to_owned(), started);
-        return serve(&answer, headers).await;
+    if let Ok(answer) = stored(state, &lookup).await {
+        return serve_stored(&answer, headers, started).await;
     }
     // Readers that miss together: one builds, the others wait for its answer.
     let _flight = state
         .read_cache
         .flight(&lookup, state.request_timeout / 2)
         .await;
-    let before = state
-        .booking
-        .map_state(lookup.event_id)
-        .await
-        .ok()
-        .flatten();
-    if let Some(event) = &before
-        && let Some(answer) = state.read_cache.get(&lookup, event, now_ms())
-    {
-        metrics::counter!("onsale_seat_map_answers_total", "source" => "cache").increment(1);
-        count("OK".to_owned(), started);
-        return serve(&answer, headers).await;
-    }
+    let before = match stored(state, &lookup).await {
+        Ok(answer) => return serve_stored(&answer, headers, started).await,
+        Err(now) => now,
+    };
     let hint = CacheHint::unlimited();
     let Some(response) = execute(state, request.data(hint.clone())).await else {
         return too_long();
@@ -289,6 +272,28 @@ async fn seat_map(
         .read_cache
         .put(lookup, before, &hint, Bytes::from(body));
     serve(&answer, headers).await
+}
+
+/// The stored answer for `lookup` if it shows the event as it is now; else the event's
+/// state as read now (`None`: not readable, or no such event).
+async fn stored(state: &AppState, lookup: &Lookup) -> Result<Arc<Answer>, Option<MapState>> {
+    let now = state
+        .booking
+        .map_state(lookup.event_id)
+        .await
+        .ok()
+        .flatten();
+    match &now {
+        Some(event) => state.read_cache.get(lookup, event, now_ms()).ok_or(now),
+        None => Err(None),
+    }
+}
+
+/// [`serve`] of an answer that came from the store, counted as such.
+async fn serve_stored(answer: &Answer, headers: &HeaderMap, started: Instant) -> Response {
+    metrics::counter!("onsale_seat_map_answers_total", "source" => "cache").increment(1);
+    count("OK".to_owned(), started);
+    serve(answer, headers).await
 }
 
 /// A stored answer: `304` when the client has it, else its bytes in the best coding the
