@@ -19,6 +19,7 @@ use crate::db::Db;
 use crate::graphql::Services;
 use crate::http::{AppState, AppStateInner, router};
 use crate::realtime::local::LocalBus;
+use crate::realtime::sequencer::SequencedBus;
 use crate::realtime::{SeatChangeBus, SeatChangeFeed};
 use crate::waiting_room::WaitingRoomService;
 use crate::webhooks::WebhookService;
@@ -60,12 +61,15 @@ impl Application {
             None => None,
             Some(url) => Some(crate::realtime::redis_bus::connect(url).await?),
         };
-        let bus: Arc<dyn SeatChangeBus> = match &config.redis_url {
+        let transport: Arc<dyn SeatChangeBus> = match &config.redis_url {
             None => Arc::new(LocalBus::default()),
             Some(url) => Arc::new(
                 crate::realtime::redis_bus::RedisBus::start(url, &namespace, redis.clone()).await?,
             ),
         };
+        // Services publish through the sequencer, which numbers changes after their commit.
+        let sequenced = Arc::new(SequencedBus::new(db.conn.clone(), transport));
+        let bus: Arc<dyn SeatChangeBus> = sequenced.clone();
         let gate = if config.seat_gate {
             SeatGate::new(redis.clone().map(|c| (c, namespace.clone())), &bus)
         } else {
@@ -169,6 +173,9 @@ impl Application {
             checkout.run_checkout_worker(config.checkout_worker_interval, shutdown_rx.clone()),
         );
         tokio::spawn(webhooks.run_worker(shutdown_rx.clone()));
+        if booking.db().is_postgres() {
+            tokio::spawn(sequenced.run_sweeper(config.sweep_interval, shutdown_rx.clone()));
+        }
         waiting_room.start(addr, shutdown_rx);
 
         tracing::info!(%addr, "onsale listening on http://{addr}/ (GraphiQL) — POST /graphql, WebSocket /graphql/ws");

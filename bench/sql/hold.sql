@@ -1,10 +1,11 @@
 -- pgbench script: the statements onsale sends to PostgreSQL for one `holdSeats` of one seat
--- (src/booking/holds.rs hold_seats / create_hold, src/realtime/log.rs append_locking_event), without HTTP,
+-- (src/booking/holds.rs hold_seats / create_hold, src/realtime/log.rs append), then the
+-- numbering run that gives its change a seq (src/realtime/sequencer.rs), without HTTP,
 -- GraphQL, the ORM or the seat gate. The answer is built from what the transaction wrote,
--- so nothing is read back. Under load several holds of one event share one transaction (group
--- commit, src/db/group.rs), each in its own savepoint; this script is a batch of one, the
--- most a single hold can cost. tests/api/sql_mirror.rs checks that onsale still sends exactly
--- these statements, in this order.
+-- so nothing is read back. Under load one numbering run covers every hold of the event that
+-- committed while the previous run was busy; here each hold runs its own, the most a single
+-- hold can cost. tests/api/sql_mirror.rs checks that onsale still sends exactly these
+-- statements, in this order.
 --
 -- Variables (pgbench -D): event_id, first_seat, clients (= -c), hot (1: every client asks
 -- for first_seat; 0: every transaction asks for a seat nobody else asks for), n (start at 0:
@@ -32,9 +33,6 @@ FROM seats WHERE id IN (:seat) \gset c_
 BEGIN;
 SET LOCAL lock_timeout = '500ms';
 SET LOCAL statement_timeout = '2500ms';
--- the batch takes the event's row lock first (src/db/group.rs begin_batch)
-SELECT id FROM events WHERE id = :event_id FOR UPDATE;
-SAVEPOINT member;
 SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
        CASE WHEN NOT blocked AND (status = 'AVAILABLE'
               OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint))
@@ -61,18 +59,36 @@ UPDATE seats SET status = 'HELD', hold_id = :hold_id::text,
 WHERE id IN (:seat) AND blocked = false
   AND (status = 'AVAILABLE'
        OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint));
-UPDATE events SET seq = seq + 1 WHERE id = :event_id
-RETURNING id, name, venue, starts_at_ms, seq, created_at_ms, status, sales_start_at_ms, sales_end_at_ms,
-          max_seats_per_order, max_seats_per_buyer, max_hold_extensions \gset e_
-INSERT INTO seat_changes (event_id, seq, seat_id, status, hold_expires_at_ms, created_at_ms)
-VALUES (:event_id, :e_seq, :seat, 'HELD',
+-- the change, without a seq: no lock of the event's (src/realtime/log.rs append)
+INSERT INTO seat_change_pending (event_id, seat_id, status, hold_expires_at_ms, created_at_ms)
+VALUES (:event_id, :seat, 'HELD',
         (extract(epoch from clock_timestamp()) * 1000)::bigint + :ttl_ms,
-        (extract(epoch from clock_timestamp()) * 1000)::bigint)
-RETURNING id;
-RELEASE SAVEPOINT member;
--- the batch checks its transaction is alive before COMMIT (an aborted one would COMMIT as a
--- silent ROLLBACK)
-SELECT 1;
+        (extract(epoch from clock_timestamp()) * 1000)::bigint);
+-- last: the event as committed now, kept from changing status until this commit (shared
+-- with every other writer of the event)
+SELECT id, name, venue, starts_at_ms, seq, created_at_ms, status, sales_start_at_ms, sales_end_at_ms,
+       max_seats_per_order, max_seats_per_buyer, max_hold_extensions
+FROM events WHERE id = :event_id LIMIT 1 FOR KEY SHARE;
+COMMIT;
+-- the numbering run, after the commit (src/realtime/sequencer.rs)
+BEGIN;
+SET LOCAL lock_timeout = '2s';
+SET LOCAL statement_timeout = '5s';
+SELECT seq FROM events WHERE id = :event_id FOR NO KEY UPDATE \gset n_
+WITH moved AS (
+    DELETE FROM seat_change_pending WHERE event_id = :event_id
+    RETURNING id, seat_id, status, hold_expires_at_ms, created_at_ms
+), numbered AS (
+    INSERT INTO seat_changes (event_id, seq, seat_id, status, hold_expires_at_ms, created_at_ms)
+    SELECT :event_id, :n_seq + row_number() OVER (ORDER BY id), seat_id, status, hold_expires_at_ms,
+           created_at_ms
+    FROM moved
+    RETURNING seq, seat_id, status, hold_expires_at_ms
+), counted AS (
+    UPDATE events SET seq = :n_seq + (SELECT count(*) FROM numbered)
+    WHERE id = :event_id AND EXISTS (SELECT 1 FROM numbered)
+)
+SELECT seq, seat_id, status, hold_expires_at_ms FROM numbered ORDER BY seq;
 COMMIT;
 \else
 -- someone else got the seat between the cheap check and the lock (SEAT_UNAVAILABLE)

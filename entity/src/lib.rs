@@ -15,6 +15,7 @@ pub mod hold_seat;
 pub mod idempotency_key;
 pub mod seat;
 pub mod seat_change;
+pub mod seat_change_pending;
 pub mod status;
 pub mod stripe_event;
 pub mod ticket;

@@ -16,6 +16,7 @@ mod m20261202_000010_blocked_seats;
 mod m20261202_000011_tickets;
 mod m20261202_000012_webhooks;
 mod m20261202_000013_areas;
+mod m20261202_000014_seat_change_pending;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_tickets::Migration),
             Box::new(m20261202_000012_webhooks::Migration),
             Box::new(m20261202_000013_areas::Migration),
+            Box::new(m20261202_000014_seat_change_pending::Migration),
         ]
     }
 }

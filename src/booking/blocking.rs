@@ -13,11 +13,11 @@ use crate::db::RowLock;
 use crate::domain::clock::now_ms;
 use crate::domain::input::SeatIds;
 use crate::domain::limits::BLOCKED_REASON_MAX_CHARS;
-use crate::domain::seat_change::{PendingChange, SeatChange};
+use crate::domain::seat_change::PendingChange;
 use crate::domain::status::{SeatStatus, seat_status_at};
 use crate::domain::views::SeatView;
 use crate::error::AppError;
-use crate::realtime::log;
+use crate::realtime::{Published, log};
 use entity::seat;
 
 impl BookingService {
@@ -48,7 +48,7 @@ impl BookingService {
                 let unblocked: Vec<seat::Model> = to_block.iter().map(|s| (*s).clone()).collect();
                 check_requested(&unblocked, &ids_of(&unblocked), event_id, now)?;
                 if to_block.is_empty() {
-                    return Ok(Vec::new());
+                    return Ok(Published::default());
                 }
                 let block_ids = ids_of(&unblocked);
                 let reclaimed = reclaim_run_out(txn, &unblocked).await?;
@@ -122,12 +122,11 @@ impl BookingService {
         &self,
         event_id: i64,
         ids: &[i64],
-        published: Vec<SeatChange>,
+        published: Published,
         what: &'static str,
     ) -> Result<Vec<SeatView>, AppError> {
-        let changed = published.len();
-        self.bus.publish(published).await;
-        tracing::info!(event.id = event_id, seats = changed, "{what}");
+        self.bus.publish_all(published).await;
+        tracing::info!(event.id = event_id, seats = ids.len(), "{what}");
         let now = now_ms();
         Ok(seat::Entity::find()
             .filter(seat::Column::Id.is_in(ids.to_vec()))

@@ -154,8 +154,8 @@ impl BookingService {
         )
         .await?;
         let pending = seat_ids.into_iter().map(PendingChange::booked).collect();
-        let seats = log::append(txn, current.event_id, pending).await?;
-        Ok((booking_id, Published { seats, areas }))
+        let published = log::append(txn, current.event_id, pending).await?;
+        Ok((booking_id, published.with_areas(areas)))
     }
 
     /// Publishes what cancelling a booking changed.
@@ -228,8 +228,7 @@ impl BookingService {
         }
         let areas = self.cancel_places(txn, booking_id).await?;
         let pending = seat_ids.into_iter().map(PendingChange::available).collect();
-        let seats = log::append(txn, event_id, pending).await?;
-        Ok(Published { seats, areas })
+        Ok(log::append(txn, event_id, pending).await?.with_areas(areas))
     }
 
     /// Marks a cancelled booking refunded (once the money is back), inside `txn`.

@@ -29,7 +29,7 @@ use crate::domain::clock::{millis, now_ms};
 use crate::domain::input::{IdempotencyKey, SeatCount, SeatIds};
 use crate::domain::limits::{MAX_HOLD_LIFETIME, MY_LIST_LIMIT};
 use crate::domain::sale::{BuyerLimits, Extension, SaleWindow};
-use crate::domain::seat_change::{PendingChange, SeatChange};
+use crate::domain::seat_change::PendingChange;
 use crate::domain::status::{BookingStatus, HoldStatus, SeatStatus, seat_status_at};
 use crate::domain::views::{HoldView, SeatView};
 use crate::error::AppError;
@@ -354,7 +354,7 @@ impl BookingService {
         .await;
         match outcome {
             Ok(published) => {
-                self.bus.publish(published).await;
+                self.bus.publish_all(published).await;
                 tracing::info!(hold.id = %hold_id, "hold extended");
                 views::hold(&self.db.conn, hold_id).await
             }
@@ -475,8 +475,11 @@ impl BookingService {
         }
         let pending = self.free_seats_of_hold(txn, &current.id, locked).await?;
         let areas = self.free_places_of_hold(txn, &current.id).await?;
-        let seats = log::append(txn, current.event_id, pending).await?;
-        Ok(Some(Published { seats, areas }))
+        Ok(Some(
+            log::append(txn, current.event_id, pending)
+                .await?
+                .with_areas(areas),
+        ))
     }
 
     /// Releases a hold's seats inside `txn` if it is still active (nothing otherwise).
@@ -500,7 +503,7 @@ impl BookingService {
         current: &hold::Model,
         locked: &[seat::Model],
         expires_at_ms: i64,
-    ) -> Result<Vec<SeatChange>, AppError> {
+    ) -> Result<Published, AppError> {
         hold::Entity::update_many()
             .col_expr(hold::Column::ExpiresAtMs, Expr::value(expires_at_ms))
             .col_expr(hold::Column::UpdatedAtMs, Expr::value(now_ms()))
@@ -643,19 +646,15 @@ impl BookingService {
             .map(|id| PendingChange::available(*id))
             .chain(ids.iter().map(|id| PendingChange::held(*id, expires)))
             .collect();
-        let (seat_changes, event) = if pending.is_empty() {
-            // Places only: no seat change to log, but the event's lock all the same.
-            let event =
-                self.db.lock_event(txn, event_id).await?.ok_or_else(|| {
-                    AppError::NotFound(format!("event {event_id} does not exist"))
-                })?;
-            (Vec::new(), event)
-        } else {
-            log::append_locking_event(txn, event_id, pending).await?
-        };
-        // Under the event's lock: a status or limit change committed meanwhile is seen here,
-        // and so is every hold of this buyer committed before (their transactions took the
-        // same lock), so parallel holds cannot beat the per-buyer limit.
+        let seat_changes = log::append(txn, event_id, pending).await?;
+        // Last, after every row lock: the event as committed now, kept from changing until
+        // this commit (a status or limit change committed meanwhile is seen here; one after
+        // waits for this commit).
+        let event = self
+            .db
+            .share_event(txn, event_id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("event {event_id} does not exist")))?;
         SaleWindow::of(&event)
             .check(now)
             .map_err(AppError::not_on_sale)?;
@@ -664,6 +663,9 @@ impl BookingService {
             .check_order(locked.len().saturating_add(places.places()))
             .map_err(AppError::limit_exceeded)?;
         if limits.per_buyer.is_some() {
+            // Every hold of this buyer committed before is counted: their transactions took
+            // the same buyer lock, so parallel holds cannot beat the per-buyer limit.
+            self.db.lock_buyer(txn, event_id, &user.id).await?;
             let total = buyer_seats(txn, &user.id, event_id, now)
                 .await?
                 .saturating_add(buyer_places(txn, &user.id, event_id, now).await?);
@@ -690,10 +692,7 @@ impl BookingService {
             created_at_ms: now,
             extensions_left: event.max_hold_extensions.max(0),
         };
-        let published = Published {
-            seats: seat_changes,
-            areas: places.changes,
-        };
+        let published = seat_changes.with_areas(places.changes);
         Ok((view, published))
     }
 
@@ -784,10 +783,14 @@ async fn committed_hold<C: ConnectionTrait>(
         return Ok(None);
     }
     tracing::warn!(hold.id = %hold_id, "a hold whose commit seemed to fail had committed");
-    Ok(Some((
-        views::hold(txn, hold_id).await?,
-        Published::default(),
-    )))
+    let view = views::hold(txn, hold_id).await?;
+    // Its changes may still wait for their numbers (PostgreSQL): publishing settles them.
+    let published = Published {
+        unnumbered: (txn.get_database_backend() == sea_orm::DbBackend::Postgres)
+            .then_some(view.event_id),
+        ..Published::default()
+    };
+    Ok(Some((view, published)))
 }
 
 fn only_available(n: usize) -> AppError {

@@ -290,7 +290,7 @@ impl Db {
         let tx = self.begin_write().await?;
         // SQLite has one writer: the transaction already excludes every other.
         if self.is_postgres() {
-            self.lock_event(&tx.txn, event_id).await?;
+            self.share_event(&tx.txn, event_id).await?;
         }
         Ok(tx)
     }

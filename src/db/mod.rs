@@ -143,6 +143,51 @@ impl Db {
         Ok(self.locking(query, RowLock::Wait).one(txn).await?)
     }
 
+    /// Reads the event's row as committed now and keeps it from changing status or limits
+    /// until this transaction ends (`FOR KEY SHARE` on PostgreSQL: writers of one event share
+    /// it, and it does not stop the sequencer moving the event's `seq`; `lock_event` waits for
+    /// it). `None` for an unknown id.
+    pub async fn share_event<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        id: i64,
+    ) -> Result<Option<entity::event::Model>, AppError> {
+        let query = entity::event::Entity::find_by_id(id);
+        let query = if self.is_postgres() {
+            query.lock(LockType::KeyShare)
+        } else {
+            query
+        };
+        Ok(query.one(txn).await?)
+    }
+
+    /// Serialises the transactions of one buyer on one event until this transaction ends
+    /// (a transaction-scoped advisory lock on PostgreSQL; SQLite has one writer anyway), so
+    /// that two holds at once cannot both pass a per-buyer limit. Take it last, after every
+    /// row lock.
+    pub async fn lock_buyer<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        event_id: i64,
+        user_id: &str,
+    ) -> Result<(), AppError> {
+        if !self.is_postgres() {
+            return Ok(());
+        }
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (event_id, user_id).hash(&mut hasher);
+        // Two keys (class, id): class 1 is "buyer of an event"; collisions only serialise.
+        let id = hasher.finish() as i32;
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(1, $1)",
+            [id.into()],
+        ))
+        .await?;
+        Ok(())
+    }
+
     /// This deployment's Redis namespace: made once, at random, by whichever instance starts
     /// first, then read by all.
     pub async fn redis_namespace(&self) -> Result<String, DbErr> {

@@ -1,52 +1,66 @@
 //! The append-only seat-change log: every state change of a seat gets the next `seq` of its
-//! event, in the same transaction as the change itself. It is the source of truth that the
-//! bus only carries: replay (`afterSeq`), gap filling and the seat-map cache read it.
+//! event — on SQLite in the transaction that made the change, on PostgreSQL right after that
+//! transaction commits (`super::sequencer`). It is the source of truth that the bus only
+//! carries: replay (`afterSeq`), gap filling and the seat-map cache read it.
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use crate::domain::clock::now_ms;
 use crate::domain::seat_change::{PendingChange, SeatChange};
 use crate::error::AppError;
-use entity::{event, seat_change};
+use crate::realtime::Published;
+use entity::{event, seat_change, seat_change_pending};
 
-/// Logs `pending` for `event_id` and returns the changes with their `seq`. The event's counter
-/// row is the last thing a write transaction touches, so its lock is held only until commit.
+/// Logs `pending` for `event_id` in the transaction that made the changes.
+///
+/// On PostgreSQL the changes are written to `seat_change_pending` without a `seq`: the write
+/// takes no lock of the event's, so the writers of one event commit side by side, and the
+/// event's sequencer numbers the committed changes right after (the returned [`Published`]
+/// names the event in `unnumbered`; publishing it runs the sequencer). On SQLite, whose one
+/// writer holds the whole database anyway, the changes are numbered here, under the event's
+/// counter, and returned with their `seq`.
 pub async fn append<C: ConnectionTrait>(
     txn: &C,
     event_id: i64,
     pending: Vec<PendingChange>,
-) -> Result<Vec<SeatChange>, AppError> {
+) -> Result<Published, AppError> {
     if pending.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Published::default());
     }
-    Ok(append_locking_event(txn, event_id, pending).await?.0)
-}
-
-/// Like [`append`] (`pending` must not be empty), and also returns the event row as it is
-/// under this transaction's lock: a status change of the event committed before is seen, one
-/// after waits for this commit. Rules that depend on the event's status or limits read it here.
-pub async fn append_locking_event<C: ConnectionTrait>(
-    txn: &C,
-    event_id: i64,
-    pending: Vec<PendingChange>,
-) -> Result<(Vec<SeatChange>, event::Model), AppError> {
+    let now = now_ms();
+    if txn.get_database_backend() == DbBackend::Postgres {
+        seat_change_pending::Entity::insert_many(pending.into_iter().map(|p| {
+            seat_change_pending::ActiveModel {
+                event_id: Set(event_id),
+                seat_id: Set(p.seat_id),
+                status: Set(p.status),
+                hold_expires_at_ms: Set(p.hold_expires_at_ms),
+                created_at_ms: Set(now),
+                ..Default::default()
+            }
+        }))
+        .exec_without_returning(txn)
+        .await?;
+        return Ok(Published {
+            unnumbered: Some(event_id),
+            ..Published::default()
+        });
+    }
     let n = i64::try_from(pending.len()).unwrap_or(i64::MAX);
-    let event = event::Entity::update_many()
+    let last = event::Entity::update_many()
         .col_expr(event::Column::Seq, Expr::col(event::Column::Seq).add(n))
         .filter(event::Column::Id.eq(event_id))
         .exec_with_returning(txn)
         .await?
         .pop()
-        .ok_or_else(|| AppError::NotFound(format!("event {event_id} does not exist")))?;
-    let last = event.seq;
-    let first = last - n + 1;
-    let now = now_ms();
+        .ok_or_else(|| AppError::NotFound(format!("event {event_id} does not exist")))?
+        .seq;
     let changes: Vec<SeatChange> = pending
         .into_iter()
-        .zip(first..)
+        .zip(last - n + 1..)
         .map(|(p, seq)| SeatChange {
             event_id,
             seat_id: p.seat_id,
@@ -55,6 +69,19 @@ pub async fn append_locking_event<C: ConnectionTrait>(
             seq,
         })
         .collect();
+    insert_numbered(txn, &changes, now).await?;
+    Ok(changes.into())
+}
+
+/// Writes numbered changes to the log.
+async fn insert_numbered<C: ConnectionTrait>(
+    txn: &C,
+    changes: &[SeatChange],
+    now: i64,
+) -> Result<(), AppError> {
+    if changes.is_empty() {
+        return Ok(());
+    }
     seat_change::Entity::insert_many(changes.iter().map(|c| seat_change::ActiveModel {
         event_id: Set(c.event_id),
         seq: Set(c.seq),
@@ -64,9 +91,9 @@ pub async fn append_locking_event<C: ConnectionTrait>(
         created_at_ms: Set(now),
         ..Default::default()
     }))
-    .exec(txn)
+    .exec_without_returning(txn)
     .await?;
-    Ok((changes, event))
+    Ok(())
 }
 
 /// The event's latest `seq` (`NOT_FOUND` for an unknown event).

@@ -8,6 +8,7 @@ pub mod feed;
 pub mod local;
 pub mod log;
 pub mod redis_bus;
+pub mod sequencer;
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
@@ -17,22 +18,33 @@ pub use crate::domain::seat_change::SeatChange;
 pub use feed::SeatChangeFeed;
 
 /// What one committed transaction changed, published after its commit: seat changes (with
-/// their `seq`) and area counts (with their `version`), on separate channels.
+/// their `seq`) and area counts (with their `version`), on separate channels. On PostgreSQL a
+/// transaction's seat changes get their `seq` only after its commit (`sequencer`): then
+/// `unnumbered` names their event, and publishing numbers them first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Published {
     pub seats: Vec<SeatChange>,
     pub areas: Vec<AreaChange>,
+    /// The event whose changes from this transaction still wait for their `seq`.
+    pub unnumbered: Option<i64>,
 }
 
 impl Published {
     pub fn is_empty(&self) -> bool {
-        self.seats.is_empty() && self.areas.is_empty()
+        self.seats.is_empty() && self.areas.is_empty() && self.unnumbered.is_none()
     }
 
     /// Adds what another step of the same transaction changed.
     pub fn and(mut self, other: Published) -> Self {
         self.seats.extend(other.seats);
         self.areas.extend(other.areas);
+        self.unnumbered = self.unnumbered.or(other.unnumbered);
+        self
+    }
+
+    /// The same, with the area counts the transaction changed.
+    pub fn with_areas(mut self, areas: Vec<AreaChange>) -> Self {
+        self.areas.extend(areas);
         self
     }
 }
@@ -41,7 +53,7 @@ impl From<Vec<SeatChange>> for Published {
     fn from(seats: Vec<SeatChange>) -> Self {
         Self {
             seats,
-            areas: Vec::new(),
+            ..Self::default()
         }
     }
 }
@@ -74,7 +86,9 @@ pub trait SeatChangeBus: Send + Sync {
     /// Live area counts of every event (for the seat gate's sold-out areas).
     fn subscribe_all_areas(&self) -> broadcast::Receiver<AreaChange>;
 
-    /// Publishes everything one transaction changed.
+    /// Publishes everything one transaction changed. Changes still waiting for their `seq`
+    /// are numbered first by the bus services publish on ([`sequencer::SequencedBus`]); a
+    /// transport on its own publishes only what is numbered.
     async fn publish_all(&self, published: Published) {
         self.publish(published.seats).await;
         self.publish_areas(published.areas).await;

@@ -30,10 +30,28 @@ fn shape(sql: &str) -> String {
         "select" if text.contains("for update") => {
             format!("SELECT {} FOR UPDATE", table_after("from"))
         }
+        "select" if text.contains("for no key update") => {
+            format!("SELECT {} FOR NO KEY UPDATE", table_after("from"))
+        }
+        "select" if text.contains("for key share") => {
+            format!("SELECT {} FOR KEY SHARE", table_after("from"))
+        }
         "select" => format!("SELECT {}", table_after("from")),
         "insert" => format!("INSERT {}", table_after("into")),
         "update" => format!("UPDATE {}", table_after("update")),
         "delete" => format!("DELETE {}", table_after("from")),
+        // A statement of data-modifying CTEs: the tables it writes, in order.
+        "with" => {
+            let writes: Vec<String> = words
+                .windows(3)
+                .filter(|w| matches!(w[0], "delete" | "insert" | "update"))
+                .map(|w| {
+                    let table = if w[0] == "update" { w[1] } else { w[2] };
+                    format!("{} {table}", w[0].to_uppercase())
+                })
+                .collect();
+            format!("WITH {}", writes.join(", "))
+        }
         other => other.to_uppercase(),
     }
 }
@@ -90,11 +108,8 @@ fn script_statements(script: &str, vars: &[(&str, bool)]) -> Vec<String> {
 async fn bench_sql_runs_what_a_hold_sends() {
     let url = fresh_pg_database().await;
     let proxy = PgProxy::start(host_port(&url)).await;
-    // No sweeper passes while statements are recorded.
-    // hold.sql mirrors the group-commit path (a batch of one), which GROUP_COMMIT=on selects.
-    let options = Options::default()
-        .set("SWEEP_INTERVAL_MS", 3_600_000)
-        .set("GROUP_COMMIT", "on");
+    // No sweeper passes (expired holds, left-over changes) while statements are recorded.
+    let options = Options::default().set("SWEEP_INTERVAL_MS", 3_600_000);
     let app = TestApp::spawn_on(&proxy.url_for(&url), options).await;
     let (event_id, seats) = app.create_event(1, 4).await;
     let token = app.token("mirror");
