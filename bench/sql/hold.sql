@@ -40,7 +40,10 @@ SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
        CASE WHEN status = 'HELD' THEN 1 ELSE 0 END AS reclaim
 FROM seats WHERE id IN (:seat) ORDER BY id FOR UPDATE \gset l_
 \if :l_free
--- the per-user limit (MAX_HOLDS_PER_USER): every pgbench client is its own user
+-- the buyer's lock: one buyer's holds of an event go one at a time from here (per-buyer
+-- limits); every pgbench client is its own buyer
+SELECT pg_advisory_xact_lock(1, :client_id);
+-- the per-user limit (MAX_HOLDS_PER_USER)
 SELECT count(*) AS num_items FROM holds
 WHERE user_id = 'pgbench-' || :client_id::text AND event_id = :event_id AND status = 'ACTIVE'
   AND expires_at_ms > (extract(epoch from clock_timestamp()) * 1000)::bigint;

@@ -583,6 +583,11 @@ impl BookingService {
         op: Operation,
         hold_id: &str,
     ) -> Result<(HoldView, Published), AppError> {
+        // After the seats' row locks, before the areas': one buyer's holds of this event go
+        // one at a time from here to their commit, so that parallel holds of one buyer see
+        // each other and cannot beat the per-buyer limits (MAX_HOLDS_PER_USER, the event's
+        // maxSeatsPerBuyer).
+        self.db.lock_buyer(txn, event_id, &user.id).await?;
         let active = hold::Entity::find()
             .filter(hold::Column::UserId.eq(user.id.as_str()))
             .filter(hold::Column::EventId.eq(event_id))
@@ -663,9 +668,7 @@ impl BookingService {
             .check_order(locked.len().saturating_add(places.places()))
             .map_err(AppError::limit_exceeded)?;
         if limits.per_buyer.is_some() {
-            // Every hold of this buyer committed before is counted: their transactions took
-            // the same buyer lock, so parallel holds cannot beat the per-buyer limit.
-            self.db.lock_buyer(txn, event_id, &user.id).await?;
+            // Every hold of this buyer committed before is counted (the buyer lock above).
             let total = buyer_seats(txn, &user.id, event_id, now)
                 .await?
                 .saturating_add(buyer_places(txn, &user.id, event_id, now).await?);

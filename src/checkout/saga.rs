@@ -92,7 +92,6 @@ impl CheckoutService {
                     self.booking
                         .extend_hold_in(txn, &current, &locked, expiry)
                         .await?
-                        .into()
                 } else {
                     Published::default()
                 };

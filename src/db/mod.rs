@@ -163,8 +163,8 @@ impl Db {
 
     /// Serialises the transactions of one buyer on one event until this transaction ends
     /// (a transaction-scoped advisory lock on PostgreSQL; SQLite has one writer anyway), so
-    /// that two holds at once cannot both pass a per-buyer limit. Take it last, after every
-    /// row lock.
+    /// that two holds at once cannot both pass a per-buyer limit. Taken after the seats' row
+    /// locks and before any other (the lock order of every hold).
     pub async fn lock_buyer<C: ConnectionTrait>(
         &self,
         txn: &C,

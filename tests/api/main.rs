@@ -38,6 +38,7 @@ mod procs;
 mod read_cache;
 mod schema;
 mod seat_map;
+mod sequencer;
 mod slow_consumer;
 mod sql_mirror;
 mod stripe_client;

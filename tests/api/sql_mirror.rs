@@ -108,8 +108,12 @@ fn script_statements(script: &str, vars: &[(&str, bool)]) -> Vec<String> {
 async fn bench_sql_runs_what_a_hold_sends() {
     let url = fresh_pg_database().await;
     let proxy = PgProxy::start(host_port(&url)).await;
-    // No sweeper passes (expired holds, left-over changes) while statements are recorded.
-    let options = Options::default().set("SWEEP_INTERVAL_MS", 3_600_000);
+    // No background passes (expired holds, left-over changes, checkouts, webhook deliveries)
+    // while statements are recorded: their first passes run at start-up, the next in an hour.
+    let options = Options::default()
+        .set("SWEEP_INTERVAL_MS", 3_600_000)
+        .set("CHECKOUT_WORKER_INTERVAL_MS", 3_600_000)
+        .set("WEBHOOK_WORKER_INTERVAL_MS", 3_600_000);
     let app = TestApp::spawn_on(&proxy.url_for(&url), options).await;
     let (event_id, seats) = app.create_event(1, 4).await;
     let token = app.token("mirror");
