@@ -1,6 +1,8 @@
 //! Group commit per event: the writes of one event that arrive together run as the members
 //! of one batch transaction, each in its own savepoint, one after another in arrival order,
-//! and the batch commits once — one event-counter lock and one WAL flush for all of them.
+//! and the batch commits once — one transaction and one WAL flush for all of them. (The
+//! event's `seq` is not part of it on PostgreSQL: the sequencer numbers committed changes
+//! after the commit, batch or not; see `realtime::sequencer`.)
 //!
 //! Each member is still all-or-nothing and gets its own answer: a member that fails rolls
 //! back to its savepoint and leaves the others untouched. Members answer only after the
@@ -246,7 +248,7 @@ impl Db {
                     )
                     .await;
                 }
-                match self.begin_batch(event_id).await {
+                match self.begin_batch().await {
                     Ok(tx) => turn.tx = Some(tx),
                     Err(err) => {
                         turn.failed = Some(err.to_string());
@@ -284,15 +286,11 @@ impl Db {
 }
 
 impl Db {
-    /// A batch's transaction, holding the event's row lock from the start: its members then
-    /// never wait for it one by one, and a batch of another instance waits once, as a whole.
-    async fn begin_batch(&self, event_id: i64) -> Result<WriteTx, AppError> {
-        let tx = self.begin_write().await?;
-        // SQLite has one writer: the transaction already excludes every other.
-        if self.is_postgres() {
-            self.share_event(&tx.txn, event_id).await?;
-        }
-        Ok(tx)
+    /// A batch's transaction. Each member takes the event-row lock it needs itself (a
+    /// shared one on PostgreSQL, so batches of several instances run side by side; SQLite
+    /// has one writer, so the transaction already excludes every other).
+    async fn begin_batch(&self) -> Result<WriteTx, AppError> {
+        self.begin_write().await
     }
 }
 
