@@ -67,6 +67,11 @@ pub struct Config {
     pub rate_limit_user_per_sec: u32,
     /// Mutations per second per client address (0: off).
     pub rate_limit_ip_per_sec: u32,
+    /// What the two rates count over (1 s unless set; tests stretch it so refills do not
+    /// blur a count).
+    pub rate_limit_period: Duration,
+    /// How long a rate-limit check waits for Redis before the instance counts alone.
+    pub rate_limit_redis_timeout: Duration,
     /// Trust `X-Forwarded-For` for the client address (only behind a proxy you run).
     pub trust_forwarded_for: bool,
     /// Active holds one user may have per event.
@@ -396,6 +401,14 @@ impl Config {
             max_inflight_mutations,
             rate_limit_user_per_sec: parse(&lookup, "RATE_LIMIT_USER_PER_SEC", Some(50))?,
             rate_limit_ip_per_sec: parse(&lookup, "RATE_LIMIT_IP_PER_SEC", Some(0))?,
+            rate_limit_period: Duration::from_secs(
+                parse::<u64>(&lookup, "RATE_LIMIT_PERIOD_SECS", Some(1))?.max(1),
+            ),
+            rate_limit_redis_timeout: Duration::from_millis(parse(
+                &lookup,
+                "RATE_LIMIT_REDIS_TIMEOUT_MS",
+                Some(200),
+            )?),
             trust_forwarded_for: parse_bool(&lookup, "TRUST_FORWARDED_FOR", false)?,
             max_holds_per_user: parse(&lookup, "MAX_HOLDS_PER_USER", Some(20))?,
             cors_allowed_origins: lookup("CORS_ALLOWED_ORIGINS")

@@ -137,8 +137,18 @@ impl Application {
                 Some(services),
                 &crate::graphql::SchemaSettings {
                     introspection: config.graphiql,
-                    rate_limit_user_per_sec: config.rate_limit_user_per_sec,
-                    rate_limit_ip_per_sec: config.rate_limit_ip_per_sec,
+                    rate_limits: crate::graphql::rate_limit::RateLimitSettings {
+                        user_rate: config.rate_limit_user_per_sec,
+                        address_rate: config.rate_limit_ip_per_sec,
+                        period: config.rate_limit_period,
+                        shared: redis
+                            .clone()
+                            .map(|conn| crate::graphql::rate_limit::SharedStore {
+                                conn,
+                                namespace: namespace.clone(),
+                                timeout: config.rate_limit_redis_timeout,
+                            }),
+                    },
                 },
             )),
             jwt: jwt.clone(),

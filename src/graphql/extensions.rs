@@ -1,24 +1,18 @@
-//! Schema extensions: per-operation metrics, and rate limits on mutations per user and per
-//! client IP (answering `RETRY_LATER` with `retryAfterMs`).
+//! Schema extensions: contract codes on every error, and per-operation metrics. (The
+//! mutation rate limits are in [`super::rate_limit`].)
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_graphql::Response;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve,
-    NextSubscribe, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextRequest, NextResolve, NextSubscribe,
+    ResolveInfo,
 };
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
-use async_graphql::{ServerError, ServerResult, Value, Variables};
+use async_graphql::{ServerError, ServerResult, Value};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-
-use crate::auth::Caller;
 
 /// The client address of an HTTP request, attached as request data.
 #[derive(Clone, Copy, Debug)]
@@ -112,108 +106,5 @@ impl Extension for MetricsExtension {
         metrics::histogram!("onsale_graphql_operation_seconds", "field" => field, "code" => code)
             .record(started.elapsed().as_secs_f64());
         result
-    }
-}
-
-/// Rate limits on mutations. A limit of 0 turns that limit off.
-pub struct MutationRateLimit {
-    per_user: Option<Arc<DefaultKeyedRateLimiter<String>>>,
-    per_ip: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
-}
-
-fn quota(per_sec: u32) -> Option<Quota> {
-    let rate = NonZeroU32::new(per_sec)?;
-    let burst = NonZeroU32::new(per_sec.saturating_mul(3)).unwrap_or(rate);
-    Some(Quota::per_second(rate).allow_burst(burst))
-}
-
-impl MutationRateLimit {
-    pub fn new(user_per_sec: u32, ip_per_sec: u32) -> Self {
-        let per_user = quota(user_per_sec).map(|q| Arc::new(RateLimiter::keyed(q)));
-        let per_ip = quota(ip_per_sec).map(|q| Arc::new(RateLimiter::keyed(q)));
-        // Forget idle keys now and then, so memory stays bounded.
-        if per_user.is_some() || per_ip.is_some() {
-            let (users, ips) = (per_user.clone(), per_ip.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    if let Some(l) = &users {
-                        l.retain_recent();
-                        l.shrink_to_fit();
-                    }
-                    if let Some(l) = &ips {
-                        l.retain_recent();
-                        l.shrink_to_fit();
-                    }
-                }
-            });
-        }
-        Self { per_user, per_ip }
-    }
-}
-
-impl ExtensionFactory for MutationRateLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RateLimitExtension {
-            per_user: self.per_user.clone(),
-            per_ip: self.per_ip.clone(),
-        })
-    }
-}
-
-struct RateLimitExtension {
-    per_user: Option<Arc<DefaultKeyedRateLimiter<String>>>,
-    per_ip: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
-}
-
-fn is_mutation(doc: &ExecutableDocument) -> bool {
-    doc.operations
-        .iter()
-        .any(|(_, op)| op.node.ty == OperationType::Mutation)
-}
-
-fn too_many(wait_ms: u64, who: &str) -> ServerError {
-    metrics::counter!("onsale_rate_limited_total", "by" => who.to_owned()).increment(1);
-    let retry_after_ms = wait_ms.max(1);
-    let mut err = ServerError::new(
-        format!("too many requests from this {who}; try again in {retry_after_ms} ms"),
-        None,
-    );
-    let mut ext = async_graphql::ErrorExtensionValues::default();
-    ext.set("code", "RETRY_LATER");
-    ext.set("retryAfterMs", retry_after_ms);
-    err.extensions = Some(ext);
-    err
-}
-
-#[async_trait::async_trait]
-impl Extension for RateLimitExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        if !is_mutation(&doc) {
-            return Ok(doc);
-        }
-        let now = DefaultClock::default().now();
-        if let (Some(limiter), Some(Caller::User(user))) =
-            (&self.per_user, ctx.data_opt::<Caller>())
-            && let Err(not_until) = limiter.check_key(&user.id)
-        {
-            let wait = not_until.wait_time_from(now).as_millis();
-            return Err(too_many(u64::try_from(wait).unwrap_or(u64::MAX), "user"));
-        }
-        if let (Some(limiter), Some(ClientIp(ip))) = (&self.per_ip, ctx.data_opt::<ClientIp>())
-            && let Err(not_until) = limiter.check_key(ip)
-        {
-            let wait = not_until.wait_time_from(now).as_millis();
-            return Err(too_many(u64::try_from(wait).unwrap_or(u64::MAX), "address"));
-        }
-        Ok(doc)
     }
 }

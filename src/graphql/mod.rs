@@ -13,6 +13,7 @@ pub mod guard;
 pub mod hold;
 pub mod limits;
 pub mod queue;
+pub mod rate_limit;
 pub mod seat_changes;
 pub mod types;
 pub mod webhooks;
@@ -72,18 +73,15 @@ pub const MAX_BATCH: usize = 10;
 #[derive(Clone, Debug)]
 pub struct SchemaSettings {
     pub introspection: bool,
-    /// Mutations per second per user (0: off).
-    pub rate_limit_user_per_sec: u32,
-    /// Mutations per second per client address (0: off).
-    pub rate_limit_ip_per_sec: u32,
+    /// Mutation rate limits per user and per client address.
+    pub rate_limits: rate_limit::RateLimitSettings,
 }
 
 impl Default for SchemaSettings {
     fn default() -> Self {
         Self {
             introspection: true,
-            rate_limit_user_per_sec: 0,
-            rate_limit_ip_per_sec: 0,
+            rate_limits: rate_limit::RateLimitSettings::default(),
         }
     }
 }
@@ -111,11 +109,8 @@ pub fn build_schema(services: Option<Services>, settings: &SchemaSettings) -> Ap
     .limit_directives(20)
     .extension(extensions::ErrorCodes)
     .extension(extensions::Metrics);
-    if settings.rate_limit_user_per_sec > 0 || settings.rate_limit_ip_per_sec > 0 {
-        builder = builder.extension(extensions::MutationRateLimit::new(
-            settings.rate_limit_user_per_sec,
-            settings.rate_limit_ip_per_sec,
-        ));
+    if settings.rate_limits.is_on() {
+        builder = builder.extension(rate_limit::MutationRateLimit::new(&settings.rate_limits));
     }
     if let Some(services) = services {
         builder = builder

@@ -35,6 +35,7 @@ mod payments;
 mod pg_proxy;
 mod process;
 mod procs;
+mod rate_limits;
 mod read_cache;
 mod schema;
 mod seat_map;
