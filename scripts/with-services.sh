@@ -22,7 +22,9 @@
 # exported:
 #   TEST_REDIS_URL         redis://127.0.0.1:PORT
 #   TEST_REDIS_PORT        PORT
-#   TEST_REDIS_SERVER_BIN  path of redis-server (to restart it on the same port)
+#   TEST_REDIS_SERVER_BIN  path of redis-server (to restart it on the same port, and
+#                          to start the Redis Clusters of tests/api/redis_cluster.rs;
+#                          exported even with TEST_REDIS_URL, and redis-cli installed too)
 #
 # Stripe: if TEST_STRIPE_API_BASE is set it is used as is. Otherwise localstripe
 # (a fake Stripe, installed into .tools/localstripe-venv by
@@ -395,6 +397,18 @@ start_localstripe() {
 
 if [ -n "$need_pg" ]; then start_postgres; fi
 if [ -n "$need_redis" ]; then start_redis; fi
+
+# The Redis Cluster tests start clusters of their own (redis-server --cluster-enabled yes,
+# redis-cli --cluster create), so both programs must be here even with TEST_REDIS_URL.
+if [ -z "${TEST_REDIS_SERVER_BIN:-}" ]; then
+    server=$(find_redis_server) ||
+        { apt_install redis-server && server=$(find_redis_server); } ||
+        die "redis-server not found; the Redis Cluster tests need it"
+    export TEST_REDIS_SERVER_BIN=$server
+fi
+if [ ! -x "$(dirname "$TEST_REDIS_SERVER_BIN")/redis-cli" ] && ! command -v redis-cli >/dev/null 2>&1; then
+    apt_install redis-tools || die "redis-cli not found; the Redis Cluster tests need it"
+fi
 if [ -n "$need_stripe" ]; then start_localstripe; fi
 
 # CMD runs in the background so that a signal to this script interrupts the

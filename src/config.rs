@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::redis_client::RedisTarget;
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -31,7 +33,8 @@ pub struct StripeConfig {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database_url: String,
-    pub redis_url: Option<String>,
+    /// Redis (`REDIS_URL`) or a Redis Cluster (`REDIS_CLUSTER_NODES`); none: in-process.
+    pub redis: Option<RedisTarget>,
     pub bind_addr: SocketAddr,
     pub jwt_secret: String,
     /// True when `JWT_SECRET` was unset and a random secret was generated (dev mode).
@@ -283,15 +286,7 @@ impl Config {
                 problem: "must start with sqlite:, postgres:// or postgresql://".into(),
             });
         }
-        let redis_url = lookup("REDIS_URL");
-        if let Some(url) = &redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
-        {
-            return Err(ConfigError {
-                var: "REDIS_URL",
-                problem: "must start with redis:// or rediss://".into(),
-            });
-        }
+        let redis = redis_target(&lookup)?;
         let bind_addr = parse(&lookup, "BIND_ADDR", "127.0.0.1:8080".parse().ok())?;
         let (jwt_secret, jwt_secret_generated) = match lookup("JWT_SECRET") {
             Some(secret) if secret.len() < 16 => {
@@ -375,7 +370,7 @@ impl Config {
         }
         Ok(Self {
             database_url,
-            redis_url,
+            redis,
             bind_addr,
             jwt_secret,
             jwt_secret_generated,
@@ -485,6 +480,49 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `REDIS_URL` (one Redis) or `REDIS_CLUSTER_NODES` (comma-separated nodes of a cluster).
+fn redis_target(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<RedisTarget>, ConfigError> {
+    let is_redis_url = |url: &str| url.starts_with("redis://") || url.starts_with("rediss://");
+    let url = lookup("REDIS_URL").filter(|u| !u.trim().is_empty());
+    let nodes = lookup("REDIS_CLUSTER_NODES").filter(|n| !n.trim().is_empty());
+    match (url, nodes) {
+        (Some(_), Some(_)) => Err(ConfigError {
+            var: "REDIS_CLUSTER_NODES",
+            problem:
+                "set either REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a cluster), not both"
+                    .into(),
+        }),
+        (Some(url), None) => {
+            let url = url.trim().to_owned();
+            if !is_redis_url(&url) {
+                return Err(ConfigError {
+                    var: "REDIS_URL",
+                    problem: "must start with redis:// or rediss://".into(),
+                });
+            }
+            Ok(Some(RedisTarget::Node(url)))
+        }
+        (None, Some(nodes)) => {
+            let nodes: Vec<String> = nodes
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if let Some(bad) = nodes.iter().find(|n| !is_redis_url(n)) {
+                return Err(ConfigError {
+                    var: "REDIS_CLUSTER_NODES",
+                    problem: format!("{bad:?} must start with redis:// or rediss://"),
+                });
+            }
+            Ok(Some(RedisTarget::Cluster(nodes)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,6 +533,36 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         })
+    }
+
+    #[test]
+    fn redis_is_one_node_or_a_cluster_never_both() {
+        assert_eq!(config(&[]).expect("valid").redis, None);
+        assert_eq!(
+            config(&[("REDIS_URL", "redis://127.0.0.1:6379")])
+                .expect("valid")
+                .redis,
+            Some(RedisTarget::Node("redis://127.0.0.1:6379".into()))
+        );
+        assert_eq!(
+            config(&[("REDIS_CLUSTER_NODES", " redis://a:7000, redis://b:7001,")])
+                .expect("valid")
+                .redis,
+            Some(RedisTarget::Cluster(vec![
+                "redis://a:7000".into(),
+                "redis://b:7001".into()
+            ]))
+        );
+        let both = config(&[
+            ("REDIS_URL", "redis://a:6379"),
+            ("REDIS_CLUSTER_NODES", "redis://b:7000"),
+        ])
+        .expect_err("not both");
+        assert_eq!(both.var, "REDIS_CLUSTER_NODES");
+        let bad = config(&[("REDIS_CLUSTER_NODES", "redis://a:7000,b:7001")]).expect_err("bad");
+        assert!(bad.problem.contains("b:7001"), "{}", bad.problem);
+        let bad = config(&[("REDIS_URL", "http://a")]).expect_err("bad");
+        assert_eq!(bad.var, "REDIS_URL");
     }
 
     #[test]

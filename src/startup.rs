@@ -57,14 +57,15 @@ impl Application {
             .await
             .context("cannot read the deployment's Redis namespace")?;
 
-        let redis = match &config.redis_url {
+        let redis = match &config.redis {
             None => None,
-            Some(url) => Some(crate::realtime::redis_bus::connect(url).await?),
+            Some(target) => Some(crate::realtime::redis_bus::connect(target).await?),
         };
-        let transport: Arc<dyn SeatChangeBus> = match &config.redis_url {
+        let transport: Arc<dyn SeatChangeBus> = match &config.redis {
             None => Arc::new(LocalBus::default()),
-            Some(url) => Arc::new(
-                crate::realtime::redis_bus::RedisBus::start(url, &namespace, redis.clone()).await?,
+            Some(target) => Arc::new(
+                crate::realtime::redis_bus::RedisBus::start(target, &namespace, redis.clone())
+                    .await?,
             ),
         };
         // Services publish through the sequencer, which numbers changes after their commit.
@@ -117,11 +118,13 @@ impl Application {
         );
         let waiting_room = WaitingRoomService::connect(
             booking.clone(),
-            config.redis_url.clone(),
+            config.redis.clone(),
             &config.jwt_secret,
         )
         .await
-        .context("REDIS_URL: cannot connect to Redis for the waiting room")?;
+        .context(
+            "cannot connect to Redis (REDIS_URL / REDIS_CLUSTER_NODES) for the waiting room",
+        )?;
         booking.set_admission_policy(Arc::new(waiting_room.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let feed = SeatChangeFeed::new(booking.db().clone(), bus);

@@ -62,7 +62,7 @@ pub struct AppStateInner {
     pub graphiql: bool,
     /// Whether `POST /dev/token` hands out tokens (dev sign-in for the demo page).
     pub dev_signin: bool,
-    pub redis: Option<redis::aio::ConnectionManager>,
+    pub redis: Option<crate::redis_client::RedisConn>,
     /// Take the client address from `X-Forwarded-For` (behind a trusted proxy only).
     pub trust_forwarded_for: bool,
     /// `whsec_…` for `POST /webhooks/stripe`; `None`: the route answers 404.

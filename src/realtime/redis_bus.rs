@@ -12,12 +12,11 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use futures::StreamExt;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use tokio::sync::broadcast;
 
 use super::local::LocalBus;
 use super::{AreaChange, SeatChange, SeatChangeBus};
-use crate::redis_client::{self, Timeouts};
+use crate::redis_client::{self, RedisConn, RedisTarget, Timeouts};
 
 /// Longest a publish may take before it is given up (the log still has the change).
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(250);
@@ -31,11 +30,12 @@ const TIMEOUTS: Timeouts = Timeouts {
 const STARTUP_WAIT: Duration = Duration::from_secs(5);
 
 /// The connection the seat gate and the publisher share.
-pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
-    tokio::time::timeout(STARTUP_WAIT, redis_client::connect(url, TIMEOUTS))
+pub async fn connect(target: &RedisTarget) -> anyhow::Result<RedisConn> {
+    let setting = target.setting();
+    tokio::time::timeout(STARTUP_WAIT, redis_client::connect(target, TIMEOUTS))
         .await
-        .context("REDIS_URL: Redis did not answer within 5 s")?
-        .context("REDIS_URL: cannot connect to Redis")
+        .with_context(|| format!("{setting}: Redis did not answer within 5 s"))?
+        .with_context(|| format!("{setting}: cannot connect to Redis"))
 }
 
 pub struct RedisBus {
@@ -44,28 +44,30 @@ pub struct RedisBus {
     /// `onsale:<namespace>:area-changes:`; the event id follows.
     area_prefix: String,
     local: Arc<LocalBus>,
-    publisher: ConnectionManager,
+    publisher: RedisConn,
     connected: Arc<AtomicBool>,
 }
 
 impl RedisBus {
     /// Starts the subscriber loop and returns the bus.
     pub async fn start(
-        url: &str,
+        target: &RedisTarget,
         namespace: &str,
-        publisher: Option<ConnectionManager>,
+        publisher: Option<RedisConn>,
     ) -> anyhow::Result<Self> {
         let publisher = match publisher {
             Some(conn) => conn,
-            None => connect(url).await?,
+            None => connect(target).await?,
         };
-        let client = redis::Client::open(url).context("REDIS_URL: invalid URL")?;
+        let clients = target
+            .pubsub_clients()
+            .with_context(|| format!("{}: invalid URL", target.setting()))?;
         let local = Arc::new(LocalBus::default());
         let connected = Arc::new(AtomicBool::new(false));
         let channel_prefix = format!("onsale:{namespace}:seat-changes:");
         let area_prefix = format!("onsale:{namespace}:area-changes:");
         tokio::spawn(subscribe_loop(
-            client,
+            clients,
             [format!("{channel_prefix}*"), format!("{area_prefix}*")],
             area_prefix.clone(),
             local.clone(),
@@ -81,15 +83,17 @@ impl RedisBus {
     }
 }
 
+/// Listens on the first node of `clients`, moving to the next whenever a subscription cannot
+/// be made or is lost (on a cluster, any node delivers every message).
 async fn subscribe_loop(
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     patterns: [String; 2],
     area_prefix: String,
     local: Arc<LocalBus>,
     connected: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(100);
-    loop {
+    for client in clients.iter().cycle() {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => match pubsub.psubscribe(&patterns).await {
                 Ok(()) => {
@@ -137,7 +141,7 @@ fn deliver_areas(local: &LocalBus, payload: &[u8]) {
 
 /// Publishes `payload` on `channel` off the request path: a slow or dead Redis never delays
 /// the answer.
-fn publish_detached(conn: &ConnectionManager, channel: String, payload: Vec<u8>) {
+fn publish_detached(conn: &RedisConn, channel: String, payload: Vec<u8>) {
     let mut conn = conn.clone();
     tokio::spawn(async move {
         let sent =

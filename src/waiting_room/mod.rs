@@ -36,7 +36,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use redis::aio::ConnectionManager;
+use crate::redis_client::{RedisConn, RedisTarget};
 use tokio::sync::{broadcast, watch};
 use tracing::instrument;
 
@@ -107,7 +107,7 @@ struct Inner {
     rooms: config::RoomCache,
     tokens: Tokens,
     store: Option<Store>,
-    redis_url: Option<String>,
+    redis: Option<RedisTarget>,
     /// Per event: the room as this instance's last pacing step saw it.
     snapshots: Mutex<HashMap<i64, watch::Sender<Option<RoomSnapshot>>>>,
     /// Notices from every instance (`work <event>:<key>`, `done <request id>`).
@@ -119,26 +119,26 @@ struct Inner {
 }
 
 impl WaitingRoomService {
-    /// The service, with its own Redis connection when `redis_url` is set; without it,
-    /// rooms cannot be switched on.
+    /// The service, with its own Redis connection when `redis` is set; without it, rooms
+    /// cannot be switched on.
     pub async fn connect(
         booking: BookingService,
-        redis_url: Option<String>,
+        redis: Option<RedisTarget>,
         jwt_secret: &str,
     ) -> Result<Self, redis::RedisError> {
-        let redis = match &redis_url {
-            Some(url) => Some(store::connect(url).await?),
+        let conn = match &redis {
+            Some(target) => Some(store::connect(target).await?),
             None => None,
         };
-        Ok(Self::new(booking, redis, redis_url, jwt_secret))
+        Ok(Self::new(booking, conn, redis, jwt_secret))
     }
 
-    /// The service on a given connection; `redis` (and its URL) absent means rooms cannot be
-    /// switched on.
+    /// The service on a given connection; `conn` (and its target) absent means rooms cannot
+    /// be switched on.
     pub fn new(
         booking: BookingService,
-        redis: Option<ConnectionManager>,
-        redis_url: Option<String>,
+        conn: Option<RedisConn>,
+        redis: Option<RedisTarget>,
         jwt_secret: &str,
     ) -> Self {
         let rooms = config::RoomCache::new(booking.db().clone());
@@ -148,8 +148,8 @@ impl WaitingRoomService {
                 booking,
                 rooms,
                 tokens: Tokens::new(jwt_secret),
-                store: redis.map(Store::new),
-                redis_url,
+                store: conn.map(Store::new),
+                redis,
                 snapshots: Mutex::default(),
                 notices,
                 instance: OnceLock::new(),
@@ -166,9 +166,9 @@ impl WaitingRoomService {
         if self.inner.store.is_none() {
             return;
         }
-        if let Some(url) = self.inner.redis_url.clone() {
+        if let Some(target) = self.inner.redis.clone() {
             tokio::spawn(notify::listen(
-                url,
+                target,
                 self.inner.notices.clone(),
                 shutdown.clone(),
             ));

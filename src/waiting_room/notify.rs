@@ -9,22 +9,25 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
 
 use super::store::NOTIFY_CHANNEL;
+use crate::redis_client::RedisTarget;
 
 /// Relays the notice channel into `notices` until `shutdown`, reconnecting as needed.
 pub async fn listen(
-    url: String,
+    redis: RedisTarget,
     notices: broadcast::Sender<Arc<str>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match redis::Client::open(url.as_str()) {
-        Ok(client) => client,
+    // On a cluster any node delivers the channel: listen on one, move on if it fails.
+    let clients = match redis.pubsub_clients() {
+        Ok(clients) if !clients.is_empty() => clients,
+        Ok(_) => return,
         Err(err) => {
             tracing::warn!(error = %err, "waiting room: invalid Redis URL for notices");
             return;
         }
     };
     let mut backoff = Duration::from_millis(100);
-    loop {
+    for client in clients.iter().cycle() {
         if *shutdown.borrow() {
             return;
         }

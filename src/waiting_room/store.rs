@@ -9,10 +9,10 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, Script};
 
 use crate::error::AppError;
+use crate::redis_client::{RedisConn, RedisTarget};
 
 /// Longest any waiting-room call to Redis may take. Generous: a slow answer under a burst
 /// must not close the room; a Redis that is gone fails at once anyway (connection refused).
@@ -28,9 +28,9 @@ pub const GROUP: &str = "workers";
 
 /// The waiting room's own Redis connection (reconnecting by itself), so that its bursts and
 /// its longer timeout are independent of the seat gate's.
-pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+pub async fn connect(target: &RedisTarget) -> Result<RedisConn, redis::RedisError> {
     crate::redis_client::connect(
-        url,
+        target,
         crate::redis_client::Timeouts {
             connect: Duration::from_secs(1),
             response: REDIS_TIMEOUT,
@@ -199,14 +199,14 @@ pub enum Next {
 
 /// The waiting room's Redis, with bounded calls and a health flag.
 pub struct Store {
-    conn: ConnectionManager,
+    conn: RedisConn,
     healthy: AtomicBool,
 }
 
 type Row8 = (String, i64, i64, i64, i64, i64, i64, i64);
 
 impl Store {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: RedisConn) -> Self {
         Self {
             conn,
             healthy: AtomicBool::new(true),

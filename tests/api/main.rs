@@ -37,6 +37,7 @@ mod process;
 mod procs;
 mod rate_limits;
 mod read_cache;
+mod redis_cluster;
 mod schema;
 mod seat_map;
 mod sequencer;

@@ -23,13 +23,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::domain::clock::now_ms;
 use crate::domain::status::{SeatStatus, live_seat_status};
 use crate::error::AppError;
 use crate::realtime::{SeatChange, SeatChangeBus};
+use crate::redis_client::RedisConn;
 use sold_out::SoldOut;
 
 /// How long a claim lives if its owner never releases it (a crashed instance).
@@ -83,7 +83,7 @@ type LocalClaims = Mutex<HashMap<(i64, i64), (String, i64)>>;
 
 enum ClaimStore {
     /// A connection and the deployment's key namespace.
-    Redis(ConnectionManager, String),
+    Redis(RedisConn, String),
     Local(LocalClaims),
 }
 
@@ -108,7 +108,7 @@ impl SeatGate {
     }
 
     /// A gate claiming in Redis (if given) or in-process, learning from `bus`.
-    pub fn new(redis: Option<(ConnectionManager, String)>, bus: &Arc<dyn SeatChangeBus>) -> Self {
+    pub fn new(redis: Option<(RedisConn, String)>, bus: &Arc<dyn SeatChangeBus>) -> Self {
         let store = match redis {
             Some((conn, namespace)) => ClaimStore::Redis(conn, namespace),
             None => ClaimStore::Local(Mutex::default()),
@@ -361,7 +361,7 @@ pub fn keys(namespace: &str, event_id: i64, seat_ids: &[i64]) -> Vec<String> {
 
 /// `Ok(None)`: claimed; `Ok(Some((seat, owner)))`: that seat is claimed by `owner`'s token.
 async fn redis_acquire(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     keys: &[String],
     seat_ids: &[i64],
     token: &str,

@@ -18,7 +18,6 @@ use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{ServerError, ServerResult, Variables};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use redis::aio::ConnectionManager;
 
 use super::extensions::ClientIp;
 use crate::auth::Caller;
@@ -46,7 +45,7 @@ pub struct RateLimitSettings {
 /// Redis, where every instance's requests are counted together.
 #[derive(Clone)]
 pub struct SharedStore {
-    pub conn: ConnectionManager,
+    pub conn: crate::redis_client::RedisConn,
     /// The deployment's Redis namespace.
     pub namespace: String,
     /// How long one check may wait for Redis before the instance counts alone.
