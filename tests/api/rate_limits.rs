@@ -29,7 +29,7 @@ fn limited_options(redis: &str, user_rate: u32, address_rate: u32) -> Options {
 
 /// `count` releases by `user` at once, dealt round-robin over `apps`; returns how many got
 /// through (`NOT_FOUND`) and checks every other one was `RETRY_LATER` with a wait.
-async fn burst(apps: &[&TestApp], user: &str, count: usize) -> usize {
+pub async fn burst(apps: &[&TestApp], user: &str, count: usize) -> usize {
     let token = apps[0].token(user);
     let body = release_missing();
     let answers =

@@ -1,7 +1,8 @@
 //! onsale on a real Redis Cluster (`REDIS_CLUSTER_NODES`): three masters with a replica
 //! each, started by the test (`redis-server --cluster-enabled yes`, `redis-cli --cluster
 //! create`). Two instances share it: the seat gate under a storm, the cross-instance feed,
-//! the waiting room and queued booking work on it, and a master killed mid-storm (its replica
+//! the waiting room, queued booking and the rate limits work on it, and a master killed
+//! mid-storm (its replica
 //! promoted) leaves exactly one winner per seat, with the feed recovering through `afterSeq`.
 
 use std::collections::{HashMap, HashSet};
@@ -515,6 +516,27 @@ async fn a_master_killed_mid_storm_leaves_one_winner_per_seat() {
         seen.push(change["seq"].as_i64().expect("seq"));
     }
     assert_eq!(seen, (1..=SEATS as i64 + 1).collect::<Vec<_>>());
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limits_are_shared_through_a_cluster() {
+    let cluster = OwnCluster::start(3);
+    let options = on_cluster(&cluster)
+        .set("RATE_LIMIT_USER_PER_SEC", 1)
+        .set("RATE_LIMIT_PERIOD_SECS", 60)
+        .set("RATE_LIMIT_REDIS_TIMEOUT_MS", 5_000);
+    let a = TestApp::spawn_with(Backend::Postgres, options.clone()).await;
+    let b = TestApp::spawn_on(&a.database_url, options).await;
+    // Users whose buckets land on different masters: each is counted once, via both.
+    for user in ["alice", "bob", "carol"] {
+        assert_eq!(
+            crate::rate_limits::burst(&[&a, &b], user, 60).await,
+            3,
+            "{user} through two instances"
+        );
+    }
     a.stop().await;
     b.stop().await;
 }
