@@ -2,8 +2,8 @@
 //! each, started by the test (`redis-server --cluster-enabled yes`, `redis-cli --cluster
 //! create`). Two instances share it: the seat gate under a storm, the cross-instance feed,
 //! the waiting room, queued booking and the rate limits work on it, and a master killed
-//! mid-storm (its replica
-//! promoted) leaves exactly one winner per seat, with the feed recovering through `afterSeq`.
+//! mid-storm (its replica promoted) leaves exactly one winner per seat, with the feed
+//! recovering through `afterSeq`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
