@@ -21,7 +21,7 @@ use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::{Notify, watch};
 
 use super::Db;
-use super::write::{Backoff, Tx, WriteTx};
+use super::write::{Backoff, CommitOutcome, Tx, WriteTx};
 use crate::error::AppError;
 
 /// Most members in one batch; later arrivals start the next one.
@@ -175,16 +175,23 @@ async fn commit_when_done(db: Db, event_id: i64, batch: Arc<Batch>) {
                 message: "the batch this write ran in was rolled back; try again".into(),
             }
         }
-        Some(tx) => match commit_checked(tx).await {
-            Ok(()) => Outcome::Committed,
-            Err(err) => {
-                let err = AppError::from(err);
-                Outcome::Failed {
-                    transient: err.is_transient(),
-                    message: err.to_string(),
+        Some(tx) => {
+            let xid = tx.xid;
+            match commit_checked(tx).await {
+                Ok(()) => Outcome::Committed,
+                // The COMMIT's answer was lost: PostgreSQL says whether it happened.
+                Err(_) if db.commit_outcome(xid).await == CommitOutcome::Committed => {
+                    Outcome::Committed
+                }
+                Err(err) => {
+                    let err = AppError::from(err);
+                    Outcome::Failed {
+                        transient: err.is_transient(),
+                        message: err.to_string(),
+                    }
                 }
             }
-        },
+        }
     };
     metrics::histogram!("onsale_group_commit_members")
         .record(batch.joined.load(Ordering::Acquire) as f64);

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rand::Rng;
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
 };
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -29,6 +29,10 @@ const WRITER_QUEUE_RETRY_AFTER_MS: u64 = 100;
 /// A write transaction and the writer slot it holds.
 pub struct WriteTx {
     pub txn: DatabaseTransaction,
+    /// PostgreSQL's id of the transaction (`txid_current()`): if the answer to its COMMIT is
+    /// lost, `txid_status` tells whether it committed. `None` on SQLite, where a COMMIT's
+    /// outcome is never unknown (no connection to lose).
+    pub xid: Option<i64>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -70,24 +74,43 @@ impl Db {
                     )
                 })?
                 .map_err(|_| AppError::Internal("the writer queue is closed".into()))?;
-        let txn = if self.is_postgres() {
+        if self.is_postgres() {
             let txn = self.conn.begin().await?;
             let lock_ms = self.lock_timeout.as_millis().max(1);
-            txn.execute_unprepared(&format!(
-                "SET LOCAL lock_timeout = '{lock_ms}ms'; SET LOCAL statement_timeout = '{}ms'",
-                lock_ms * 5
-            ))
-            .await?;
-            txn
+            // One round trip: the transaction's id (to find out what became of it should the
+            // COMMIT's answer be lost) and its lock and statement bounds (SET LOCAL).
+            let row = txn
+                .query_one_raw(Statement::from_string(
+                    DatabaseBackend::Postgres,
+                    format!(
+                        "SELECT txid_current() AS xid, \
+                         set_config('lock_timeout', '{lock_ms}ms', true), \
+                         set_config('statement_timeout', '{}ms', true)",
+                        lock_ms * 5
+                    ),
+                ))
+                .await?
+                .ok_or_else(|| AppError::Internal("txid_current() returned no row".into()))?;
+            let xid: i64 = row.try_get("", "xid")?;
+            Ok(WriteTx {
+                txn,
+                xid: Some(xid),
+                _slot: slot,
+            })
         } else {
-            self.conn
+            let txn = self
+                .conn
                 .begin_with_options(TransactionOptions {
                     sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                     ..Default::default()
                 })
-                .await?
-        };
-        Ok(WriteTx { txn, _slot: slot })
+                .await?;
+            Ok(WriteTx {
+                txn,
+                xid: None,
+                _slot: slot,
+            })
+        }
     }
 
     /// Runs `op` in a write transaction and commits it; the whole is tried again (a new
@@ -104,23 +127,34 @@ impl Db {
         let mut backoff = Backoff::default();
         loop {
             let attempt = async {
-                let WriteTx { txn, _slot } = self.begin_write().await?;
+                let WriteTx { txn, xid, _slot } = self.begin_write().await?;
                 let shared = Arc::new(txn);
                 let out = op(Tx(shared.clone())).await.map_err(Failed::Before)?;
                 let txn = Arc::try_unwrap(shared).map_err(|_| {
                     AppError::Internal("a write transaction outlived its operation".into())
                 })?;
-                txn.commit()
-                    .await
-                    .map_err(|err| Failed::InCommit(err.into()))?;
-                Ok(out)
+                match txn.commit().await {
+                    Ok(()) => Ok(out),
+                    Err(err) => Err(Failed::InCommit {
+                        err: err.into(),
+                        xid,
+                        out,
+                    }),
+                }
             };
             match attempt.await {
                 Err(Failed::Before(err)) => backoff.after(err).await?,
-                // The COMMIT may have happened: keep trying longer, so that the operation can
-                // find out (an operation that may commit twice checks first, e.g. by the id it
-                // writes) instead of the client being told to retry.
-                Err(Failed::InCommit(err)) => backoff.after_uncertain_commit(err).await?,
+                // The COMMIT's answer was lost: ask PostgreSQL what became of the transaction
+                // and answer that, instead of running the operation again (which would see
+                // its own committed work as someone else's) or telling the client to retry.
+                Err(Failed::InCommit { err, xid, out }) => match self.commit_outcome(xid).await {
+                    CommitOutcome::Committed => return Ok(out),
+                    CommitOutcome::RolledBack => backoff.after(err).await?,
+                    // Still unknown: keep trying longer, so that the operation can find out
+                    // itself (an operation that may commit twice checks first, e.g. by the id
+                    // it writes) instead of the client being told to retry.
+                    CommitOutcome::Unknown => backoff.after_uncertain_commit(err).await?,
+                },
                 Ok(out) => return Ok(out),
             }
         }
@@ -144,16 +178,88 @@ impl Db {
 }
 
 /// Where an attempt of [`Db::write`] failed.
-enum Failed {
+enum Failed<T> {
     /// Beginning or running the operation: nothing was committed.
     Before(AppError),
-    /// The COMMIT itself: the outcome is unknown.
-    InCommit(AppError),
+    /// The COMMIT itself: the outcome is unknown. `out` is what the operation answered, to
+    /// be given if the transaction turns out committed.
+    InCommit {
+        err: AppError,
+        xid: Option<i64>,
+        out: T,
+    },
 }
 
-impl From<AppError> for Failed {
+impl<T> From<AppError> for Failed<T> {
     fn from(err: AppError) -> Self {
         Failed::Before(err)
+    }
+}
+
+/// What became of a transaction whose COMMIT got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    RolledBack,
+    /// PostgreSQL could not be asked in time (or there is no transaction id to ask about).
+    Unknown,
+}
+
+impl CommitOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            CommitOutcome::Committed => "committed",
+            CommitOutcome::RolledBack => "rolled_back",
+            CommitOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// How long [`Db::commit_outcome`] keeps asking (PostgreSQL may be restarting).
+const OUTCOME_ASK_FOR: Duration = Duration::from_secs(5);
+const OUTCOME_ASK_EVERY: Duration = Duration::from_millis(100);
+
+impl Db {
+    /// Finds out whether transaction `xid` committed, on another connection, asking again
+    /// while PostgreSQL cannot answer or the transaction is still ending (its backend may
+    /// not have noticed the lost connection yet), for at most [`OUTCOME_ASK_FOR`].
+    pub async fn commit_outcome(&self, xid: Option<i64>) -> CommitOutcome {
+        let Some(xid) = xid else {
+            return CommitOutcome::Unknown;
+        };
+        let started = tokio::time::Instant::now();
+        let outcome = loop {
+            let asked = self
+                .conn
+                .query_one_raw(Statement::from_sql_and_values(
+                    DatabaseBackend::Postgres,
+                    "SELECT txid_status($1) AS status",
+                    [xid.into()],
+                ))
+                .await;
+            let status = asked
+                .ok()
+                .flatten()
+                .and_then(|row| row.try_get::<Option<String>>("", "status").ok())
+                .flatten();
+            match status.as_deref() {
+                Some("committed") => break CommitOutcome::Committed,
+                Some("aborted") => break CommitOutcome::RolledBack,
+                // "in progress", or no answer yet.
+                _ if started.elapsed() < OUTCOME_ASK_FOR => {
+                    tokio::time::sleep(OUTCOME_ASK_EVERY).await;
+                }
+                _ => break CommitOutcome::Unknown,
+            }
+        };
+        metrics::counter!("onsale_commit_outcome_checks_total", "outcome" => outcome.label())
+            .increment(1);
+        tracing::warn!(
+            xid,
+            outcome = outcome.label(),
+            "a COMMIT's answer was lost; asked PostgreSQL what became of the transaction"
+        );
+        outcome
     }
 }
 
