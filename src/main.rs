@@ -56,9 +56,20 @@ async fn run() -> anyhow::Result<()> {
         }
         Some(Command::ExportSchema) => unreachable!("handled above"),
         Some(Command::Serve) | None => {
-            onsale::telemetry::init_logging(config.log_format);
-            let app = Application::build(config).await?;
-            app.run_until_stopped().await?;
+            let telemetry = match onsale::telemetry::init(config.log_format) {
+                Ok(telemetry) => telemetry,
+                Err(err) => {
+                    eprintln!("onsale: invalid configuration: OTEL_EXPORTER_OTLP_ENDPOINT: {err}");
+                    std::process::exit(2);
+                }
+            };
+            let served = match Application::build(config).await {
+                Ok(app) => app.run_until_stopped().await.map_err(anyhow::Error::from),
+                Err(err) => Err(err),
+            };
+            // Spans of the last requests (and of a failed start) are still queued.
+            telemetry.shutdown().await;
+            served?;
         }
     }
     Ok(())
