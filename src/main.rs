@@ -59,7 +59,8 @@ async fn run() -> anyhow::Result<()> {
             let telemetry = match onsale::telemetry::init(config.log_format) {
                 Ok(telemetry) => telemetry,
                 Err(err) => {
-                    eprintln!("onsale: invalid configuration: OTEL_EXPORTER_OTLP_ENDPOINT: {err}");
+                    // The exporter's message names the variable it could not use.
+                    eprintln!("onsale: invalid configuration: {err}");
                     std::process::exit(2);
                 }
             };

@@ -89,8 +89,8 @@ pub fn init(format: LogFormat) -> Result<Telemetry, ExporterBuildError> {
         .is_ok();
     let provider = match provider {
         Some(provider) if installed => {
+            // For any library that propagates through the global; ours use W3C directly.
             opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-            opentelemetry::global::set_tracer_provider(provider.clone());
             TRACES_ON.store(true, Ordering::Relaxed);
             Some(provider)
         }

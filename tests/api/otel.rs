@@ -368,3 +368,24 @@ async fn without_an_endpoint_nothing_is_exported() {
         assert_eq!(receiver.posts(), 0, "nothing was sent to localhost:4318");
     }
 }
+
+/// An endpoint that is not a URL stops the process at start with one line naming the variable,
+/// as other invalid settings do.
+#[test]
+fn an_invalid_endpoint_stops_the_process_with_one_line() {
+    for var in onsale::telemetry::OTLP_ENDPOINT_VARS {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_onsale"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", "sqlite::memory:")
+            .env("BIND_ADDR", "127.0.0.1:0")
+            .env(var, "not a url")
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line for {var}: {stderr}");
+        assert!(lines[0].contains(var), "names {var}: {stderr}");
+    }
+}
