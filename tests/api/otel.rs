@@ -298,6 +298,126 @@ async fn a_requests_spans_join_the_callers_trace() {
     assert!(status.success(), "exits cleanly: {status}");
 }
 
+/// A stand-in for Stripe's API that answers PaymentIntents and keeps the `traceparent` each
+/// request carried.
+#[derive(Clone, Default)]
+struct FakeStripe {
+    traceparents: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl FakeStripe {
+    async fn start(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port for the fake Stripe");
+        let base = format!("http://{}", listener.local_addr().expect("bound"));
+        let app = axum::Router::new()
+            .route(
+                "/v1/payment_intents",
+                axum::routing::post(
+                    |State(stripe): State<FakeStripe>, headers: HeaderMap| async move {
+                        let traceparent = headers
+                            .get("traceparent")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        stripe
+                            .traceparents
+                            .lock()
+                            .expect("not poisoned")
+                            .push(traceparent);
+                        axum::Json(json!({
+                            "id": "pi_trace_1",
+                            "status": "requires_payment_method",
+                            "amount": 1000,
+                            "currency": "usd",
+                            "client_secret": "pi_trace_1_secret_x",
+                        }))
+                    },
+                ),
+            )
+            .with_state(self.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        base
+    }
+}
+
+/// The Stripe call made while starting a checkout carries `traceparent` naming its own span,
+/// in the caller's trace, so Stripe's side (or a proxy's) lines up with onsale's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_calls_carry_the_trace_onwards() {
+    let receiver = Receiver::default();
+    let endpoint = receiver.start().await;
+    let stripe = FakeStripe::default();
+    let stripe_base = stripe.start().await;
+    let mut child = OnsaleProcess::start(
+        &fresh_sqlite_database(),
+        None,
+        free_port(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("RATE_LIMIT_USER_PER_SEC", "0"),
+            ("STRIPE_SECRET_KEY", "sk_test_trace"),
+            ("STRIPE_API_BASE", stripe_base.as_str()),
+        ],
+    )
+    .await;
+    let (admin, buyer) = tokens();
+    let (event_id, seats) = event_with_seats(&child, &admin).await;
+    let body = gql(
+        &child,
+        &buyer,
+        None,
+        HOLD_SEATS,
+        ops::vars::seats(&event_id, &seats[..1]),
+    )
+    .await;
+    let hold = crate::helpers::hold_id(&body);
+    let caller = CallerTrace::new();
+    let body = gql(
+        &child,
+        &buyer,
+        Some(&caller.traceparent()),
+        crate::payments::START,
+        json!({"h": hold, "k": null}),
+    )
+    .await;
+    assert_eq!(
+        data(&body, "startCheckout")["paymentIntentId"],
+        "pi_trace_1",
+        "{body}"
+    );
+
+    let spans = receiver
+        .wait_for_span(&caller.trace_id, "stripe.create_payment_intent")
+        .await;
+    let stripe_span = spans
+        .iter()
+        .find(|s| s.name == "stripe.create_payment_intent")
+        .expect("waited for");
+    let sent = stripe.traceparents.lock().expect("not poisoned").clone();
+    assert_eq!(
+        sent,
+        [Some(format!(
+            "00-{}-{}-01",
+            caller.trace_id, stripe_span.span_id
+        ))],
+        "Stripe was called once, with the trace and the span of that call"
+    );
+    let checkout = spans
+        .iter()
+        .find(|s| s.name == "start_checkout")
+        .unwrap_or_else(|| panic!("start_checkout is exported: {spans:#?}"));
+    assert!(
+        descends_from(&spans, stripe_span, &checkout.span_id),
+        "the Stripe call runs within start_checkout: {spans:#?}"
+    );
+    let status = child.terminate(Duration::from_secs(15)).await;
+    assert!(status.success(), "exits cleanly: {status}");
+}
+
 /// Spans still queued when the instance is told to stop (SIGTERM) are exported before it
 /// exits, even with a batch delay far longer than the test; `OTEL_SERVICE_NAME` names it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
