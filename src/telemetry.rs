@@ -80,6 +80,9 @@ pub fn init(format: LogFormat) -> Result<Telemetry, ExporterBuildError> {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("onsale"))
             .with_threads(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                !is_exporter_target(meta.target())
+            }))
     });
     let installed = tracing_subscriber::registry()
         .with(log_filter())
@@ -128,6 +131,17 @@ where
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
     }
+}
+
+/// Crates the exporter itself runs on. Their spans (`RUST_LOG=debug` and below) are logged but
+/// not exported: each export would otherwise make spans for the next.
+fn is_exporter_target(target: &str) -> bool {
+    const EXPORTER: [&str; 5] = ["opentelemetry", "reqwest", "hyper", "h2", "rustls"];
+    EXPORTER.iter().any(|krate| {
+        target
+            .strip_prefix(krate)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['_', '-', ':']))
+    })
 }
 
 fn otlp_endpoint_set() -> bool {
@@ -208,4 +222,26 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_exporter_target;
+
+    #[test]
+    fn the_exporters_own_crates_are_not_exported() {
+        for target in [
+            "opentelemetry_sdk",
+            "opentelemetry-otlp",
+            "reqwest::connect",
+            "hyper_util::client::legacy",
+            "h2::proto",
+            "hyper",
+        ] {
+            assert!(is_exporter_target(target), "{target}");
+        }
+        for target in ["onsale::booking::holds", "tower_http::trace", "h2o", "sqlx"] {
+            assert!(!is_exporter_target(target), "{target}");
+        }
+    }
 }
