@@ -50,8 +50,8 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Exports the spans still queued and stops the exporter. Blocks (off the runtime's
-    /// workers) for at most the SDK's export timeout.
+    /// Exports the spans still queued and stops the exporter. Waits (off the runtime's
+    /// workers) at most the SDK's shutdown timeout, 5 s, for a collector that does not answer.
     pub async fn shutdown(self) {
         let Some(provider) = self.provider else {
             return;
