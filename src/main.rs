@@ -56,9 +56,21 @@ async fn run() -> anyhow::Result<()> {
         }
         Some(Command::ExportSchema) => unreachable!("handled above"),
         Some(Command::Serve) | None => {
-            onsale::telemetry::init_logging(config.log_format);
-            let app = Application::build(config).await?;
-            app.run_until_stopped().await?;
+            let telemetry = match onsale::telemetry::init(config.log_format) {
+                Ok(telemetry) => telemetry,
+                Err(err) => {
+                    // The exporter's message names the variable it could not use.
+                    eprintln!("onsale: invalid configuration: {err}");
+                    std::process::exit(2);
+                }
+            };
+            let served = match Application::build(config).await {
+                Ok(app) => app.run_until_stopped().await.map_err(anyhow::Error::from),
+                Err(err) => Err(err),
+            };
+            // Spans of the last requests (and of a failed start) are still queued.
+            telemetry.shutdown().await;
+            served?;
         }
     }
     Ok(())

@@ -113,7 +113,10 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .merge(demo::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         // Answers the client may take compressed (seat maps bring their own compressed bytes).
-        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(SizeAbove::new(1024))))
+        .layer(
+            CompressionLayer::new()
+                .compress_when(DefaultPredicate::new().and(SizeAbove::new(1024))),
+        )
         .layer(cors(cors_origins))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -135,7 +138,23 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                let span = tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id = %id,
+                    otel.name = tracing::field::Empty,
+                    otel.kind = tracing::field::Empty,
+                );
+                if crate::telemetry::traces_enabled() {
+                    span.record(
+                        "otel.name",
+                        format!("{} {}", req.method(), req.uri().path()),
+                    );
+                    span.record("otel.kind", "server");
+                    crate::telemetry::set_remote_parent(&span, req.headers());
+                }
+                span
             },
         ))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))

@@ -474,7 +474,8 @@ impl StripeClient {
             // Percent-encodes each segment; `check_id` already keeps ids plain.
             .extend(path);
 
-        let mut request = self.http.request(method, url).bearer_auth(&self.secret_key);
+        let mut request = crate::telemetry::with_trace_context(self.http.request(method, url))
+            .bearer_auth(&self.secret_key);
         if let Some(key) = idempotency_key.filter(|k| !k.is_empty()) {
             request = request.header("Idempotency-Key", key);
         }

@@ -31,6 +31,7 @@ mod inventory_lifecycle;
 mod inventory_limits;
 mod inventory_upgrade;
 mod live;
+mod otel;
 mod payments;
 mod pg_proxy;
 mod process;

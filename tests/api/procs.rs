@@ -95,6 +95,29 @@ impl OnsaleProcess {
         }
     }
 
+    /// SIGTERM, as an orchestrator stops an instance, and waits (bounded) for the exit.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the process is running");
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("waits for the child") {
+                return status;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("onsale did not exit after SIGTERM:\n{}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await; // polls until it exits
+        }
+    }
+
     /// The last lines of the process's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
