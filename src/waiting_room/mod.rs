@@ -278,9 +278,13 @@ impl WaitingRoomService {
             .await?;
         metrics::counter!("onsale_waiting_room_joins_total").increment(1);
         let standing = standing::standing(&state, &room);
-        let admission_token = self.admission_token(&room, &user.id, &state.tk, &standing)?;
+        let admission_token =
+            self.admission_token(&room, &user.id, &state.tk, state.epoch, &standing)?;
         Ok(TicketView {
-            id: self.inner.tokens.ticket(event_id, &user.id, &state.tk)?,
+            id: self
+                .inner
+                .tokens
+                .ticket(event_id, &user.id, &state.tk, state.epoch)?,
             event_id,
             opens_at_ms: room.opens_at_ms,
             standing,
@@ -293,21 +297,22 @@ impl WaitingRoomService {
         room: &RoomConfig,
         user_id: &str,
         tk: &str,
+        epoch: i64,
         standing: &Standing,
     ) -> Result<Option<String>, AppError> {
         match standing.admission_until_ms {
             Some(until) if standing.admitted && !standing.lapsed => self
                 .inner
                 .tokens
-                .admission(room.event_id, user_id, tk, until)
+                .admission(room.event_id, user_id, tk, epoch, until)
                 .map(Some),
             _ => Ok(None),
         }
     }
 
     /// The rule in front of every hold (and queued request): while the event's room is on,
-    /// the caller must bring a valid admission for this event. `FORBIDDEN` otherwise, saying
-    /// why.
+    /// the caller must bring a valid admission for this event, issued in the room's current
+    /// epoch. `FORBIDDEN` otherwise, saying why; `RETRY_LATER` if Redis cannot tell the epoch.
     #[instrument(skip_all, fields(event.id = event_id, user.id = %user.id), err(level = "debug"))]
     pub async fn require_admission(
         &self,
@@ -339,7 +344,7 @@ impl WaitingRoomService {
             .tokens
             .verify_admission(token, event_id, &user.id, now_ms())
         {
-            Ok(_) => Ok(()),
+            Ok(admission) => self.require_current_epoch(&room, admission.epoch).await,
             Err(refusal) => {
                 let (why, message) = match refusal {
                     AdmissionRefusal::Invalid => (
@@ -367,6 +372,27 @@ impl WaitingRoomService {
                 Err(AppError::Forbidden(message))
             }
         }
+    }
+
+    /// An admission counts only in the epoch it was issued in: once Redis has lost the room's
+    /// state, admissions from before are refused, so the room's `admitted` counter (which
+    /// starts again with the new epoch) is exactly the admissions that work. Without Redis
+    /// nobody can tell, so nobody is let in.
+    async fn require_current_epoch(
+        &self,
+        room: &RoomConfig,
+        epoch: Option<i64>,
+    ) -> Result<(), AppError> {
+        let current = self.store()?.epoch(&RoomKeys::new(&room.queue_key)).await?;
+        if current.is_some() && current == epoch {
+            return Ok(());
+        }
+        metrics::counter!("onsale_waiting_room_refusals_total", "why" => "epoch").increment(1);
+        Err(AppError::Forbidden(format!(
+            "your admission to event {} was issued before the waiting room lost its queue and \
+             started again, so it no longer counts: join the queue again with joinQueue.",
+            room.event_id
+        )))
     }
 
     /// The snapshot channel of an event's room (made on first use).
