@@ -118,6 +118,7 @@ impl Application {
         let waiting_room = WaitingRoomService::connect(
             booking.clone(),
             config.redis_url.clone(),
+            &namespace,
             &config.jwt_secret,
         )
         .await

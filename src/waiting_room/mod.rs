@@ -106,7 +106,7 @@ struct Inner {
     booking: BookingService,
     rooms: config::RoomCache,
     tokens: Tokens,
-    store: Option<Store>,
+    store: Option<Arc<Store>>,
     redis_url: Option<String>,
     /// Per event: the room as this instance's last pacing step saw it.
     snapshots: Mutex<HashMap<i64, watch::Sender<Option<RoomSnapshot>>>>,
@@ -120,17 +120,18 @@ struct Inner {
 
 impl WaitingRoomService {
     /// The service, with its own Redis connection when `redis_url` is set; without it,
-    /// rooms cannot be switched on.
+    /// rooms cannot be switched on. `namespace` is the deployment's Redis namespace.
     pub async fn connect(
         booking: BookingService,
         redis_url: Option<String>,
+        namespace: &str,
         jwt_secret: &str,
     ) -> Result<Self, redis::RedisError> {
         let redis = match &redis_url {
             Some(url) => Some(store::connect(url).await?),
             None => None,
         };
-        Ok(Self::new(booking, redis, redis_url, jwt_secret))
+        Ok(Self::new(booking, redis, redis_url, namespace, jwt_secret))
     }
 
     /// The service on a given connection; `redis` (and its URL) absent means rooms cannot be
@@ -139,16 +140,21 @@ impl WaitingRoomService {
         booking: BookingService,
         redis: Option<ConnectionManager>,
         redis_url: Option<String>,
+        namespace: &str,
         jwt_secret: &str,
     ) -> Self {
-        let rooms = config::RoomCache::new(booking.db().clone());
+        let store = redis.map(|conn| Arc::new(Store::new(conn)));
+        let announcer = store
+            .clone()
+            .map(|store| config::Announcer::new(store, namespace));
+        let rooms = config::RoomCache::new(booking.db().clone(), announcer);
         let (notices, _) = broadcast::channel(4_096);
         Self {
             inner: Arc::new(Inner {
                 booking,
                 rooms,
                 tokens: Tokens::new(jwt_secret),
-                store: redis.map(Store::new),
+                store,
                 redis_url,
                 snapshots: Mutex::default(),
                 notices,
@@ -178,7 +184,7 @@ impl WaitingRoomService {
     }
 
     fn store(&self) -> Result<&Store, AppError> {
-        self.inner.store.as_ref().ok_or_else(Store::unavailable)
+        self.inner.store.as_deref().ok_or_else(Store::unavailable)
     }
 
     fn instance(&self) -> &str {

@@ -119,7 +119,7 @@ impl WaitingRoomService {
             let mut reported_down = false;
             let mut fresh = false;
             loop {
-                let room = match this.inner.rooms.get(ticket.event_id).await {
+                let room = match this.inner.rooms.recent(ticket.event_id).await {
                     Ok(Some(current)) => current,
                     _ => room.clone(),
                 };

@@ -26,6 +26,12 @@ pub const QUEUES_KEY: &str = "onsale:wr:queues";
 /// The consumer group of the request streams.
 pub const GROUP: &str = "workers";
 
+/// The key whose value changes with every room's settings, in a deployment's namespace
+/// (see `config::RoomCache`).
+pub fn settings_key(namespace: &str) -> String {
+    format!("onsale:{namespace}:wr:settings")
+}
+
 /// The waiting room's own Redis connection (reconnecting by itself), so that its bursts and
 /// its longer timeout are independent of the seat gate's.
 pub async fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
@@ -384,6 +390,21 @@ impl Store {
             now_ms,
             epoch,
         })
+    }
+
+    /// The current settings version at `key`; empty if none was ever announced (or Redis
+    /// lost it).
+    pub async fn settings_version(&self, key: &str) -> Result<String, AppError> {
+        let version: Option<String> = self.query(redis::cmd("GET").arg(key).to_owned()).await?;
+        Ok(version.unwrap_or_default())
+    }
+
+    /// Tells every instance that some room's settings changed: a new version at `key`, never
+    /// one seen before (so a Redis that lost the key and counts again cannot repeat one).
+    pub async fn announce_settings(&self, key: &str) -> Result<(), AppError> {
+        let version = uuid::Uuid::new_v4().simple().to_string();
+        self.query::<()>(redis::cmd("SET").arg(key).arg(version).to_owned())
+            .await
     }
 
     /// Reads a room's counters without changing anything.

@@ -200,3 +200,47 @@ async fn redis_restarted_empty_mid_queue_counts_nothing_from_before() {
     app.stop().await;
     drop(redis);
 }
+
+/// Two instances on one database and Redis. Right after a room is switched on through A,
+/// an unadmitted hold on B is refused, although B had just looked the event up (and cached
+/// "no room", later "off"); right after it is switched off, B lets holds through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_room_switched_on_through_one_instance_applies_on_another_at_once() {
+    let redis = redis_url();
+    let a = TestApp::spawn_with(Backend::Postgres, with_redis(&redis)).await;
+    let b = TestApp::spawn_on(&a.database_url, with_redis(&redis)).await;
+    let (event_id, seats) = a.create_event(1, 20).await;
+    let mut free = seats.iter();
+    let alice = b.token("alice");
+
+    // No room yet: B lets a hold through (and remembers there is no room).
+    let seat = free.next().expect("seat");
+    let body = b.hold_seats(&alice, &event_id, &[seat]).await;
+    assert_eq!(data(&body, "holdSeats")["status"], "ACTIVE");
+    for round in 0..5 {
+        let body = configure(&a, &event_id, true, None, 10, 60).await;
+        assert_eq!(data(&body, "configureWaitingRoom")["enabled"], true);
+        let body = b
+            .hold_seats(&alice, &event_id, &[free.next().expect("seat")])
+            .await;
+        assert_eq!(expect_error(&body), "FORBIDDEN", "round {round}: {body}");
+        assert!(message(&body).contains("waiting room"), "{body}");
+        // Joining through B works at once too.
+        let body = b
+            .gql(Some(&alice), ops::JOIN_QUEUE, json!({"e": event_id}))
+            .await;
+        assert!(data(&body, "joinQueue")["id"].is_string(), "{body}");
+
+        let body = configure(&a, &event_id, false, None, 10, 60).await;
+        assert_eq!(data(&body, "configureWaitingRoom")["enabled"], false);
+        let seat = free.next().expect("seat");
+        let body = b.hold_seats(&alice, &event_id, &[seat]).await;
+        assert_eq!(
+            data(&body, "holdSeats")["status"],
+            "ACTIVE",
+            "round {round}: {body}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
