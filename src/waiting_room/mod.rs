@@ -21,7 +21,10 @@
 //!
 //! All queue state lives in Redis and the settings in the database: a restarted instance
 //! picks up where the room was. Without Redis a room cannot be switched on; if Redis is lost,
-//! rooms fail closed: nobody new is let in and joins answer `RETRY_LATER`.
+//! rooms fail closed: nobody new is let in and joins answer `RETRY_LATER`. If Redis comes back
+//! without its data, each room starts a new *epoch* (see `lua/prelude.lua`): tickets and
+//! admissions carry the one they were issued in, so nothing from before counts, and the
+//! counters start again with the queue.
 
 mod config;
 mod notify;
