@@ -99,9 +99,11 @@ impl RoomSettings {
 
 struct Cached {
     room: Option<RoomConfig>,
+    /// When the database read began.
     at: Instant,
-    /// The settings version read just before the room was read from the database.
-    version: String,
+    /// The settings version read just before; `None` if Redis could not say (then it never
+    /// matches one).
+    version: Option<String>,
 }
 
 /// Where settings changes are announced: the waiting room's Redis and the key.
@@ -156,7 +158,16 @@ impl RoomCache {
         rooms
             .get(&event_id)
             .filter(|c| c.at.elapsed() < CACHE_TTL)
-            .filter(|c| version.is_none_or(|v| c.version == v))
+            .filter(|c| version.is_none_or(|v| c.version.as_deref() == Some(v)))
+            .map(|c| c.room.clone())
+    }
+
+    /// The cached room if it was read from the database after `since`.
+    fn read_since(&self, event_id: i64, since: Instant) -> Option<Option<RoomConfig>> {
+        let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        rooms
+            .get(&event_id)
+            .filter(|c| c.at >= since)
             .map(|c| c.room.clone())
     }
 
@@ -168,27 +179,27 @@ impl RoomCache {
         }
     }
 
-    fn store(&self, event_id: i64, room: Option<RoomConfig>, version: String) {
+    fn store(&self, event_id: i64, room: Option<RoomConfig>, at: Instant, version: Option<String>) {
         let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
         if rooms.len() > 100_000 {
             rooms.retain(|_, c| c.at.elapsed() < CACHE_TTL);
         }
-        rooms.insert(
-            event_id,
-            Cached {
-                room,
-                at: Instant::now(),
-                version,
-            },
-        );
+        rooms.insert(event_id, Cached { room, at, version });
     }
 
     /// The event's room, if one was ever configured: as the database has it since the last
     /// change any instance announced (one Redis `GET`; the database itself while Redis
     /// cannot be asked).
     pub async fn get(&self, event_id: i64) -> Result<Option<RoomConfig>, AppError> {
+        let arrived = Instant::now();
         let Some(version) = self.version().await else {
-            return self.load(event_id).await;
+            // Only a database read begun after this request came will do; one at a time, so
+            // a burst shares them.
+            let _one = self.refresh.lock().await;
+            if let Some(room) = self.read_since(event_id, arrived) {
+                return Ok(room);
+            }
+            return self.fresh_under(event_id, None).await;
         };
         if let Some(room) = self.cached(event_id, Some(&version)) {
             return Ok(room);
@@ -197,9 +208,7 @@ impl RoomCache {
         if let Some(room) = self.cached(event_id, Some(&version)) {
             return Ok(room);
         }
-        let room = self.load(event_id).await?;
-        self.store(event_id, room.clone(), version);
-        Ok(room)
+        self.fresh_under(event_id, Some(version)).await
     }
 
     /// [`Self::get`] without asking Redis: up to [`CACHE_TTL`] behind a change. For what only
@@ -316,18 +325,21 @@ impl RoomCache {
     /// The room as the database has it now, cached under the version read just before.
     async fn fresh(&self, event_id: i64) -> Result<Option<RoomConfig>, AppError> {
         let version = self.version().await;
-        let room = self.load(event_id).await?;
-        if let Some(version) = version {
-            self.store(event_id, room.clone(), version);
-        }
-        Ok(room)
+        self.fresh_under(event_id, version).await
     }
 
-    async fn load(&self, event_id: i64) -> Result<Option<RoomConfig>, AppError> {
-        Ok(waiting_room::Entity::find_by_id(event_id)
+    async fn fresh_under(
+        &self,
+        event_id: i64,
+        version: Option<String>,
+    ) -> Result<Option<RoomConfig>, AppError> {
+        let at = Instant::now();
+        let room = waiting_room::Entity::find_by_id(event_id)
             .one(&self.db.conn)
             .await?
-            .map(RoomConfig::of))
+            .map(RoomConfig::of);
+        self.store(event_id, room.clone(), at, version);
+        Ok(room)
     }
 
     pub async fn require_event(&self, event_id: i64) -> Result<(), AppError> {

@@ -17,6 +17,10 @@ use crate::error::AppError;
 /// Longest any waiting-room call to Redis may take. Generous: a slow answer under a burst
 /// must not close the room; a Redis that is gone fails at once anyway (connection refused).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a room look-up waits for the settings version: every hold makes one, so a stalled
+/// Redis must not hold them up longer than it holds up the seat gate; past it, the database
+/// is asked instead.
+const VERSION_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long idle room state is kept in Redis after its last change.
 pub const KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
 /// The pub/sub channel announcing new work and answered requests to every instance.
@@ -395,8 +399,15 @@ impl Store {
     /// The current settings version at `key`; empty if none was ever announced (or Redis
     /// lost it).
     pub async fn settings_version(&self, key: &str) -> Result<String, AppError> {
-        let version: Option<String> = self.query(redis::cmd("GET").arg(key).to_owned()).await?;
-        Ok(version.unwrap_or_default())
+        let mut conn = self.conn.clone();
+        let result = tokio::time::timeout(
+            VERSION_TIMEOUT,
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<String>>(&mut conn),
+        )
+        .await;
+        Ok(self.outcome(result)?.unwrap_or_default())
     }
 
     /// Tells every instance that some room's settings changed: a new version at `key`, never
