@@ -119,6 +119,7 @@ impl Application {
         let waiting_room = WaitingRoomService::connect(
             booking.clone(),
             config.redis.clone(),
+            &namespace,
             &config.jwt_secret,
         )
         .await

@@ -1,18 +1,26 @@
 //! A waiting room's settings: stored in the database (the source of truth, which survives a
 //! lost Redis), cached per process for a second so that holds do not pay a query each.
+//!
+//! A change must reach every instance before the mutation that made it returns (a room
+//! switched on must refuse unadmitted holds everywhere at once). So every change also sets a
+//! new *settings version* in Redis, and a look-up reads it (one `GET`) and trusts a cached
+//! room only if it was read from the database under that same version. While Redis cannot
+//! be asked, look-ups read the database.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
 
+use super::store::{Store, settings_key};
 use crate::db::Db;
 use crate::domain::clock::now_ms;
 use crate::error::AppError;
 use entity::{event, waiting_room};
 
-/// How long a cached room setting is trusted (other instances see a change within this).
+/// How long a cached room setting is trusted at most, even under an unchanged version (a
+/// change whose announcement failed is seen within this).
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Defaults of a room that was never configured (a row is made for queued booking).
@@ -91,12 +99,42 @@ impl RoomSettings {
 
 struct Cached {
     room: Option<RoomConfig>,
+    /// When the database read began.
     at: Instant,
+    /// The settings version read just before; `None` if Redis could not say (then it never
+    /// matches one).
+    version: Option<String>,
+}
+
+/// Where settings changes are announced: the waiting room's Redis and the key.
+pub struct Announcer {
+    store: Arc<Store>,
+    key: String,
+}
+
+impl Announcer {
+    pub fn new(store: Arc<Store>, namespace: &str) -> Self {
+        Self {
+            store,
+            key: settings_key(namespace),
+        }
+    }
+
+    /// The version now; `None` if Redis cannot say (it just failed, or fails now).
+    async fn current(&self) -> Option<String> {
+        if !self.store.healthy() {
+            return None;
+        }
+        self.store.settings_version(&self.key).await.ok()
+    }
 }
 
 /// Room settings by event, read through a short per-process cache.
 pub struct RoomCache {
     db: Db,
+    /// `None` without Redis: no room can be switched on, and the cache's age is its only
+    /// bound, as before rooms were switched on anywhere.
+    announcer: Option<Announcer>,
     rooms: Mutex<HashMap<i64, Cached>>,
     enabled: Mutex<Option<(Vec<RoomConfig>, Instant)>>,
     /// One database read per stale entry, however many requests find it stale at once.
@@ -104,47 +142,82 @@ pub struct RoomCache {
 }
 
 impl RoomCache {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, announcer: Option<Announcer>) -> Self {
         Self {
             db,
+            announcer,
             rooms: Mutex::default(),
             enabled: Mutex::default(),
             refresh: tokio::sync::Mutex::new(()),
         }
     }
 
-    fn cached(&self, event_id: i64) -> Option<Option<RoomConfig>> {
+    /// The cached room if it is recent and, with `version`, read under that version.
+    fn cached(&self, event_id: i64, version: Option<&str>) -> Option<Option<RoomConfig>> {
         let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
         rooms
             .get(&event_id)
             .filter(|c| c.at.elapsed() < CACHE_TTL)
+            .filter(|c| version.is_none_or(|v| c.version.as_deref() == Some(v)))
             .map(|c| c.room.clone())
     }
 
-    fn store(&self, event_id: i64, room: Option<RoomConfig>) {
+    /// The cached room if it was read from the database after `since`.
+    fn read_since(&self, event_id: i64, since: Instant) -> Option<Option<RoomConfig>> {
+        let rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        rooms
+            .get(&event_id)
+            .filter(|c| c.at >= since)
+            .map(|c| c.room.clone())
+    }
+
+    /// The settings version now: empty without Redis, `None` if Redis cannot say.
+    async fn version(&self) -> Option<String> {
+        match &self.announcer {
+            Some(announcer) => announcer.current().await,
+            None => Some(String::new()),
+        }
+    }
+
+    fn store(&self, event_id: i64, room: Option<RoomConfig>, at: Instant, version: Option<String>) {
         let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
         if rooms.len() > 100_000 {
             rooms.retain(|_, c| c.at.elapsed() < CACHE_TTL);
         }
-        rooms.insert(
-            event_id,
-            Cached {
-                room,
-                at: Instant::now(),
-            },
-        );
+        rooms.insert(event_id, Cached { room, at, version });
     }
 
-    /// The event's room, if one was ever configured (at most [`CACHE_TTL`] old).
+    /// The event's room, if one was ever configured: as the database has it since the last
+    /// change any instance announced (one Redis `GET`; the database itself while Redis
+    /// cannot be asked).
     pub async fn get(&self, event_id: i64) -> Result<Option<RoomConfig>, AppError> {
-        if let Some(room) = self.cached(event_id) {
+        let arrived = Instant::now();
+        let Some(version) = self.version().await else {
+            // Only a database read begun after this request came will do; one at a time, so
+            // a burst shares them.
+            let _one = self.refresh.lock().await;
+            if let Some(room) = self.read_since(event_id, arrived) {
+                return Ok(room);
+            }
+            return self.fresh_under(event_id, None).await;
+        };
+        if let Some(room) = self.cached(event_id, Some(&version)) {
             return Ok(room);
         }
         let _one = self.refresh.lock().await;
-        if let Some(room) = self.cached(event_id) {
+        if let Some(room) = self.cached(event_id, Some(&version)) {
             return Ok(room);
         }
-        self.fresh(event_id).await
+        self.fresh_under(event_id, Some(version)).await
+    }
+
+    /// [`Self::get`] without asking Redis: up to [`CACHE_TTL`] behind a change. For what only
+    /// shows a room (a follower's estimates), never for what it lets in.
+    pub async fn recent(&self, event_id: i64) -> Result<Option<RoomConfig>, AppError> {
+        match self.cached(event_id, None) {
+            Some(room) => Ok(room),
+            None => self.get(event_id).await,
+        }
     }
 
     /// The event's room row, made (switched off) if there is none yet; `NOT_FOUND` if the
@@ -210,6 +283,21 @@ impl RoomCache {
             .exec(&self.db.conn)
             .await?;
         *self.enabled.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        if let Some(announcer) = &self.announcer
+            && let Err(err) = announcer.store.announce_settings(&announcer.key).await
+        {
+            // Switched off, the others keep asking for admissions a second longer at most
+            // (or read the database, if Redis fails them too): that lets nobody in.
+            if settings.enabled {
+                return Err(AppError::retry_later(
+                    1_000,
+                    "the waiting room's settings are saved, but the other instances cannot be \
+                     told at once (Redis cannot be reached): configure the room again once \
+                     Redis answers",
+                ));
+            }
+            tracing::warn!(event.id = event_id, error = %err, "a switched-off waiting room could not be announced");
+        }
         self.fresh(event_id).await?.ok_or_else(|| {
             AppError::Internal(format!("the waiting room of event {event_id} vanished"))
         })
@@ -234,12 +322,23 @@ impl RoomCache {
         Ok(rooms)
     }
 
+    /// The room as the database has it now, cached under the version read just before.
     async fn fresh(&self, event_id: i64) -> Result<Option<RoomConfig>, AppError> {
+        let version = self.version().await;
+        self.fresh_under(event_id, version).await
+    }
+
+    async fn fresh_under(
+        &self,
+        event_id: i64,
+        version: Option<String>,
+    ) -> Result<Option<RoomConfig>, AppError> {
+        let at = Instant::now();
         let room = waiting_room::Entity::find_by_id(event_id)
             .one(&self.db.conn)
             .await?
             .map(RoomConfig::of);
-        self.store(event_id, room.clone());
+        self.store(event_id, room.clone(), at, version);
         Ok(room)
     }
 

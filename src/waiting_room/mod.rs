@@ -21,7 +21,10 @@
 //!
 //! All queue state lives in Redis and the settings in the database: a restarted instance
 //! picks up where the room was. Without Redis a room cannot be switched on; if Redis is lost,
-//! rooms fail closed: nobody new is let in and joins answer `RETRY_LATER`.
+//! rooms fail closed: nobody new is let in and joins answer `RETRY_LATER`. If Redis comes back
+//! without its data, each room starts a new *epoch* (see `lua/prelude.lua`): tickets and
+//! admissions carry the one they were issued in, so nothing from before counts, and the
+//! counters start again with the queue.
 
 mod config;
 mod notify;
@@ -106,7 +109,7 @@ struct Inner {
     booking: BookingService,
     rooms: config::RoomCache,
     tokens: Tokens,
-    store: Option<Store>,
+    store: Option<Arc<Store>>,
     redis: Option<RedisTarget>,
     /// Per event: the room as this instance's last pacing step saw it.
     snapshots: Mutex<HashMap<i64, watch::Sender<Option<RoomSnapshot>>>>,
@@ -120,17 +123,18 @@ struct Inner {
 
 impl WaitingRoomService {
     /// The service, with its own Redis connection when `redis` is set; without it, rooms
-    /// cannot be switched on.
+    /// cannot be switched on. `namespace` is the deployment's Redis namespace.
     pub async fn connect(
         booking: BookingService,
         redis: Option<RedisTarget>,
+        namespace: &str,
         jwt_secret: &str,
     ) -> Result<Self, redis::RedisError> {
         let conn = match &redis {
             Some(target) => Some(store::connect(target).await?),
             None => None,
         };
-        Ok(Self::new(booking, conn, redis, jwt_secret))
+        Ok(Self::new(booking, conn, redis, namespace, jwt_secret))
     }
 
     /// The service on a given connection; `conn` (and its target) absent means rooms cannot
@@ -139,16 +143,21 @@ impl WaitingRoomService {
         booking: BookingService,
         conn: Option<RedisConn>,
         redis: Option<RedisTarget>,
+        namespace: &str,
         jwt_secret: &str,
     ) -> Self {
-        let rooms = config::RoomCache::new(booking.db().clone());
+        let store = conn.map(|conn| Arc::new(Store::new(conn)));
+        let announcer = store
+            .clone()
+            .map(|store| config::Announcer::new(store, namespace));
+        let rooms = config::RoomCache::new(booking.db().clone(), announcer);
         let (notices, _) = broadcast::channel(4_096);
         Self {
             inner: Arc::new(Inner {
                 booking,
                 rooms,
                 tokens: Tokens::new(jwt_secret),
-                store: conn.map(Store::new),
+                store,
                 redis,
                 snapshots: Mutex::default(),
                 notices,
@@ -178,7 +187,7 @@ impl WaitingRoomService {
     }
 
     fn store(&self) -> Result<&Store, AppError> {
-        self.inner.store.as_ref().ok_or_else(Store::unavailable)
+        self.inner.store.as_deref().ok_or_else(Store::unavailable)
     }
 
     fn instance(&self) -> &str {
@@ -278,9 +287,13 @@ impl WaitingRoomService {
             .await?;
         metrics::counter!("onsale_waiting_room_joins_total").increment(1);
         let standing = standing::standing(&state, &room);
-        let admission_token = self.admission_token(&room, &user.id, &state.tk, &standing)?;
+        let admission_token =
+            self.admission_token(&room, &user.id, &state.tk, state.epoch, &standing)?;
         Ok(TicketView {
-            id: self.inner.tokens.ticket(event_id, &user.id, &state.tk)?,
+            id: self
+                .inner
+                .tokens
+                .ticket(event_id, &user.id, &state.tk, state.epoch)?,
             event_id,
             opens_at_ms: room.opens_at_ms,
             standing,
@@ -293,21 +306,22 @@ impl WaitingRoomService {
         room: &RoomConfig,
         user_id: &str,
         tk: &str,
+        epoch: i64,
         standing: &Standing,
     ) -> Result<Option<String>, AppError> {
         match standing.admission_until_ms {
             Some(until) if standing.admitted && !standing.lapsed => self
                 .inner
                 .tokens
-                .admission(room.event_id, user_id, tk, until)
+                .admission(room.event_id, user_id, tk, epoch, until)
                 .map(Some),
             _ => Ok(None),
         }
     }
 
     /// The rule in front of every hold (and queued request): while the event's room is on,
-    /// the caller must bring a valid admission for this event. `FORBIDDEN` otherwise, saying
-    /// why.
+    /// the caller must bring a valid admission for this event, issued in the room's current
+    /// epoch. `FORBIDDEN` otherwise, saying why; `RETRY_LATER` if Redis cannot tell the epoch.
     #[instrument(skip_all, fields(event.id = event_id, user.id = %user.id), err(level = "debug"))]
     pub async fn require_admission(
         &self,
@@ -339,7 +353,7 @@ impl WaitingRoomService {
             .tokens
             .verify_admission(token, event_id, &user.id, now_ms())
         {
-            Ok(_) => Ok(()),
+            Ok(admission) => self.require_current_epoch(&room, admission.epoch).await,
             Err(refusal) => {
                 let (why, message) = match refusal {
                     AdmissionRefusal::Invalid => (
@@ -367,6 +381,27 @@ impl WaitingRoomService {
                 Err(AppError::Forbidden(message))
             }
         }
+    }
+
+    /// An admission counts only in the epoch it was issued in: once Redis has lost the room's
+    /// state, admissions from before are refused, so the room's `admitted` counter (which
+    /// starts again with the new epoch) is exactly the admissions that work. Without Redis
+    /// nobody can tell, so nobody is let in.
+    async fn require_current_epoch(
+        &self,
+        room: &RoomConfig,
+        epoch: Option<i64>,
+    ) -> Result<(), AppError> {
+        let current = self.store()?.epoch(&RoomKeys::new(&room.queue_key)).await?;
+        if current.is_some() && current == epoch {
+            return Ok(());
+        }
+        metrics::counter!("onsale_waiting_room_refusals_total", "why" => "epoch").increment(1);
+        Err(AppError::Forbidden(format!(
+            "your admission to event {} was issued before the waiting room lost its queue and \
+             started again, so it no longer counts: join the queue again with joinQueue.",
+            room.event_id
+        )))
     }
 
     /// The snapshot channel of an event's room (made on first use).

@@ -119,7 +119,7 @@ impl WaitingRoomService {
             let mut reported_down = false;
             let mut fresh = false;
             loop {
-                let room = match this.inner.rooms.get(ticket.event_id).await {
+                let room = match this.inner.rooms.recent(ticket.event_id).await {
                     Ok(Some(current)) => current,
                     _ => room.clone(),
                 };
@@ -129,6 +129,8 @@ impl WaitingRoomService {
                 let snapshot = *rx.borrow_and_update();
                 let local = fresh
                     && match (&mut state, snapshot) {
+                        // A step in another epoch (Redis lost the room) says nothing of this ticket.
+                        (Some(st), Some(sn)) if st.epoch != sn.epoch => false,
                         (Some(st), Some(sn)) if st.queue_number > 0 && sn.admitted_upto < st.queue_number => {
                             st.admitted_upto = sn.admitted_upto;
                             st.tail = sn.tail;
@@ -144,13 +146,22 @@ impl WaitingRoomService {
                     };
                 if !local {
                     let looked_up = match this.store() {
-                        Ok(store) => store.status(&keys, &ticket.user_id, &ticket.tk).await,
+                        Ok(store) => store.status(&keys, &ticket.user_id, &ticket.tk, ticket.epoch).await,
                         Err(err) => Err(err),
                     };
                     match looked_up {
-                        Ok(st) => {
+                        Ok(Some(st)) => {
                             state = Some(st);
                             reported_down = false;
+                        }
+                        Ok(None) => {
+                            yield Err(AppError::NotFound(
+                                "this queue ticket does not exist: the waiting room lost its queue \
+                                 and started again, so tickets from before do not count; join the \
+                                 queue again with joinQueue"
+                                    .into(),
+                            ));
+                            break;
                         }
                         Err(err) => {
                             if !reported_down {
@@ -165,7 +176,7 @@ impl WaitingRoomService {
                     let shown = (standing.position, standing.admitted, standing.waiting_for_opening);
                     if last != Some(shown) {
                         last = Some(shown);
-                        match this.admission_token(&room, &ticket.user_id, &ticket.tk, &standing) {
+                        match this.admission_token(&room, &ticket.user_id, &ticket.tk, st.epoch, &standing) {
                             Ok(admission_token) => yield Ok(QueueStatusView {
                                 ticket_id: ticket_id.clone(),
                                 standing: standing.clone(),

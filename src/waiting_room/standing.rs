@@ -95,6 +95,7 @@ mod tests {
             opened: q > 0,
             now_ms: now,
             tail: 100,
+            epoch: 1,
         }
     }
 

@@ -17,6 +17,10 @@ use crate::redis_client::{RedisConn, RedisTarget};
 /// Longest any waiting-room call to Redis may take. Generous: a slow answer under a burst
 /// must not close the room; a Redis that is gone fails at once anyway (connection refused).
 const REDIS_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a room look-up waits for the settings version: every hold makes one, so a stalled
+/// Redis must not hold them up longer than it holds up the seat gate; past it, the database
+/// is asked instead.
+const VERSION_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long idle room state is kept in Redis after its last change.
 pub const KEEP_MS: i64 = 7 * 24 * 3600 * 1000;
 /// The pub/sub channel announcing new work and answered requests to every instance.
@@ -25,6 +29,12 @@ pub const NOTIFY_CHANNEL: &str = "onsale:wr:notify";
 pub const QUEUES_KEY: &str = "onsale:wr:queues";
 /// The consumer group of the request streams.
 pub const GROUP: &str = "workers";
+
+/// The key whose value changes with every room's settings, in a deployment's namespace
+/// (see `config::RoomCache`).
+pub fn settings_key(namespace: &str) -> String {
+    format!("onsale:{namespace}:wr:settings")
+}
 
 /// The waiting room's own Redis connection (reconnecting by itself), so that its bursts and
 /// its longer timeout are independent of the seat gate's.
@@ -52,7 +62,8 @@ impl RoomKeys {
         }
     }
 
-    /// Hash: `opened`, `opened_at`, `lobby_joined`, `tail`, `admitted`, `credit`, `last_ms`.
+    /// Hash: `epoch`, `opened`, `opened_at`, `lobby_joined`, `tail`, `admitted`, `credit`,
+    /// `last_ms`.
     pub fn meta(&self) -> String {
         format!("{}:meta", self.prefix)
     }
@@ -107,15 +118,18 @@ const PRELUDE: &str = include_str!("lua/prelude.lua");
 static JOIN: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{PRELUDE}{}", include_str!("lua/join.lua"))));
 
-/// KEYS: meta, lobby, admits. ARGV: user, ticket. Returns [`TicketState`].
+/// KEYS: meta, lobby, admits. ARGV: user, ticket, the ticket's epoch. Returns
+/// [`TicketState`], or nil if the ticket is of another epoch (issued before Redis lost the
+/// room's state).
 static STATUS: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{PRELUDE}{}", include_str!("lua/status.lua"))));
 
 /// One pacing step, shared by all instances: credit accrues at `rate` per second of Redis
 /// time since the last step (whoever ran it), and whole credits let people in. Credit is
 /// never saved up: at most `max_dt_ms` counts per step, and unused whole credits lapse.
-/// KEYS: meta, lobby, admits. ARGV: opens_at_ms, rate, max_dt_ms, keep_ms.
-/// Returns [`RoomSnapshot`] fields: opened, admitted, tail, lobby_joined, admitted now, now.
+/// KEYS: meta, lobby, admits, tickets. ARGV: opens_at_ms, rate, max_dt_ms, keep_ms.
+/// Returns [`RoomSnapshot`] fields: opened, admitted, tail, lobby_joined, admitted now, now,
+/// epoch.
 static PACE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{PRELUDE}{}", include_str!("lua/pace.lua"))));
 
@@ -172,6 +186,8 @@ pub struct TicketState {
     pub now_ms: i64,
     /// The last queue number handed out.
     pub tail: i64,
+    /// The room's epoch (see `room_epoch` in `lua/prelude.lua`).
+    pub epoch: i64,
 }
 
 /// The room as one pacing step left it.
@@ -184,6 +200,8 @@ pub struct RoomSnapshot {
     /// How many this step let in.
     pub let_in: i64,
     pub now_ms: i64,
+    /// The room's epoch; 0 if it has none yet.
+    pub epoch: i64,
 }
 
 /// What the worker got from [`Store::next_request`].
@@ -203,7 +221,15 @@ pub struct Store {
     healthy: AtomicBool,
 }
 
-type Row8 = (String, i64, i64, i64, i64, i64, i64, i64);
+type Row9 = (String, i64, i64, i64, i64, i64, i64, i64, i64);
+type PaceRow = (i64, i64, i64, i64, i64, i64, i64);
+type MetaRow = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
 impl Store {
     pub fn new(conn: RedisConn) -> Self {
@@ -295,7 +321,7 @@ impl Store {
     ) -> Result<TicketState, AppError> {
         // 53 random bits: exact as a Redis score, so draws never round into ties.
         let draw = rand::random::<u64>() >> 11;
-        let row: Row8 = self
+        let row: Row9 = self
             .eval(
                 &JOIN,
                 &[keys.meta(), keys.tickets(), keys.lobby(), keys.admits()],
@@ -311,20 +337,33 @@ impl Store {
         Ok(ticket_state(row))
     }
 
+    /// Where a ticket stands; `None` if it is of another epoch than the room's (a ticket
+    /// without one, `None`, is of none).
     pub async fn status(
         &self,
         keys: &RoomKeys,
         user_id: &str,
         tk: &str,
-    ) -> Result<TicketState, AppError> {
-        let row: Row8 = self
+        epoch: Option<i64>,
+    ) -> Result<Option<TicketState>, AppError> {
+        let row: Option<Row9> = self
             .eval(
                 &STATUS,
                 &[keys.meta(), keys.lobby(), keys.admits()],
-                &[user_id.to_owned(), tk.to_owned()],
+                &[
+                    user_id.to_owned(),
+                    tk.to_owned(),
+                    epoch.map(|e| e.to_string()).unwrap_or_default(),
+                ],
             )
             .await?;
-        Ok(ticket_state(row))
+        Ok(row.map(ticket_state))
+    }
+
+    /// The room's epoch; `None` if it has none (nothing was issued in this life of Redis).
+    pub async fn epoch(&self, keys: &RoomKeys) -> Result<Option<i64>, AppError> {
+        self.query(redis::cmd("HGET").arg(keys.meta()).arg("epoch").to_owned())
+            .await
     }
 
     pub async fn pace(
@@ -334,17 +373,10 @@ impl Store {
         rate: u32,
         max_dt_ms: i64,
     ) -> Result<RoomSnapshot, AppError> {
-        let (opened, admitted_upto, tail, lobby_joined, let_in, now_ms): (
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-        ) = self
+        let (opened, admitted_upto, tail, lobby_joined, let_in, now_ms, epoch): PaceRow = self
             .eval(
                 &PACE,
-                &[keys.meta(), keys.lobby(), keys.admits()],
+                &[keys.meta(), keys.lobby(), keys.admits(), keys.tickets()],
                 &[
                     opens_at_ms.to_string(),
                     rate.to_string(),
@@ -360,17 +392,35 @@ impl Store {
             lobby_joined,
             let_in,
             now_ms,
+            epoch,
         })
+    }
+
+    /// The current settings version at `key`; empty if none was ever announced (or Redis
+    /// lost it).
+    pub async fn settings_version(&self, key: &str) -> Result<String, AppError> {
+        let mut conn = self.conn.clone();
+        let result = tokio::time::timeout(
+            VERSION_TIMEOUT,
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<String>>(&mut conn),
+        )
+        .await;
+        Ok(self.outcome(result)?.unwrap_or_default())
+    }
+
+    /// Tells every instance that some room's settings changed: a new version at `key`, never
+    /// one seen before (so a Redis that lost the key and counts again cannot repeat one).
+    pub async fn announce_settings(&self, key: &str) -> Result<(), AppError> {
+        let version = uuid::Uuid::new_v4().simple().to_string();
+        self.query::<()>(redis::cmd("SET").arg(key).arg(version).to_owned())
+            .await
     }
 
     /// Reads a room's counters without changing anything.
     pub async fn snapshot(&self, keys: &RoomKeys) -> Result<RoomSnapshot, AppError> {
-        let (opened, admitted, tail, lobby_joined): (
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-        ) = self
+        let (opened, admitted, tail, lobby_joined, epoch): MetaRow = self
             .query(
                 redis::cmd("HMGET")
                     .arg(keys.meta())
@@ -378,6 +428,7 @@ impl Store {
                     .arg("admitted")
                     .arg("tail")
                     .arg("lobby_joined")
+                    .arg("epoch")
                     .to_owned(),
             )
             .await?;
@@ -388,6 +439,7 @@ impl Store {
             lobby_joined: lobby_joined.unwrap_or(0),
             let_in: 0,
             now_ms: crate::domain::clock::now_ms(),
+            epoch: epoch.unwrap_or(0),
         })
     }
 
@@ -552,8 +604,18 @@ fn parse_next(reply: Vec<Option<String>>) -> Next {
     }
 }
 
-fn ticket_state(row: Row8) -> TicketState {
-    let (tk, queue_number, admitted_upto, admitted_at_ms, lobby_joined, opened, now_ms, tail) = row;
+fn ticket_state(row: Row9) -> TicketState {
+    let (
+        tk,
+        queue_number,
+        admitted_upto,
+        admitted_at_ms,
+        lobby_joined,
+        opened,
+        now_ms,
+        tail,
+        epoch,
+    ) = row;
     TicketState {
         tk,
         queue_number,
@@ -563,5 +625,6 @@ fn ticket_state(row: Row8) -> TicketState {
         opened: opened == 1,
         now_ms,
         tail,
+        epoch,
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! They are signed with a key derived from `JWT_SECRET` (HMAC of a fixed label), never with
 //! the secret itself, and carry no `sub`: neither can ever pass as a bearer token. Both are
-//! deterministic (no issue time inside), so asking twice yields the very same string.
+//! deterministic (no issue time inside), so asking twice yields the very same string. Both
+//! carry the room's epoch, the life of its Redis state they were issued in: after Redis loses
+//! that state, neither counts any more.
 
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -24,6 +26,9 @@ struct Claims {
     /// Which of the user's tickets for this event (`L<n>`: joined the lobby before the
     /// opening as its n-th arrival; `Q<n>`: queue number n).
     tkt: String,
+    /// The room's epoch at issue (absent from tokens made before epochs existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    epc: Option<i64>,
     /// Admissions only: end of the admission window, Unix seconds (for clients) …
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exp: Option<i64>,
@@ -39,6 +44,8 @@ pub struct Ticket {
     pub user_id: String,
     /// The ticket's place in the room's Redis state (see [`Claims::tkt`]).
     pub tk: String,
+    /// The room's epoch it was issued in.
+    pub epoch: Option<i64>,
 }
 
 /// A verified admission.
@@ -47,6 +54,8 @@ pub struct Admission {
     pub event_id: i64,
     pub user_id: String,
     pub until_ms: i64,
+    /// The room's epoch it was issued in.
+    pub epoch: Option<i64>,
 }
 
 /// Why an admission token was refused.
@@ -78,24 +87,32 @@ impl Tokens {
         }
     }
 
-    /// The ticket id for `user`'s ticket `tk` in `event_id`'s queue.
-    pub fn ticket(&self, event_id: i64, user_id: &str, tk: &str) -> Result<String, AppError> {
+    /// The ticket id for `user`'s ticket `tk` in `event_id`'s queue, in the room's `epoch`.
+    pub fn ticket(
+        &self,
+        event_id: i64,
+        user_id: &str,
+        tk: &str,
+        epoch: i64,
+    ) -> Result<String, AppError> {
         self.sign(&Claims {
             typ: TICKET.into(),
             evt: event_id,
             uid: user_id.to_owned(),
             tkt: tk.to_owned(),
+            epc: Some(epoch),
             exp: None,
             until_ms: None,
         })
     }
 
-    /// The admission of ticket `tk`, valid until `until_ms`.
+    /// The admission of ticket `tk` in the room's `epoch`, valid until `until_ms`.
     pub fn admission(
         &self,
         event_id: i64,
         user_id: &str,
         tk: &str,
+        epoch: i64,
         until_ms: i64,
     ) -> Result<String, AppError> {
         self.sign(&Claims {
@@ -103,6 +120,7 @@ impl Tokens {
             evt: event_id,
             uid: user_id.to_owned(),
             tkt: tk.to_owned(),
+            epc: Some(epoch),
             exp: Some(until_ms.div_euclid(1000)),
             until_ms: Some(until_ms),
         })
@@ -115,6 +133,7 @@ impl Tokens {
                 event_id: c.evt,
                 user_id: c.uid,
                 tk: c.tkt,
+                epoch: c.epc,
             }),
             _ => Err(AppError::NotFound(
                 "this queue ticket does not exist".into(),
@@ -145,6 +164,7 @@ impl Tokens {
             event_id,
             user_id: claims.uid,
             until_ms,
+            epoch: claims.epc,
         })
     }
 
@@ -184,12 +204,13 @@ mod tests {
     #[test]
     fn tickets_are_deterministic_and_bound() {
         let tokens = Tokens::new("a-secret-of-sixteen-chars");
-        let a = tokens.ticket(7, "alice", "Q12").expect("sign");
-        assert_eq!(a, tokens.ticket(7, "alice", "Q12").expect("sign"));
+        let a = tokens.ticket(7, "alice", "Q12", 42).expect("sign");
+        assert_eq!(a, tokens.ticket(7, "alice", "Q12", 42).expect("sign"));
+        assert_ne!(a, tokens.ticket(7, "alice", "Q12", 43).expect("sign"));
         let t = tokens.verify_ticket(&a).expect("verify");
         assert_eq!(
-            (t.event_id, t.user_id.as_str(), t.tk.as_str()),
-            (7, "alice", "Q12")
+            (t.event_id, t.user_id.as_str(), t.tk.as_str(), t.epoch),
+            (7, "alice", "Q12", Some(42))
         );
         let other = Tokens::new("another-secret-of-16-chars");
         assert!(other.verify_ticket(&a).is_err());
@@ -198,8 +219,15 @@ mod tests {
     #[test]
     fn admissions_are_scoped_and_expire() {
         let tokens = Tokens::new("a-secret-of-sixteen-chars");
-        let adm = tokens.admission(7, "alice", "Q1", 10_000).expect("sign");
-        assert!(tokens.verify_admission(&adm, 7, "alice", 9_999).is_ok());
+        let adm = tokens
+            .admission(7, "alice", "Q1", 42, 10_000)
+            .expect("sign");
+        assert_eq!(
+            tokens
+                .verify_admission(&adm, 7, "alice", 9_999)
+                .map(|a| a.epoch),
+            Ok(Some(42))
+        );
         assert_eq!(
             tokens.verify_admission(&adm, 8, "alice", 0),
             Err(AdmissionRefusal::OtherEventOrUser)
@@ -213,7 +241,7 @@ mod tests {
             Err(AdmissionRefusal::Expired { until_ms: 10_000 })
         );
         // A ticket is not an admission, and neither is a bearer token.
-        let ticket = tokens.ticket(7, "alice", "Q1").expect("sign");
+        let ticket = tokens.ticket(7, "alice", "Q1", 42).expect("sign");
         assert_eq!(
             tokens.verify_admission(&ticket, 7, "alice", 0),
             Err(AdmissionRefusal::Invalid)

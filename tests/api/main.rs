@@ -48,5 +48,6 @@ mod stripe_client;
 mod surge;
 mod tickets;
 mod waiting_room;
+mod waiting_room_loss;
 mod webhooks;
 mod ws;

@@ -19,11 +19,11 @@ use ops::{
     SEAT_REQUEST, SEAT_REQUEST_UPDATES, WAITING_ROOM as ROOM,
 };
 
-fn with_redis(url: &str) -> Options {
+pub(crate) fn with_redis(url: &str) -> Options {
     Options::default().set("REDIS_URL", url)
 }
 
-async fn configure(
+pub(crate) async fn configure(
     app: &TestApp,
     event_id: &str,
     enabled: bool,
@@ -45,12 +45,12 @@ async fn configure(
     .await
 }
 
-async fn join(app: &TestApp, token: &str, event_id: &str) -> Value {
+pub(crate) async fn join(app: &TestApp, token: &str, event_id: &str) -> Value {
     retrying(|| app.gql(Some(token), JOIN, json!({"e": event_id}))).await
 }
 
 /// POSTs an operation with an optional admission header.
-async fn post_admitted(
+pub(crate) async fn post_admitted(
     app: &TestApp,
     token: &str,
     admission: Option<&str>,
@@ -70,14 +70,14 @@ async fn post_admitted(
     resp.json().await.expect("json body")
 }
 
-fn message(body: &Value) -> String {
+pub(crate) fn message(body: &Value) -> String {
     body["errors"][0]["message"]
         .as_str()
         .unwrap_or_default()
         .to_owned()
 }
 
-async fn admin_room(app: &TestApp, event_id: &str) -> Value {
+pub(crate) async fn admin_room(app: &TestApp, event_id: &str) -> Value {
     let body = app
         .gql(Some(&app.admin_token()), ROOM, json!({"e": event_id}))
         .await;

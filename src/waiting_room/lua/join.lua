@@ -1,5 +1,6 @@
 local meta, tickets, lobby, admits = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local user = ARGV[1]
+room_epoch(meta, {tickets, lobby, admits})
 local now = now_ms()
 local opened = open_if_due(meta, lobby, now, tonumber(ARGV[3]))
 local tk = redis.call('HGET', tickets, user)

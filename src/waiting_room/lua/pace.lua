@@ -1,4 +1,5 @@
 local meta, lobby, admits = KEYS[1], KEYS[2], KEYS[3]
+room_epoch(meta, {lobby, admits, KEYS[4]})
 local now = now_ms()
 local let_in = 0
 if open_if_due(meta, lobby, now, tonumber(ARGV[1])) then
@@ -19,5 +20,5 @@ if open_if_due(meta, lobby, now, tonumber(ARGV[1])) then
     for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[4]) end
   end
 end
-local m = redis.call('HMGET', meta, 'opened', 'admitted', 'tail', 'lobby_joined')
-return {num(m[1]), num(m[2]), num(m[3]), num(m[4]), let_in, now}
+local m = redis.call('HMGET', meta, 'opened', 'admitted', 'tail', 'lobby_joined', 'epoch')
+return {num(m[1]), num(m[2]), num(m[3]), num(m[4]), let_in, now, num(m[5])}
