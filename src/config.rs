@@ -95,6 +95,9 @@ pub struct Config {
     pub group_commit: bool,
     /// Outbound webhooks: addresses, timeouts and retries.
     pub webhooks: WebhookConfig,
+    /// How long a queue worker stalls between taking a request and applying it
+    /// (`QUEUE_WORKER_PAUSE_MS`; tests of fencing only, 0 otherwise).
+    pub queue_worker_pause: Duration,
 }
 
 /// Where the identity provider's public keys come from.
@@ -429,6 +432,11 @@ impl Config {
             connections: ConnectionLimits::from_lookup(&lookup)?,
             group_commit: parse_bool(&lookup, "GROUP_COMMIT", false)?,
             webhooks: WebhookConfig::from_lookup(&lookup)?,
+            queue_worker_pause: Duration::from_millis(parse(
+                &lookup,
+                "QUEUE_WORKER_PAUSE_MS",
+                Some(0),
+            )?),
         })
     }
 }

@@ -1,0 +1,280 @@
+//! Fenced workers: a worker whose lease ran out while it was paused, and was taken over,
+//! cannot apply or answer the work it had taken.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+use ops::{REQUEST_SEATS, SEAT_REQUEST};
+
+/// How long the first instance's worker stalls after taking a request: well past its lease
+/// (3 s), long enough for the second instance to take over and answer everything first.
+const PAUSE: Duration = Duration::from_secs(7);
+
+fn with_redis(url: &str) -> Options {
+    Options::default().set("REDIS_URL", url)
+}
+
+async fn one_i64(db: &DatabaseConnection, sql: String, column: &str) -> Option<i64> {
+    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("query")
+        .map(|row| row.try_get::<i64>("", column).expect("column"))
+}
+
+/// The value of a counter in the Prometheus text, 0 if it is not there yet.
+fn counter(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+const QUEUE_LEASES_LOST: &str = r#"onsale_leases_lost_total{lease="queue"}"#;
+
+/// Instance A takes the first queued request and stalls past its lease; instance B takes the
+/// lease over (a newer fencing token) and answers every request in queue order. Then the seat
+/// A's request wanted becomes free, and A wakes up and tries to apply it: the fence refuses
+/// A's token, so A holds nothing and answers nothing, and the outcomes stay those of a
+/// sequential replay of the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_paused_past_its_lease_cannot_apply_or_answer() {
+    let redis_url = redis_url();
+    let a = TestApp::spawn_with(
+        Backend::Postgres,
+        with_redis(&redis_url).set("QUEUE_WORKER_PAUSE_MS", PAUSE.as_millis()),
+    )
+    .await;
+    let (event_id, seats) = a.create_event(1, 3).await;
+    let (s1, s2, s3) = (&seats[0], &seats[1], &seats[2]);
+    let input = ops::WaitingRoomInput {
+        enabled: false,
+        opens_at: None,
+        admit_per_second: 10.into(),
+        admission_ttl_secs: 60.into(),
+    };
+    let body = a
+        .gql(
+            Some(&a.admin_token()),
+            ops::CONFIGURE_WAITING_ROOM,
+            ops::vars::configure_waiting_room(&event_id, &input),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let db = Database::connect(a.database_url.as_str())
+        .await
+        .expect("db");
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT queue_key FROM waiting_rooms WHERE event_id = {event_id}"),
+        ))
+        .await
+        .expect("query")
+        .expect("room row");
+    let queue_key: String = row.try_get("", "queue_key").expect("queue key");
+    let prefix = format!("onsale:wr:{{{queue_key}}}");
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+
+    // Someone holds s1 directly, so the first request cannot have it when it is worked.
+    let xavier = a.token("xavier");
+    let direct = a.hold_seats(&xavier, &event_id, &[s1]).await;
+    let direct_hold = hold_id(&direct);
+
+    // The queue, in arrival order.
+    let wanted: [Vec<&String>; 4] = [vec![s1], vec![s2], vec![s2, s3], vec![s3]];
+    let tokens: Vec<String> = (0..wanted.len())
+        .map(|i| a.token(&format!("buyer-{i}")))
+        .collect();
+    let mut ids = Vec::new();
+    for (i, seats) in wanted.iter().enumerate() {
+        let body = retrying(|| {
+            a.gql(
+                Some(&tokens[i]),
+                REQUEST_SEATS,
+                json!({"e": event_id, "s": seats, "k": format!("req-{i}")}),
+            )
+        })
+        .await;
+        let queued = data(&body, "requestSeats");
+        assert_eq!(queued["queueNumber"], i + 1, "{body}");
+        ids.push(queued["id"].as_str().expect("request id").to_owned());
+    }
+
+    // A has taken the first request (it is pending with A) and stalls.
+    let stream = format!("{prefix}:requests");
+    let a_addr = a.base.trim_start_matches("http://").to_owned();
+    wait_until("A takes the first request", Duration::from_secs(10), || {
+        let (mut redis, stream, a_addr) = (redis.clone(), stream.clone(), a_addr.clone());
+        async move {
+            let pending: Vec<(String, String, i64, i64)> = redis::cmd("XPENDING")
+                .arg(&stream)
+                .arg("workers")
+                .arg("-")
+                .arg("+")
+                .arg(10)
+                .query_async(&mut redis)
+                .await
+                .unwrap_or_default();
+            matches!(pending.as_slice(), [(_, consumer, _, _)] if consumer.starts_with(&a_addr))
+        }
+    })
+    .await;
+    let taken_at = Instant::now();
+
+    // B starts, takes the lease over once A's has run out, and answers all four in order.
+    let b = TestApp::spawn_on(&a.database_url, with_redis(&redis_url)).await;
+    let outcomes: Vec<Value> = wait_for(
+        "B answers every request",
+        Duration::from_secs(20),
+        || async {
+            let mut outcomes = Vec::new();
+            for (id, token) in ids.iter().zip(&tokens) {
+                let body = b.gql(Some(token), SEAT_REQUEST, json!({"id": id})).await;
+                outcomes.push(data(&body, "seatRequest").clone());
+            }
+            outcomes
+                .iter()
+                .all(|o| o["status"] != "QUEUED")
+                .then_some(outcomes)
+        },
+    )
+    .await;
+    // The seat A's request wanted becomes free before A wakes up.
+    let released = b
+        .gql(Some(&xavier), RELEASE_HOLD, json!({"h": direct_hold}))
+        .await;
+    assert!(released["errors"].is_null(), "{released}");
+    assert!(
+        taken_at.elapsed() < PAUSE,
+        "the machine was too slow: A may have woken before s1 was free, so this run shows \
+         nothing about the fence (took {:?})",
+        taken_at.elapsed()
+    );
+
+    // A wakes and tries its request: refused, counted, and nothing more.
+    wait_until(
+        "A finds its lease taken over",
+        PAUSE + Duration::from_secs(10),
+        || async { counter(&a.metrics().await, QUEUE_LEASES_LOST) >= 1 },
+    )
+    .await;
+
+    // The outcomes of a sequential replay: s1 was held when the first request was worked, s2
+    // went to the second, so the third could not have s2 and s3, and the fourth got s3.
+    let expected = [
+        ("FAILED", None),
+        ("DONE", Some(vec![s2])),
+        ("FAILED", None),
+        ("DONE", Some(vec![s3])),
+    ];
+    let after: Vec<Value> = {
+        let mut after = Vec::new();
+        for (id, token) in ids.iter().zip(&tokens) {
+            let body = a.gql(Some(token), SEAT_REQUEST, json!({"id": id})).await;
+            after.push(data(&body, "seatRequest").clone());
+        }
+        after
+    };
+    for (i, (status, held)) in expected.iter().enumerate() {
+        assert_eq!(after[i]["status"], *status, "request {i}: {}", after[i]);
+        // A's wake-up changed no answer.
+        assert_eq!(after[i], outcomes[i], "request {i}");
+        match held {
+            Some(seats) => {
+                let got: Vec<&str> = after[i]["hold"]["seats"]
+                    .as_array()
+                    .expect("seats")
+                    .iter()
+                    .map(|s| s["id"].as_str().expect("id"))
+                    .collect();
+                assert_eq!(got, seats.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+            }
+            None => assert_eq!(after[i]["errorCode"], "SEAT_UNAVAILABLE", "{}", after[i]),
+        }
+    }
+    // Each answered once, in queue order.
+    let mut answer_numbers = Vec::new();
+    for id in &ids {
+        let uuid = id.split_once('-').map(|(_, u)| u).expect("request id");
+        let n: Option<i64> = redis::cmd("HGET")
+            .arg(format!("{prefix}:req:{uuid}"))
+            .arg("answer")
+            .query_async(&mut redis)
+            .await
+            .expect("hget");
+        answer_numbers.push(n.expect("answered"));
+    }
+    assert_eq!(answer_numbers, vec![1, 2, 3, 4]);
+    // A applied nothing: s1 is free (nobody holds it), only the two winners hold seats.
+    let statuses: HashMap<String, String> = a.seat_statuses(&event_id).await;
+    assert_eq!(statuses[s1.as_str()], "AVAILABLE");
+    assert_eq!(statuses[s2.as_str()], "HELD");
+    assert_eq!(statuses[s3.as_str()], "HELD");
+    let holds = one_i64(
+        &db,
+        format!(
+            "SELECT COUNT(*) AS n FROM holds WHERE event_id = {event_id} AND status = 'ACTIVE'"
+        ),
+        "n",
+    )
+    .await;
+    assert_eq!(holds, Some(2));
+    // The fence holds B's token (A's was the first, B's the second); A was refused once.
+    let fence = one_i64(
+        &db,
+        format!("SELECT token FROM queue_fences WHERE event_id = {event_id}"),
+        "token",
+    )
+    .await;
+    assert_eq!(fence, Some(2));
+    assert_eq!(counter(&a.metrics().await, QUEUE_LEASES_LOST), 1);
+    b.stop().await;
+    a.stop().await;
+}
+
+/// The fence itself, on both databases: the newest token passes (again and again), an older
+/// one is refused and changes nothing.
+async fn the_fence_refuses_older_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (event_id, _) = app.create_event(1, 1).await;
+    let event_id: i64 = event_id.parse().expect("numeric id");
+    let db = Database::connect(app.database_url.as_str())
+        .await
+        .expect("db");
+    let pass = |token: i64| {
+        let db = db.clone();
+        async move {
+            onsale::db::fence::pass_queue_fence(&db, event_id, token)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    assert_eq!(pass(1).await, Ok(()));
+    assert_eq!(pass(3).await, Ok(()));
+    assert_eq!(pass(3).await, Ok(()));
+    assert_eq!(
+        pass(2).await,
+        Err("the lease of the request queue was taken over".to_owned())
+    );
+    assert_eq!(
+        onsale::db::fence::queue_fence(&db, event_id)
+            .await
+            .map_err(|e| e.to_string()),
+        Ok(Some(3))
+    );
+    app.stop().await;
+}
+
+crate::both_backends!(
+    the_fence_refuses_older_tokens_on,
+    the_fence_refuses_older_tokens
+);
