@@ -1,7 +1,10 @@
 //! Fenced workers: a worker whose lease ran out while it was paused, and was taken over,
-//! cannot apply or answer the work it had taken.
+//! cannot apply or answer the work it had taken — the request queue's worker (a Redis lease
+//! and the database's fence) and the checkout outbox (a lease on the checkout's row).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
@@ -278,3 +281,191 @@ crate::both_backends!(
     the_fence_refuses_older_tokens_on,
     the_fence_refuses_older_tokens
 );
+
+/// A checkout's row, as the outbox leaves it.
+async fn checkout_row(db: &DatabaseConnection, hold_id: &str) -> Value {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT state, attempts, last_error, next_attempt_at_ms, updated_at_ms, \
+                 lease_token FROM checkouts WHERE hold_id = '{hold_id}'"
+            ),
+        ))
+        .await
+        .expect("query")
+        .expect("checkout row");
+    json!({
+        "state": row.try_get::<String>("", "state").expect("state"),
+        "attempts": row.try_get::<i32>("", "attempts").expect("attempts"),
+        "last_error": row.try_get::<Option<String>>("", "last_error").expect("last_error"),
+        "next_attempt_at_ms": row.try_get::<i64>("", "next_attempt_at_ms").expect("next"),
+        "updated_at_ms": row.try_get::<i64>("", "updated_at_ms").expect("updated"),
+        "lease_token": row.try_get::<Option<i64>>("", "lease_token").expect("token"),
+    })
+}
+
+/// Instance A's capture call hangs (a Stripe in front of localstripe that holds captures
+/// until told); its lease runs out (moved into the past, as time would) and instance B takes
+/// the capture over and finishes it. When A's call finally returns, A's lease token is no
+/// longer the checkout's: A writes nothing, and the lost lease is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_checkout_step_whose_lease_was_taken_over_writes_nothing() {
+    use crate::payments::{COMPLETE, bookings, held_and_started, intent_status, pay, payments};
+    let proxy = HeldCaptureProxy::start(crate::payments::stripe_base()).await;
+    // A's worker never runs a pass of its own: only the step `completeCheckout` makes.
+    let a = TestApp::spawn_with(
+        Backend::Postgres,
+        payments(&proxy.base).set("CHECKOUT_WORKER_INTERVAL_MS", 3_600_000),
+    )
+    .await;
+    let alice = a.token("alice");
+    let (event_id, seats, hold_id, _, intent) = held_and_started(&a, &alice).await;
+    assert_eq!(pay(&a.client, &intent, "pm_card_visa").await, 200);
+    let completing = {
+        let (client, base, alice, hold_id) = (
+            a.client.clone(),
+            a.base.clone(),
+            alice.clone(),
+            hold_id.clone(),
+        );
+        tokio::spawn(async move {
+            client
+                .post(format!("{base}/graphql"))
+                .bearer_auth(alice)
+                .json(&json!({"query": COMPLETE, "variables": {"h": hold_id}}))
+                .send()
+                .await
+                .expect("sent")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    wait_until("A calls capture", Duration::from_secs(15), || async {
+        proxy.captures_held() == 1
+    })
+    .await;
+    let db = Database::connect(a.database_url.as_str())
+        .await
+        .expect("db");
+    let under_a = checkout_row(&db, &hold_id).await;
+    assert_eq!(under_a["state"], "BOOKED");
+    let a_token = under_a["lease_token"].as_i64().expect("A's lease token");
+
+    // A's lease runs out; B takes the capture over and finishes it.
+    db.execute_unprepared(&format!(
+        "UPDATE checkouts SET next_attempt_at_ms = 0 WHERE hold_id = '{hold_id}'"
+    ))
+    .await
+    .expect("lease ran out");
+    let b = TestApp::spawn_on(&a.database_url, payments(&crate::payments::stripe_base())).await;
+    let finished = wait_for("B captures", Duration::from_secs(15), || async {
+        let row = checkout_row(&db, &hold_id).await;
+        (row["state"] == "CAPTURED").then_some(row)
+    })
+    .await;
+    assert_ne!(finished["lease_token"].as_i64(), Some(a_token));
+    assert_eq!(intent_status(&a.client, &intent).await, "succeeded");
+
+    // A's call returns at last: A's step ends without writing anything.
+    proxy.let_go();
+    wait_until(
+        "A finds its checkout lease taken over",
+        Duration::from_secs(15),
+        || async { counter(&a.metrics().await, CHECKOUT_LEASES_LOST) >= 1 },
+    )
+    .await;
+    let body = completing.await.expect("completeCheckout");
+    assert_eq!(data(&body, "completeCheckout")["status"], "CONFIRMED");
+    assert_eq!(checkout_row(&db, &hold_id).await, finished);
+    assert_eq!(counter(&a.metrics().await, CHECKOUT_LEASES_LOST), 1);
+    let booked = bookings(&b, &alice).await;
+    assert_eq!(booked.len(), 1);
+    assert_eq!(booked[0]["status"], "CONFIRMED");
+    assert_eq!(b.seat_statuses(&event_id).await[&seats[0]], "BOOKED");
+    b.stop().await;
+    a.stop().await;
+}
+
+const CHECKOUT_LEASES_LOST: &str = r#"onsale_leases_lost_total{lease="checkout"}"#;
+
+/// A Stripe in front of localstripe that holds every capture until [`Self::let_go`].
+struct HeldCaptureProxy {
+    base: String,
+    held: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HeldCaptureProxy {
+    async fn start(upstream: String) -> Self {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, Method, StatusCode, Uri};
+        use axum::response::IntoResponse;
+
+        onsale::payment::install_crypto_provider();
+        let client = reqwest::Client::new();
+        let held = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (counter, shut) = (held.clone(), gate.clone());
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                let (counter, shut) = (counter.clone(), shut.clone());
+                async move {
+                    if uri.path().ends_with("/capture") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let _ = shut.acquire().await;
+                    }
+                    let mut req = client
+                        .request(method, format!("{upstream}{uri}"))
+                        .body(body);
+                    for name in ["authorization", "content-type", "idempotency-key"] {
+                        if let Some(v) = headers.get(name) {
+                            req = req.header(name, v);
+                        }
+                    }
+                    match req.send().await {
+                        Ok(resp) => {
+                            let status = StatusCode::from_u16(resp.status().as_u16())
+                                .unwrap_or(StatusCode::BAD_GATEWAY);
+                            (status, resp.bytes().await.unwrap_or_default()).into_response()
+                        }
+                        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+                    }
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            base,
+            held,
+            gate,
+            task,
+        }
+    }
+
+    /// How many captures it has held so far.
+    fn captures_held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets every held capture (and every later one) through.
+    fn let_go(&self) {
+        self.gate
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+}
+
+impl Drop for HeldCaptureProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
