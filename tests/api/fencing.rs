@@ -1,6 +1,7 @@
 //! Fenced workers: a worker whose lease ran out while it was paused, and was taken over,
 //! cannot apply or answer the work it had taken — the request queue's worker (a Redis lease
-//! and the database's fence) and the checkout outbox (a lease on the checkout's row).
+//! and the database's fence), the checkout outbox and webhook deliveries (leases on their
+//! rows, with a token drawn per lease).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -465,6 +466,143 @@ impl HeldCaptureProxy {
 }
 
 impl Drop for HeldCaptureProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A delivery's row, as the delivery worker leaves it.
+async fn delivery_row(db: &DatabaseConnection, endpoint_id: &str) -> Value {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT status, attempts, last_status_code, next_attempt_at_ms, updated_at_ms, \
+                 lease_until_ms, leased_by, lease_token FROM webhook_deliveries \
+                 WHERE endpoint_id = '{endpoint_id}'"
+            ),
+        ))
+        .await
+        .expect("query")
+        .expect("one delivery");
+    json!({
+        "status": row.try_get::<String>("", "status").expect("status"),
+        "attempts": row.try_get::<i32>("", "attempts").expect("attempts"),
+        "last_status_code": row.try_get::<Option<i32>>("", "last_status_code").expect("code"),
+        "next_attempt_at_ms": row.try_get::<i64>("", "next_attempt_at_ms").expect("next"),
+        "updated_at_ms": row.try_get::<i64>("", "updated_at_ms").expect("updated"),
+        "lease_until_ms": row.try_get::<Option<i64>>("", "lease_until_ms").expect("until"),
+        "leased_by": row.try_get::<Option<String>>("", "leased_by").expect("by"),
+        "lease_token": row.try_get::<Option<i64>>("", "lease_token").expect("token"),
+    })
+}
+
+/// Instance A's webhook attempt hangs at the endpoint; its lease runs out (moved into the
+/// past, as time would) and instance B takes the delivery over and delivers it. When A's
+/// attempt finally gets its 200, A's lease is gone: A records nothing, the delivery stays as
+/// B recorded it (one attempt, DELIVERED), and the lost lease is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhook_attempt_whose_lease_was_taken_over_records_nothing() {
+    use crate::webhooks::{endpoint, webhook_options};
+    let receiver = HeldReceiver::start().await;
+    let a = TestApp::spawn_with(Backend::Postgres, webhook_options(Options::default())).await;
+    let (endpoint_id, _) = endpoint(&a, &receiver.url, json!(["booking.confirmed"])).await;
+    let (event_id, seats) = a.create_event(1, 2).await;
+    crate::backoffice_connections::book(&a, "alice", &event_id, &seats[0]).await;
+    wait_until("A's attempt arrives", Duration::from_secs(15), || async {
+        receiver.arrived() == 1
+    })
+    .await;
+    let db = Database::connect(a.database_url.as_str())
+        .await
+        .expect("db");
+    let under_a = delivery_row(&db, &endpoint_id).await;
+    assert_eq!(under_a["status"], "PENDING");
+    let a_token = under_a["lease_token"].as_i64().expect("A's lease token");
+
+    // A's lease runs out; B leases the delivery again and delivers it.
+    db.execute_unprepared(&format!(
+        "UPDATE webhook_deliveries SET lease_until_ms = 0 WHERE endpoint_id = '{endpoint_id}'"
+    ))
+    .await
+    .expect("lease ran out");
+    let b = TestApp::spawn_on(&a.database_url, webhook_options(Options::default())).await;
+    let delivered = wait_for("B delivers", Duration::from_secs(15), || async {
+        let row = delivery_row(&db, &endpoint_id).await;
+        (row["status"] == "DELIVERED").then_some(row)
+    })
+    .await;
+    assert_eq!(receiver.arrived(), 2);
+    assert_eq!(delivered["attempts"], 1);
+    assert_ne!(delivered["lease_token"].as_i64(), Some(a_token));
+
+    // A's attempt gets its answer at last, and records nothing.
+    receiver.let_go();
+    wait_until(
+        "A finds its webhook lease taken over",
+        Duration::from_secs(15),
+        || async { counter(&a.metrics().await, WEBHOOK_LEASES_LOST) >= 1 },
+    )
+    .await;
+    assert_eq!(delivery_row(&db, &endpoint_id).await, delivered);
+    assert_eq!(counter(&a.metrics().await, WEBHOOK_LEASES_LOST), 1);
+    b.stop().await;
+    a.stop().await;
+}
+
+const WEBHOOK_LEASES_LOST: &str = r#"onsale_leases_lost_total{lease="webhook"}"#;
+
+/// A webhook endpoint that holds the first request until [`Self::let_go`] and answers every
+/// request 200.
+struct HeldReceiver {
+    url: String,
+    arrived: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HeldReceiver {
+    async fn start() -> Self {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (count, shut) = (arrived.clone(), gate.clone());
+        let router = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let (count, shut) = (count.clone(), shut.clone());
+                async move {
+                    if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                        let _ = shut.acquire().await;
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self {
+            url,
+            arrived,
+            gate,
+            task,
+        }
+    }
+
+    fn arrived(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst)
+    }
+
+    fn let_go(&self) {
+        self.gate.add_permits(1);
+    }
+}
+
+impl Drop for HeldReceiver {
     fn drop(&mut self) {
         self.task.abort();
     }
