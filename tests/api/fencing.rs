@@ -245,6 +245,199 @@ async fn a_worker_paused_past_its_lease_cannot_apply_or_answer() {
     a.stop().await;
 }
 
+/// The answer is fenced too: the worker still owns the lease when it answers, but the lease
+/// was taken again meanwhile (the counter moved past its token), so its answer is refused and
+/// the newest holder answers instead, once, from the hold the first run made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_with_a_stale_token_is_refused() {
+    let redis_url = redis_url();
+    // A stall shorter than the lease: the worker still owns it when it answers.
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        with_redis(&redis_url).set("QUEUE_WORKER_PAUSE_MS", 1_500),
+    )
+    .await;
+    let (event_id, seats) = app.create_event(1, 2).await;
+    let input = ops::WaitingRoomInput {
+        enabled: false,
+        opens_at: None,
+        admit_per_second: 10.into(),
+        admission_ttl_secs: 60.into(),
+    };
+    let body = app
+        .gql(
+            Some(&app.admin_token()),
+            ops::CONFIGURE_WAITING_ROOM,
+            ops::vars::configure_waiting_room(&event_id, &input),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let db = Database::connect(app.database_url.as_str())
+        .await
+        .expect("db");
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT queue_key FROM waiting_rooms WHERE event_id = {event_id}"),
+        ))
+        .await
+        .expect("query")
+        .expect("room row");
+    let queue_key: String = row.try_get("", "queue_key").expect("queue key");
+    let prefix = format!("onsale:wr:{{{queue_key}}}");
+    let mut redis = redis::Client::open(redis_url.as_str())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let alice = app.token("alice");
+    let body = retrying(|| {
+        app.gql(
+            Some(&alice),
+            REQUEST_SEATS,
+            json!({"e": event_id, "s": [seats[0]], "k": "req-0"}),
+        )
+    })
+    .await;
+    let id = data(&body, "requestSeats")["id"]
+        .as_str()
+        .expect("request id")
+        .to_owned();
+    let stream = format!("{prefix}:requests");
+    wait_until(
+        "the worker takes the request",
+        Duration::from_secs(10),
+        || {
+            let (mut redis, stream) = (redis.clone(), stream.clone());
+            async move {
+                let pending: Vec<(String, String, i64, i64)> = redis::cmd("XPENDING")
+                    .arg(&stream)
+                    .arg("workers")
+                    .arg("-")
+                    .arg("+")
+                    .arg(10)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap_or_default();
+                pending.len() == 1
+            }
+        },
+    )
+    .await;
+    // Meanwhile the lease is taken again: the counter moves past the worker's token.
+    let moved: i64 = redis::cmd("INCR")
+        .arg(format!("{prefix}:fence"))
+        .query_async(&mut redis)
+        .await
+        .expect("incr");
+    assert_eq!(moved, 2);
+    let answer = wait_for("the request answered", Duration::from_secs(20), || async {
+        let body = app.gql(Some(&alice), SEAT_REQUEST, json!({"id": id})).await;
+        let request = data(&body, "seatRequest").clone();
+        (request["status"] != "QUEUED").then_some(request)
+    })
+    .await;
+    assert_eq!(answer["status"], "DONE", "{answer}");
+    assert_eq!(answer["hold"]["seats"][0]["id"], seats[0]);
+    let uuid = id.split_once('-').map(|(_, u)| u).expect("request id");
+    let number: Option<i64> = redis::cmd("HGET")
+        .arg(format!("{prefix}:req:{uuid}"))
+        .arg("answer")
+        .query_async(&mut redis)
+        .await
+        .expect("hget");
+    assert_eq!(number, Some(1), "answered once");
+    // The first run (token 1) made the hold and could not answer; the third taking of the
+    // lease (token 3) answered it with that same hold, replayed by its idempotency key
+    // without a new transaction (so the database's fence still shows token 1).
+    assert_eq!(counter(&app.metrics().await, QUEUE_LEASES_LOST), 1);
+    let taken: i64 = redis::cmd("GET")
+        .arg(format!("{prefix}:fence"))
+        .query_async(&mut redis)
+        .await
+        .expect("get");
+    assert_eq!(taken, 3);
+    let holds = one_i64(
+        &db,
+        format!("SELECT COUNT(*) AS n FROM holds WHERE event_id = {event_id}"),
+        "n",
+    )
+    .await;
+    assert_eq!(holds, Some(1));
+    let fence = one_i64(
+        &db,
+        format!("SELECT token FROM queue_fences WHERE event_id = {event_id}"),
+        "token",
+    )
+    .await;
+    assert_eq!(fence, Some(1));
+    app.stop().await;
+}
+
+/// Redis lost the fencing counter (here: the database has seen a newer token than Redis will
+/// draw next). The first worker is refused, raises the counter past the database's token and
+/// lets the lease go; the next taking of the lease works the queue, and the request is
+/// answered as `holdSeats` would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_fencing_counter_is_raised_past_the_database() {
+    let redis_url = redis_url();
+    let app = TestApp::spawn_with(Backend::Postgres, with_redis(&redis_url)).await;
+    let (event_id, seats) = app.create_event(1, 2).await;
+    let input = ops::WaitingRoomInput {
+        enabled: false,
+        opens_at: None,
+        admit_per_second: 10.into(),
+        admission_ttl_secs: 60.into(),
+    };
+    let body = app
+        .gql(
+            Some(&app.admin_token()),
+            ops::CONFIGURE_WAITING_ROOM,
+            ops::vars::configure_waiting_room(&event_id, &input),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    let db = Database::connect(app.database_url.as_str())
+        .await
+        .expect("db");
+    db.execute_unprepared(&format!(
+        "INSERT INTO queue_fences (event_id, token) VALUES ({event_id}, 10)"
+    ))
+    .await
+    .expect("a fence ahead of Redis");
+    let alice = app.token("alice");
+    let body = retrying(|| {
+        app.gql(
+            Some(&alice),
+            REQUEST_SEATS,
+            json!({"e": event_id, "s": [seats[0]], "k": "req-0"}),
+        )
+    })
+    .await;
+    let id = data(&body, "requestSeats")["id"]
+        .as_str()
+        .expect("request id")
+        .to_owned();
+    let answer = wait_for("the request answered", Duration::from_secs(20), || async {
+        let body = app.gql(Some(&alice), SEAT_REQUEST, json!({"id": id})).await;
+        let request = data(&body, "seatRequest").clone();
+        (request["status"] != "QUEUED").then_some(request)
+    })
+    .await;
+    assert_eq!(answer["status"], "DONE", "{answer}");
+    assert_eq!(answer["hold"]["seats"][0]["id"], seats[0]);
+    assert_eq!(app.seat_statuses(&event_id).await[&seats[0]], "HELD");
+    let fence = one_i64(
+        &db,
+        format!("SELECT token FROM queue_fences WHERE event_id = {event_id}"),
+        "token",
+    )
+    .await;
+    assert_eq!(fence, Some(11));
+    assert_eq!(counter(&app.metrics().await, QUEUE_LEASES_LOST), 1);
+    app.stop().await;
+}
+
 /// The fence itself, on both databases: the newest token passes (again and again), an older
 /// one is refused and changes nothing.
 async fn the_fence_refuses_older_tokens(backend: Backend) {
