@@ -549,6 +549,23 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_worker_pause_is_off_unless_set() {
+        assert_eq!(
+            config(&[]).expect("valid").queue_worker_pause,
+            Duration::ZERO
+        );
+        let paused = config(&[("QUEUE_WORKER_PAUSE_MS", "250")]).expect("valid");
+        assert_eq!(paused.queue_worker_pause, Duration::from_millis(250));
+        assert_eq!(
+            config(&[("QUEUE_WORKER_PAUSE_MS", "-1")])
+                .map(|_| ())
+                .expect_err("refused")
+                .var,
+            "QUEUE_WORKER_PAUSE_MS"
+        );
+    }
+
+    #[test]
     fn the_role_claim_is_a_dotted_path() {
         assert_eq!(config(&[]).expect("valid").jwt_role_claim, "role");
         for bad in ["", "realm_access.", ".roles", "a..b"] {
