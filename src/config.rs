@@ -103,6 +103,9 @@ pub struct Config {
     pub group_commit: bool,
     /// Outbound webhooks: addresses, timeouts and retries.
     pub webhooks: WebhookConfig,
+    /// How long a queue worker stalls between taking a request and applying it
+    /// (`QUEUE_WORKER_PAUSE_MS`; tests of fencing only, 0 otherwise).
+    pub queue_worker_pause: Duration,
 }
 
 /// Where the identity provider's public keys come from.
@@ -437,6 +440,11 @@ impl Config {
             connections: ConnectionLimits::from_lookup(&lookup)?,
             group_commit: parse_bool(&lookup, "GROUP_COMMIT", false)?,
             webhooks: WebhookConfig::from_lookup(&lookup)?,
+            queue_worker_pause: Duration::from_millis(parse(
+                &lookup,
+                "QUEUE_WORKER_PAUSE_MS",
+                Some(0),
+            )?),
         })
     }
 }
@@ -619,6 +627,23 @@ mod tests {
                 .is_none()
         );
         assert!(config(&[]).expect("valid").jwks.is_none());
+    }
+
+    #[test]
+    fn the_queue_worker_pause_is_off_unless_set() {
+        assert_eq!(
+            config(&[]).expect("valid").queue_worker_pause,
+            Duration::ZERO
+        );
+        let paused = config(&[("QUEUE_WORKER_PAUSE_MS", "250")]).expect("valid");
+        assert_eq!(paused.queue_worker_pause, Duration::from_millis(250));
+        assert_eq!(
+            config(&[("QUEUE_WORKER_PAUSE_MS", "-1")])
+                .map(|_| ())
+                .expect_err("refused")
+                .var,
+            "QUEUE_WORKER_PAUSE_MS"
+        );
     }
 
     #[test]

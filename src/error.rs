@@ -49,6 +49,10 @@ pub enum AppError {
         retry_after_ms: u64,
         message: String,
     },
+    /// A worker's lease on this work (named) was taken over: a newer holder does it, so this
+    /// one must neither apply nor answer anything. Workers act on it; clients never see it.
+    #[error("the lease of {0} was taken over")]
+    LeaseLost(&'static str),
     /// A bug or an unexpected failure; the cause is logged, never sent to clients.
     #[error("internal error")]
     Internal(String),
@@ -70,7 +74,7 @@ impl AppError {
             Self::AlreadyCheckedIn { .. } => "ALREADY_CHECKED_IN",
             Self::TicketInvalid(_) => "TICKET_INVALID",
             Self::RetryLater { .. } => "RETRY_LATER",
-            Self::Internal(_) => "INTERNAL",
+            Self::LeaseLost(_) | Self::Internal(_) => "INTERNAL",
         }
     }
 

@@ -190,7 +190,7 @@ impl Application {
         if booking.db().is_postgres() {
             tokio::spawn(sequenced.run_sweeper(config.sweep_interval, shutdown_rx.clone()));
         }
-        waiting_room.start(addr, shutdown_rx);
+        waiting_room.start(addr, config.queue_worker_pause, shutdown_rx);
 
         tracing::info!(%addr, "onsale listening on http://{addr}/ (GraphiQL) — POST /graphql, WebSocket /graphql/ws");
         tracing::info!(%addr, "live seat-map demo at http://{addr}/demo");

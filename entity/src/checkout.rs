@@ -19,6 +19,8 @@ pub struct Model {
     pub attempts: i32,
     /// When the worker may next act on this checkout (also a lease while it does).
     pub next_attempt_at_ms: i64,
+    /// Drawn afresh by each taking of that lease; the holder's finishing write needs it.
+    pub lease_token: Option<i64>,
     pub last_error: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,

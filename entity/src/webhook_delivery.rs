@@ -20,6 +20,8 @@ pub struct Model {
     /// Until when the instance `leased_by` owns the attempt in flight.
     pub lease_until_ms: Option<i64>,
     pub leased_by: Option<String>,
+    /// Drawn afresh by each lease; recording the attempt needs it still to be there.
+    pub lease_token: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }

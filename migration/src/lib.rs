@@ -17,6 +17,7 @@ mod m20261202_000011_tickets;
 mod m20261202_000012_webhooks;
 mod m20261202_000013_areas;
 mod m20261202_000014_seat_change_pending;
+mod m20261203_000015_fencing;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_webhooks::Migration),
             Box::new(m20261202_000013_areas::Migration),
             Box::new(m20261202_000014_seat_change_pending::Migration),
+            Box::new(m20261203_000015_fencing::Migration),
         ]
     }
 }

@@ -12,8 +12,19 @@ use crate::error::AppError;
 pub enum Admission<'a> {
     /// Directly from a client, with the admission token it sent, if any.
     Direct(Option<&'a str>),
-    /// From the event's request queue: admitted when it was queued.
-    Queued,
+    /// From the event's request queue: admitted when it was queued, applied by the worker
+    /// holding the queue's lease with this fencing token (`crate::db::fence`).
+    Queued { fence: i64 },
+}
+
+impl Admission<'_> {
+    /// The queue lease's fencing token the hold's transaction must pass, if queued.
+    pub fn fence(self) -> Option<i64> {
+        match self {
+            Self::Direct(_) => None,
+            Self::Queued { fence } => Some(fence),
+        }
+    }
 }
 
 /// Decides whether `user` may hold seats of `event_id` with `token`.

@@ -3,6 +3,8 @@
 //!
 //! Locking: every write transaction locks seat rows first, in ascending id order, then the
 //! hold or booking row, then the event's change counter. One order everywhere, so no deadlock.
+//! A queued request's transaction takes its queue's fence row before all of them; nothing
+//! else takes that row, so it cannot close a cycle.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,7 +25,7 @@ use super::rules::{check_requested, claimable, ensure_active};
 use super::seats::{Claim, reclaim_run_out, set_claim};
 use super::views;
 use crate::auth::User;
-use crate::db::RowLock;
+use crate::db::{RowLock, fence};
 use crate::domain::area::{AreaQuantities, HoldAreaView};
 use crate::domain::clock::{millis, now_ms};
 use crate::domain::input::{IdempotencyKey, SeatCount, SeatIds};
@@ -91,7 +93,7 @@ impl BookingService {
             };
             let _slot = self.admit_mutation()?;
             let decided = self
-                .hold_chosen_seats(user, event_id, ids, &areas, key.as_ref(), op)
+                .hold_chosen_seats(user, event_id, ids, &areas, key.as_ref(), op, admission)
                 .await;
             drop(claim);
             decided
@@ -102,7 +104,9 @@ impl BookingService {
 
     /// The database part of `hold_seats`: a cheap check without locks (most requests for a
     /// taken seat end there), then the locking transaction. The answer is built from what the
-    /// transaction wrote, without reading it back.
+    /// transaction wrote, without reading it back. A queued request passes its queue's fence
+    /// first, so a worker whose lease was taken over applies nothing.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one hold request")]
     async fn hold_chosen_seats(
         &self,
         user: &User,
@@ -111,6 +115,7 @@ impl BookingService {
         areas: &AreaQuantities,
         key: Option<&IdempotencyKey>,
         op: Operation,
+        admission: Admission<'_>,
     ) -> Result<(HoldView, Published), AppError> {
         let event = self.open_event(user, event_id).await?;
         BuyerLimits::of(&event)
@@ -130,6 +135,9 @@ impl BookingService {
         self.db
             .write_event(event_id, |txn| async move {
                 let txn = &*txn;
+                if let Some(token) = admission.fence() {
+                    fence::pass_queue_fence(txn, event_id, token).await?;
+                }
                 if tried.swap(true, Ordering::AcqRel)
                     && let Some(committed) = committed_hold(txn, hold_id).await?
                 {
@@ -209,6 +217,9 @@ impl BookingService {
             self.db
                 .write_event(event_id, |txn| async move {
                     let txn = &*txn;
+                    if let Some(token) = admission.fence() {
+                        fence::pass_queue_fence(txn, event_id, token).await?;
+                    }
                     if tried.swap(true, Ordering::AcqRel)
                         && let Some(committed) = committed_hold(txn, hold_id).await?
                     {

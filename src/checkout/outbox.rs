@@ -1,5 +1,11 @@
 //! The outbox: the Stripe call a checkout waits for (capture, cancel or refund), made with
 //! no row lock held, under a lease, retried with exponential backoff until it is done.
+//!
+//! The lease is `next_attempt_at_ms` moved ahead plus a `lease_token` drawn afresh by each
+//! taking of it. A Stripe call can outlast the lease (a slow answer, a paused process) and
+//! another worker then takes it over; every write that ends the step is fenced on the
+//! token, so the worker that lost the lease writes nothing (its Stripe call was made with the
+//! same idempotency key as the new holder's, so Stripe did it once).
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
@@ -23,11 +29,13 @@ impl CheckoutService {
         };
         let conn = &self.booking.db().conn;
         let now = now_ms();
+        let token: i64 = rand::random();
         let claimed = checkout::Entity::update_many()
             .col_expr(
                 checkout::Column::NextAttemptAtMs,
                 Expr::value(now + millis(OUTBOX_LEASE)),
             )
+            .col_expr(checkout::Column::LeaseToken, Expr::value(token))
             .filter(checkout::Column::HoldId.eq(hold_id))
             .filter(checkout::Column::State.is_in(OUTBOX))
             .filter(checkout::Column::NextAttemptAtMs.lte(now))
@@ -55,31 +63,42 @@ impl CheckoutService {
             StripeCall::Refund => stripe.create_refund(pi, &key).await.map(|_| ()),
         };
         let outcome = match result {
-            Ok(()) => self.finish_outbox_step(&stored, call.done()).await,
+            Ok(()) => self.finish_outbox_step(&stored, token, call.done()).await,
             Err(err) if err.is_transient() => Err(AppError::retry_later(0, err.to_string())),
-            Err(err) => self.outbox_refused(stripe, &stored, err).await,
+            Err(err) => self.outbox_refused(stripe, &stored, token, err).await,
         };
-        if let Err(err) = outcome {
-            let attempts = stored.attempts.saturating_add(1);
-            let backoff =
-                millis(OUTBOX_BACKOFF).saturating_mul(1 << attempts.clamp(0, OUTBOX_MAX_DOUBLINGS));
-            tracing::warn!(hold.id = %hold_id, attempts, error = %err, "stripe call failed; will retry");
-            let _ = checkout::Entity::update_many()
-                .col_expr(checkout::Column::Attempts, Expr::value(attempts))
-                .col_expr(
-                    checkout::Column::NextAttemptAtMs,
-                    Expr::value(now_ms() + backoff),
-                )
-                .col_expr(checkout::Column::LastError, Expr::value(err.to_string()))
-                .filter(checkout::Column::HoldId.eq(hold_id))
-                .exec(conn)
-                .await;
+        let lost = match outcome {
+            Ok(()) => false,
+            Err(AppError::LeaseLost(_)) => true,
+            Err(err) => {
+                let attempts = stored.attempts.saturating_add(1);
+                let backoff = millis(OUTBOX_BACKOFF)
+                    .saturating_mul(1 << attempts.clamp(0, OUTBOX_MAX_DOUBLINGS));
+                tracing::warn!(hold.id = %hold_id, attempts, error = %err, "stripe call failed; will retry");
+                let noted = checkout::Entity::update_many()
+                    .col_expr(checkout::Column::Attempts, Expr::value(attempts))
+                    .col_expr(
+                        checkout::Column::NextAttemptAtMs,
+                        Expr::value(now_ms() + backoff),
+                    )
+                    .col_expr(checkout::Column::LastError, Expr::value(err.to_string()))
+                    .filter(checkout::Column::HoldId.eq(hold_id))
+                    .filter(checkout::Column::LeaseToken.eq(token))
+                    .exec(conn)
+                    .await;
+                matches!(noted, Ok(r) if r.rows_affected == 0)
+            }
+        };
+        if lost {
+            metrics::counter!("onsale_leases_lost_total", "lease" => "checkout").increment(1);
+            tracing::warn!(hold.id = %hold_id, "the checkout's lease was taken over during the stripe call; its new holder records the outcome");
         }
     }
 
     async fn finish_outbox_step(
         &self,
         stored: &checkout::Model,
+        token: i64,
         done: CheckoutState,
     ) -> Result<(), AppError> {
         // The refund's webhook event is written with the booking's new status.
@@ -87,6 +106,7 @@ impl CheckoutService {
             .db()
             .write(|txn| async move {
                 let txn = &*txn;
+                still_leased(txn, &stored.hold_id, token).await?;
                 set_state(
                     txn,
                     &stored.hold_id,
@@ -112,6 +132,7 @@ impl CheckoutService {
         &self,
         stripe: &StripeClient,
         stored: &checkout::Model,
+        token: i64,
         err: PaymentError,
     ) -> Result<(), AppError> {
         let intent = stripe
@@ -119,16 +140,23 @@ impl CheckoutService {
             .await
             .map_err(|e| AppError::retry_later(0, e.to_string()))?;
         match state::after_refusal(stored.state, &intent.status) {
-            AfterRefusal::Done(done) => self.finish_outbox_step(stored, done).await,
+            AfterRefusal::Done(done) => self.finish_outbox_step(stored, token, done).await,
             AfterRefusal::Move(next) => {
-                set_state(
-                    &self.booking.db().conn,
-                    &stored.hold_id,
-                    next,
-                    stored.booking_id.as_deref(),
-                    now_ms(),
-                )
-                .await
+                self.booking
+                    .db()
+                    .write(|txn| async move {
+                        let txn = &*txn;
+                        still_leased(txn, &stored.hold_id, token).await?;
+                        set_state(
+                            txn,
+                            &stored.hold_id,
+                            next,
+                            stored.booking_id.as_deref(),
+                            now_ms(),
+                        )
+                        .await
+                    })
+                    .await
             }
             AfterRefusal::CancelBooking => {
                 // The authorisation is gone: no booking may stay without payment.
@@ -138,6 +166,7 @@ impl CheckoutService {
                     .db()
                     .write(|txn| async move {
                         let txn = &*txn;
+                        still_leased(txn, &stored.hold_id, token).await?;
                         let published = match &stored.booking_id {
                             Some(id) => {
                                 self.booking
@@ -165,6 +194,27 @@ impl CheckoutService {
             }
             AfterRefusal::Retry => Err(AppError::Internal(format!("stripe refused: {err}"))),
         }
+    }
+}
+
+/// The first statement of a transaction that ends an outbox step: the lease must still be
+/// the one taken with `token` (else [`AppError::LeaseLost`]), and the row stays locked until
+/// the transaction ends, so the lease cannot be taken over halfway.
+async fn still_leased<C: ConnectionTrait>(
+    txn: &C,
+    hold_id: &str,
+    token: i64,
+) -> Result<(), AppError> {
+    let kept = checkout::Entity::update_many()
+        .col_expr(checkout::Column::LeaseToken, Expr::value(token))
+        .filter(checkout::Column::HoldId.eq(hold_id))
+        .filter(checkout::Column::LeaseToken.eq(token))
+        .exec(txn)
+        .await?;
+    if kept.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(AppError::LeaseLost("the checkout"))
     }
 }
 

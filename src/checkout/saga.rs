@@ -107,6 +107,7 @@ impl CheckoutService {
                     booking_id: Set(None),
                     attempts: Set(0),
                     next_attempt_at_ms: Set(now + millis(self.settings.reconcile_after)),
+                    lease_token: Set(None),
                     last_error: Set(None),
                     created_at_ms: Set(now),
                     updated_at_ms: Set(now),

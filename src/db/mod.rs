@@ -3,6 +3,7 @@
 //! error means (`errors`).
 
 pub mod errors;
+pub mod fence;
 mod group;
 mod write;
 

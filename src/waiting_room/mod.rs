@@ -38,6 +38,7 @@ mod worker;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use crate::redis_client::{RedisConn, RedisTarget};
 use tokio::sync::{broadcast, watch};
@@ -119,6 +120,8 @@ struct Inner {
     instance: OnceLock<String>,
     /// Events whose requests this instance is working.
     working: Mutex<HashSet<i64>>,
+    /// How long a worker stalls between taking a request and applying it (tests only).
+    worker_pause: OnceLock<Duration>,
 }
 
 impl WaitingRoomService {
@@ -163,15 +166,19 @@ impl WaitingRoomService {
                 notices,
                 instance: OnceLock::new(),
                 working: Mutex::default(),
+                worker_pause: OnceLock::new(),
             }),
         }
     }
 
     /// Starts the background work (pacing, the request workers and the notice listener)
-    /// until `shutdown` turns true. Does nothing without Redis.
-    pub fn start(&self, addr: SocketAddr, shutdown: watch::Receiver<bool>) {
+    /// until `shutdown` turns true. Does nothing without Redis. `worker_pause`
+    /// (`QUEUE_WORKER_PAUSE_MS`, tests only): how long a request worker stalls between taking
+    /// a request and applying it.
+    pub fn start(&self, addr: SocketAddr, worker_pause: Duration, shutdown: watch::Receiver<bool>) {
         let name = format!("{addr}/{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let _ = self.inner.instance.set(name);
+        let _ = self.inner.worker_pause.set(worker_pause);
         if self.inner.store.is_none() {
             return;
         }

@@ -88,6 +88,10 @@ impl RoomKeys {
     pub fn worker(&self) -> String {
         format!("{}:worker", self.prefix)
     }
+    /// Counter: the worker lease's fencing token, one more each time the lease is taken.
+    pub fn fence(&self) -> String {
+        format!("{}:fence", self.prefix)
+    }
     /// Counter of requests ever queued (their arrival numbers).
     pub fn request_seq(&self) -> String {
         format!("{}:reqseq", self.prefix)
@@ -140,9 +144,11 @@ static PACE: LazyLock<Script> =
 /// `<event>:<queue key>`. Returns {1 = new | 0 = earlier, request uuid}.
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
 
-/// Takes the worker lease of an event if it is free, makes sure the consumer group exists,
-/// and takes over every entry a previous worker left pending (delivered, never answered).
-/// KEYS: lease, stream. ARGV: owner, lease_ms, group. Returns 1 if taken, else 0.
+/// Takes the worker lease of an event if it is free, with the next fencing token; makes sure
+/// the consumer group exists, and takes over every entry a previous worker left pending
+/// (delivered, never answered).
+/// KEYS: lease, stream, fence. ARGV: owner, lease_ms, group, keep_ms.
+/// Returns the lease's fencing token if taken, else 0.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/acquire.lua")));
 
 /// The lease holder's next request: the oldest entry pending with it (taken over, or not
@@ -155,11 +161,12 @@ const NEXT_ENTRY: &str = include_str!("lua/next_entry.lua");
 static NEXT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{NEXT_ENTRY}{}", include_str!("lua/next.lua"))));
 
-/// Records a request's answer, once, and only while holding the lease (a worker that lost
-/// it leaves the entry to the new holder); acknowledges and drops the stream entry; renews
-/// the lease and returns the next request, as [`NEXT`] does.
-/// KEYS: lease, stream, request hash, answer counter. ARGV: owner, group, entry id, status,
-/// hold id, error code, error message, now, keep_ms, notify channel, request id, lease_ms.
+/// Records a request's answer, once, and only while holding the lease with the newest
+/// fencing token (a worker that lost it leaves the entry to the new holder); acknowledges and
+/// drops the stream entry; renews the lease and returns the next request, as [`NEXT`] does.
+/// KEYS: lease, stream, request hash, answer counter, fence. ARGV: owner, group, entry id,
+/// status, hold id, error code, error message, now, keep_ms, notify channel, request id,
+/// lease_ms, fencing token.
 /// Returns {'lost'} (nothing was written), {'empty'} or {'entry', ...}.
 static COMPLETE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{NEXT_ENTRY}{}", include_str!("lua/complete.lua"))));
@@ -169,6 +176,12 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 
 /// KEYS: lease. ARGV: owner. Lets the lease go if it is still ours.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
+
+/// Raises the fencing counter to at least a token the database has seen (after Redis lost
+/// the counter), so that the next taking of the lease draws a newer one.
+/// KEYS: fence. ARGV: token, keep_ms.
+static RAISE_FENCE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/raise_fence.lua")));
 
 /// Where one ticket stands, as Redis sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -486,20 +499,38 @@ impl Store {
         Ok((new == 1, uuid))
     }
 
+    /// Takes the worker lease if it is free; returns its fencing token.
     pub async fn acquire(
         &self,
         keys: &RoomKeys,
         owner: &str,
         lease_ms: i64,
-    ) -> Result<bool, AppError> {
-        let taken: i64 = self
+    ) -> Result<Option<i64>, AppError> {
+        let token: i64 = self
             .eval(
                 &ACQUIRE,
-                &[keys.worker(), keys.requests()],
-                &[owner.to_owned(), lease_ms.to_string(), GROUP.to_owned()],
+                &[keys.worker(), keys.requests(), keys.fence()],
+                &[
+                    owner.to_owned(),
+                    lease_ms.to_string(),
+                    GROUP.to_owned(),
+                    KEEP_MS.to_string(),
+                ],
             )
             .await?;
-        Ok(taken == 1)
+        Ok((token > 0).then_some(token))
+    }
+
+    /// Makes sure the next fencing token is newer than `seen`.
+    pub async fn raise_fence(&self, keys: &RoomKeys, seen: i64) -> Result<(), AppError> {
+        let _: i64 = self
+            .eval(
+                &RAISE_FENCE,
+                &[keys.fence()],
+                &[seen.to_string(), KEEP_MS.to_string()],
+            )
+            .await?;
+        Ok(())
     }
 
     pub async fn renew(
@@ -542,12 +573,13 @@ impl Store {
     }
 
     /// Records an answer and returns the next request; [`Next::Lost`] if the lease was lost
-    /// meanwhile (then nothing was written).
+    /// meanwhile, or taken again with a newer token than `token` (then nothing was written).
     #[expect(clippy::too_many_arguments, reason = "one script, one argument each")]
     pub async fn complete(
         &self,
         keys: &RoomKeys,
         owner: &str,
+        token: i64,
         lease_ms: i64,
         entry_id: &str,
         request_uuid: &str,
@@ -565,6 +597,7 @@ impl Store {
                     keys.requests(),
                     keys.request(request_uuid),
                     keys.answer_seq(),
+                    keys.fence(),
                 ],
                 &[
                     owner.to_owned(),
@@ -579,6 +612,7 @@ impl Store {
                     NOTIFY_CHANNEL.to_owned(),
                     request_id.to_owned(),
                     lease_ms.to_string(),
+                    token.to_string(),
                 ],
             )
             .await?;

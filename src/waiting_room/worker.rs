@@ -8,6 +8,12 @@
 //! again after a crash returns the hold the first run made instead of making another. The
 //! answer is recorded and the entry acknowledged in one script that checks the lease first:
 //! a worker that lost its lease writes nothing, and the new holder answers instead.
+//!
+//! A lease can run out while its holder is paused (a long GC-like stall, a slow statement)
+//! without the holder noticing. So each taking of the lease draws a fencing token that only
+//! increases, the hold's transaction passes the event's fence in the database with it, and
+//! the answer script checks it too: a holder whose token is older than the newest one seen
+//! neither applies its request nor answers it (`crate::db::fence`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -20,6 +26,7 @@ use super::requests::SeatRequestId;
 use super::store::{Next, QUEUES_KEY, RoomKeys};
 use crate::auth::User;
 use crate::booking::admission::Admission;
+use crate::db::fence;
 use crate::domain::area::{AreaQuantities, decode_wanted, hold_seat_ids};
 use crate::domain::input::IdempotencyKey;
 use crate::domain::views::HoldView;
@@ -81,17 +88,18 @@ impl WaitingRoomService {
                 continue;
             }
             let keys = RoomKeys::new(&room.queue_key);
-            if store.acquire(&keys, self.instance(), LEASE_MS).await? {
+            if let Some(token) = store.acquire(&keys, self.instance(), LEASE_MS).await? {
                 self.set_working(event_id, true);
                 tracing::info!(
                     event.id = event_id,
                     worker = self.instance(),
+                    token,
                     "took the request queue of the event"
                 );
                 let this = self.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    this.work(room, shutdown).await;
+                    this.work(room, token, shutdown).await;
                     this.set_working(event_id, false);
                 });
             }
@@ -120,9 +128,9 @@ impl WaitingRoomService {
         }
     }
 
-    /// Works one event's requests while this instance holds its lease.
-    #[tracing::instrument(skip_all, fields(event.id = room.event_id))]
-    async fn work(&self, room: RoomConfig, shutdown: watch::Receiver<bool>) {
+    /// Works one event's requests while this instance holds its lease, taken with `token`.
+    #[tracing::instrument(skip_all, fields(event.id = room.event_id, token))]
+    async fn work(&self, room: RoomConfig, token: i64, shutdown: watch::Receiver<bool>) {
         let keys = RoomKeys::new(&room.queue_key);
         let mut notices = self.inner.notices.subscribe();
         let work_notice = format!("work {}:{}", room.event_id, room.queue_key);
@@ -142,6 +150,7 @@ impl WaitingRoomService {
             };
             match next {
                 Ok(Next::Lost) => {
+                    metrics::counter!("onsale_leases_lost_total", "lease" => "queue").increment(1);
                     tracing::warn!(
                         "lost the lease of the request queue; another instance takes over"
                     );
@@ -166,7 +175,10 @@ impl WaitingRoomService {
                 }
                 Ok(Next::Entry { id, fields }) => {
                     idle_since = Instant::now();
-                    match self.answer(&room, &keys, &id, &fields, &shutdown).await {
+                    match self
+                        .answer(&room, &keys, token, &id, &fields, &shutdown)
+                        .await
+                    {
                         Ok(next) => handed = Some(next),
                         Err(err) => {
                             // Redis failed: the entry stays pending and is answered again.
@@ -200,11 +212,12 @@ impl WaitingRoomService {
     }
 
     /// Answers one stream entry and returns the next; [`Next::Lost`] if the lease was lost
-    /// before the answer was recorded.
+    /// (or taken over: the fence refused `token`) before the answer was recorded.
     async fn answer(
         &self,
         room: &RoomConfig,
         keys: &RoomKeys,
+        token: i64,
         entry_id: &str,
         fields: &HashMap<String, String>,
         shutdown: &watch::Receiver<bool>,
@@ -224,15 +237,26 @@ impl WaitingRoomService {
             .get("seats")
             .map(|s| decode_wanted(s))
             .unwrap_or_default();
+        let pause = self.inner.worker_pause.get().copied().unwrap_or_default();
+        if !pause.is_zero() {
+            // QUEUE_WORKER_PAUSE_MS (tests): a stall past the lease, between taking a request
+            // and applying it.
+            tracing::warn!(?pause, entry = %entry_id, "pausing before applying the request");
+            tokio::time::sleep(pause).await;
+        }
         let outcome = if uuid.is_empty() || user.id.is_empty() {
             Err(AppError::Internal(format!(
                 "malformed queue entry {entry_id}"
             )))
         } else {
             match self
-                .hold_for(room, keys, &user, &uuid, (&seats, &places), shutdown)
+                .hold_for(room, keys, token, &user, &uuid, (&seats, &places), shutdown)
                 .await
             {
+                Some(Err(AppError::LeaseLost(_))) => {
+                    self.fenced_out(room, keys, token).await;
+                    return Ok(Next::Lost);
+                }
                 Some(outcome) => outcome,
                 // Stopping, or the lease is gone: the entry stays pending for the next holder.
                 None => return Ok(Next::Empty),
@@ -251,6 +275,7 @@ impl WaitingRoomService {
             .complete(
                 keys,
                 self.instance(),
+                token,
                 LEASE_MS,
                 entry_id,
                 &uuid,
@@ -269,15 +294,37 @@ impl WaitingRoomService {
         Ok(next)
     }
 
+    /// The fence refused `token`: a newer holder has applied requests of this event, so this
+    /// worker stops without answering. Should Redis have lost the fencing counter (a flush, a
+    /// failover), it is raised past what the database has seen and the lease let go, so that
+    /// the next holder draws a token the fence accepts.
+    async fn fenced_out(&self, room: &RoomConfig, keys: &RoomKeys, token: i64) {
+        tracing::warn!(
+            token,
+            "the queue's fence refused this worker's token: a newer lease holder works the queue"
+        );
+        let Ok(store) = self.store() else { return };
+        let seen = fence::queue_fence(&self.inner.booking.db().conn, room.event_id).await;
+        if let Ok(Some(seen)) = seen {
+            let _ = store.raise_fence(keys, seen).await;
+        }
+        let _ = store.release(keys, self.instance()).await;
+    }
+
     /// What `holdSeats` answers for this request, made as if it came from the requester.
     /// "Try again" answers are retried for a while rather than passed on, and so is a seat
     /// refused only because another request was still deciding about it (a gate claim).
     /// `None`: gave up without an answer (stopping, or the lease was lost), to be run again by
     /// the next lease holder.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the request and the lease it runs under"
+    )]
     async fn hold_for(
         &self,
         room: &RoomConfig,
         keys: &RoomKeys,
+        token: i64,
         user: &User,
         uuid: &str,
         (seats, places): (&[String], &[(String, i32)]),
@@ -303,7 +350,7 @@ impl WaitingRoomService {
                     seat_ids.clone(),
                     areas.clone(),
                     Some(key.clone()),
-                    Admission::Queued,
+                    Admission::Queued { fence: token },
                 )
                 .await;
             let again = match &outcome {

@@ -143,7 +143,8 @@ impl WebhookService {
 
     /// Leases up to [`PASS_BATCH`] due PENDING deliveries of enabled endpoints whose lease (if
     /// any) has run out. Rows another instance is leasing right now are skipped, not waited
-    /// for (PostgreSQL); SQLite's single writer makes the read and the lease one step.
+    /// for (PostgreSQL); SQLite's single writer makes the read and the lease one step. Each
+    /// lease gets a fresh `lease_token`, which recording the attempt needs still to find.
     async fn lease_due(&self) -> Result<Vec<webhook_delivery::Model>, AppError> {
         let now = now_ms();
         let until = now + millis(self.settings.timeout * LEASE_TIMEOUTS);
@@ -170,6 +171,7 @@ impl WebhookService {
             return Ok(Vec::new());
         }
         let me = self.instance.to_string();
+        let token: i64 = rand::rng().random();
         db.write(|txn| {
             let me = me.clone();
             async move {
@@ -177,19 +179,23 @@ impl WebhookService {
                 let due = due()
                     .order_by_asc(webhook_delivery::Column::NextAttemptAtMs)
                     .limit(PASS_BATCH);
-                let rows = db.locking(due, RowLock::SkipLocked).all(txn).await?;
+                let mut rows = db.locking(due, RowLock::SkipLocked).all(txn).await?;
                 if rows.is_empty() {
                     return Ok(rows);
                 }
                 webhook_delivery::Entity::update_many()
                     .col_expr(webhook_delivery::Column::LeaseUntilMs, Expr::value(until))
                     .col_expr(webhook_delivery::Column::LeasedBy, Expr::value(me.clone()))
+                    .col_expr(webhook_delivery::Column::LeaseToken, Expr::value(token))
                     .filter(
                         webhook_delivery::Column::Id
                             .is_in(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>()),
                     )
                     .exec(txn)
                     .await?;
+                for row in &mut rows {
+                    row.lease_token = Some(token);
+                }
                 Ok(rows)
             }
         })
@@ -258,8 +264,9 @@ impl WebhookService {
         })
     }
 
-    /// Records an attempt's end, if this instance still holds the lease: DELIVERED, or the
-    /// next attempt's time, or FAILED once retries have run for long enough.
+    /// Records an attempt's end, if this instance still holds the lease (the one it took, by
+    /// its token: an attempt that outlasted its lease, taken again since, records nothing):
+    /// DELIVERED, or the next attempt's time, or FAILED once retries have run for long enough.
     async fn finish(
         &self,
         delivery: &webhook_delivery::Model,
@@ -326,9 +333,11 @@ impl WebhookService {
             .filter(webhook_delivery::Column::Id.eq(delivery.id.as_str()))
             .filter(webhook_delivery::Column::Status.eq(WebhookDeliveryStatus::Pending))
             .filter(webhook_delivery::Column::LeasedBy.eq(self.instance.as_ref()))
+            .filter(webhook_delivery::Column::LeaseToken.eq(delivery.lease_token))
             .exec(&self.db.conn)
             .await?;
         if done.rows_affected != 1 {
+            metrics::counter!("onsale_leases_lost_total", "lease" => "webhook").increment(1);
             tracing::warn!(webhook.delivery = %delivery.id, "webhook lease lost before the attempt was recorded");
             return Ok(());
         }

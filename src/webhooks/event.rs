@@ -257,6 +257,7 @@ pub async fn record<C: ConnectionTrait>(txn: &C, event: WebhookEvent) -> Result<
             next_attempt_at_ms: Set(now),
             lease_until_ms: Set(None),
             leased_by: Set(None),
+            lease_token: Set(None),
             created_at_ms: Set(now),
             updated_at_ms: Set(now),
         }

@@ -14,6 +14,7 @@ mod concurrency;
 mod database;
 mod expiry;
 mod faults;
+mod fencing;
 mod flows;
 mod fuzz;
 mod graphiql;

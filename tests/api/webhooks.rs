@@ -135,7 +135,7 @@ async fn webhook_app(backend: Backend) -> TestApp {
     TestApp::spawn_with(backend, webhook_options(Options::default())).await
 }
 
-fn webhook_options(options: Options) -> Options {
+pub(crate) fn webhook_options(options: Options) -> Options {
     options
         .set("WEBHOOK_ALLOW_PRIVATE", "true")
         .set("WEBHOOK_RETRY_BASE_MS", 50)
@@ -143,7 +143,7 @@ fn webhook_options(options: Options) -> Options {
 }
 
 /// Registers `url` for `events`; returns (id, secret).
-async fn endpoint(app: &TestApp, url: &str, events: Value) -> (String, String) {
+pub(crate) async fn endpoint(app: &TestApp, url: &str, events: Value) -> (String, String) {
     let body = app
         .gql(
             Some(&app.admin_token()),

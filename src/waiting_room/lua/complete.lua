@@ -1,4 +1,6 @@
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'lost'} end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[5]) ~= ARGV[13] then
+  return {'lost'}
+end
 if redis.call('HGET', KEYS[3], 'status') == 'QUEUED' then
   local n = redis.call('INCR', KEYS[4])
   redis.call('PEXPIRE', KEYS[4], ARGV[9])
