@@ -31,8 +31,10 @@ SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
 FROM seats WHERE id IN (:seat) \gset c_
 \if :c_free
 BEGIN;
-SET LOCAL lock_timeout = '500ms';
-SET LOCAL statement_timeout = '2500ms';
+-- the transaction's id (asked about if the COMMIT's answer is lost) and its bounds, in one
+-- round trip (src/db/write.rs)
+SELECT txid_current() AS xid, set_config('lock_timeout', '500ms', true),
+       set_config('statement_timeout', '2500ms', true);
 SELECT id, event_id, status, hold_id, hold_expires_at_ms, version,
        CASE WHEN NOT blocked AND (status = 'AVAILABLE'
               OR (status = 'HELD' AND hold_expires_at_ms <= (extract(epoch from clock_timestamp()) * 1000)::bigint))
