@@ -122,11 +122,11 @@ fresh_pg_database() {
     echo "${TEST_DATABASE_URL%/*}/$name"
 }
 
-# launch_server CONFIG LOG DB REDIS GATE CACHE GROUP: starts one onsale on a free port,
-# logging to LOG, and waits until it answers; adds its PID to SERVER_PIDS and sets
+# launch_server CONFIG LOGFILE DB REDIS GATE CACHE GROUP: starts one onsale on a free port,
+# logging to LOGFILE, and waits until it answers; adds its PID to SERVER_PIDS and sets
 # LAUNCHED_URL.
 launch_server() {
-    local config=$1 log=$2 db=$3 redis=$4 gate=$5 cache=$6 group=$7 port pid url
+    local config=$1 logfile=$2 db=$3 redis=$4 gate=$5 cache=$6 group=$7 port pid url
     port=$(free_port)
     url=http://127.0.0.1:$port
     # Run from the output directory so that no .env file adds settings; STRIPE_* unset keeps
@@ -138,7 +138,7 @@ launch_server() {
             GROUP_COMMIT="$group" \
             BIND_ADDR="127.0.0.1:$port" JWT_SECRET="$JWT_SECRET" SEED_DEMO=false \
             LOG_FORMAT=json RUST_LOG=warn "$SERVER_BIN"
-    ) >"$log" 2>&1 &
+    ) >"$logfile" 2>&1 &
     pid=$!
     SERVER_PIDS+=("$pid")
     for _ in $(seq 1 300); do
@@ -148,7 +148,7 @@ launch_server() {
             return 0
         fi
         if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$log" >&2
+            tail -n 20 "$logfile" >&2
             log "$config: onsale exited during start"
             return 1
         fi
