@@ -77,10 +77,10 @@ pub async fn run(ctx: &Ctx, args: &SeatmapReadArgs) -> anyhow::Result<Report> {
 
     let seq_after = seat_map_seq(&ctx.api, &event.id).await?;
     check_changes(&mut report, &changes, &readers, seq_before);
-    let held: Vec<&String> = changes.held.iter().collect();
-    let not_held: Vec<&&String> = held
+    let held = &changes.held;
+    let not_held: Vec<&String> = held
         .iter()
-        .filter(|seat| map.status.get(**seat).map(String::as_str) != Some("HELD"))
+        .filter(|seat| map.status.get(*seat).map(String::as_str) != Some("HELD"))
         .collect();
     report.check(
         "the seat map lists every seat, AVAILABLE = seats − holds, every held seat HELD",
