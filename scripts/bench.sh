@@ -15,6 +15,9 @@
 #           the database; the comparison for seatmap-read and storm-readers)
 #   local   PostgreSQL, no Redis (in-process bus and gate)
 #   sqlite  SQLite, no Redis
+#   two     PostgreSQL + Redis, SEAT_GATE=on, TWO onsale instances on the same database and
+#           Redis (each on its own port); runs only distinct, its workers alternating
+#           between the instances (--also-url), checked through both
 # Scenarios (BENCH_SCENARIOS, default all): hot-seat distinct mixed storm-readers fanout
 # seatmap-read.
 # Sizes (environment, defaults keep the whole run near five minutes on two cores):
@@ -25,6 +28,8 @@
 #   SEATMAP_SEATS=10000 SEATMAP_READERS=200 SEATMAP_SECS=10
 #   SEATMAP_FORMS="post post-gzip get-etag" (seatmap-read once per form: plain POST, POST
 #           with gzip, GET with a persisted query and If-None-Match)
+#   SEATMAP_CHANGES=10 (per form, one more seatmap-read, tagged <form>-changes, with this
+#           many seat changes per second that every reader must see within 1 s; 0 skips it)
 #   RAW_SQL=1 (0 skips the pgbench ceiling; its own settings: see scripts/raw-sql-ceiling.sh)
 # Exit code: 0 when every check passed, 1 when any scenario reported a violation or failed.
 set -euo pipefail
@@ -59,6 +64,7 @@ SEATMAP_SEATS=${SEATMAP_SEATS:-10000}
 SEATMAP_READERS=${SEATMAP_READERS:-200}
 SEATMAP_SECS=${SEATMAP_SECS:-10}
 SEATMAP_FORMS=${SEATMAP_FORMS:-post post-gzip get-etag}
+SEATMAP_CHANGES=${SEATMAP_CHANGES:-10}
 RAW_SQL=${RAW_SQL:-1}
 
 SERVER_BIN=$ROOT/target/release/onsale
@@ -74,20 +80,23 @@ mkdir -p "$OUT"
 
 # ------------------------------------------------------------- servers ---
 
-SERVER_PID=""
+# Every onsale process of the current configuration (two for `two`).
+SERVER_PIDS=()
 
 stop_server() {
-    [ -n "$SERVER_PID" ] || return 0
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${SERVER_PIDS[@]}"; do
         for _ in $(seq 1 100); do
-            kill -0 "$SERVER_PID" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SERVER_PIDS=()
 }
 trap stop_server EXIT
 trap 'exit 130' INT
@@ -113,9 +122,46 @@ fresh_pg_database() {
     echo "${TEST_DATABASE_URL%/*}/$name"
 }
 
-# start_server CONFIG: starts onsale for CONFIG on a free port and waits until it answers.
+# launch_server CONFIG LOGFILE DB REDIS GATE CACHE GROUP: starts one onsale on a free port,
+# logging to LOGFILE, and waits until it answers; adds its PID to SERVER_PIDS and sets
+# LAUNCHED_URL.
+launch_server() {
+    local config=$1 logfile=$2 db=$3 redis=$4 gate=$5 cache=$6 group=$7 port pid url
+    port=$(free_port)
+    url=http://127.0.0.1:$port
+    # Run from the output directory so that no .env file adds settings; STRIPE_* unset keeps
+    # payments off (confirmHold books directly).
+    (
+        cd "$OUT/$config"
+        exec env -u STRIPE_SECRET_KEY -u STRIPE_API_BASE -u STRIPE_WEBHOOK_SECRET \
+            DATABASE_URL="$db" REDIS_URL="$redis" SEAT_GATE="$gate" SEATMAP_CACHE="$cache" \
+            GROUP_COMMIT="$group" \
+            BIND_ADDR="127.0.0.1:$port" JWT_SECRET="$JWT_SECRET" SEED_DEMO=false \
+            LOG_FORMAT=json RUST_LOG=warn "$SERVER_BIN"
+    ) >"$logfile" 2>&1 &
+    pid=$!
+    SERVER_PIDS+=("$pid")
+    for _ in $(seq 1 300); do
+        if scripts/http-ok.sh "$url/readyz"; then
+            log "$config: onsale (pid $pid) ready at $url (SEAT_GATE=$gate${redis:+, Redis})"
+            LAUNCHED_URL=$url
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$logfile" >&2
+            log "$config: onsale exited during start"
+            return 1
+        fi
+        sleep 0.1
+    done
+    log "$config: onsale did not become ready"
+    return 1
+}
+
+# start_server CONFIG: starts onsale for CONFIG (two instances for `two`) and waits until it
+# answers; sets BASE_URL (and ALSO_URL, the second instance, for `two`).
 start_server() {
-    local config=$1 dir=$OUT/$1 port db redis="" gate=on cache=on group=off
+    local config=$1 dir=$OUT/$1 db redis="" gate=on cache=on group=off instances=1
     case $config in
         gate) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL ;;
         group) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL group=on ;;
@@ -123,40 +169,23 @@ start_server() {
         nocache) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL cache=off ;;
         local) db=$(fresh_pg_database "$config") ;;
         sqlite) db="sqlite://$dir/onsale.db?mode=rwc" ;;
+        two) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL instances=2 ;;
         *)
             log "unknown configuration $config"
             return 1
             ;;
     esac
     rm -f "$dir"/onsale.db*
-    port=$(free_port)
-    BASE_URL=http://127.0.0.1:$port
-    # Run from the output directory so that no .env file adds settings; STRIPE_* unset keeps
-    # payments off (confirmHold books directly).
-    (
-        cd "$dir"
-        exec env -u STRIPE_SECRET_KEY -u STRIPE_API_BASE -u STRIPE_WEBHOOK_SECRET \
-            DATABASE_URL="$db" REDIS_URL="$redis" SEAT_GATE="$gate" SEATMAP_CACHE="$cache" \
-            GROUP_COMMIT="$group" \
-            BIND_ADDR="127.0.0.1:$port" JWT_SECRET="$JWT_SECRET" SEED_DEMO=false \
-            LOG_FORMAT=json RUST_LOG=warn "$SERVER_BIN"
-    ) >"$dir/server.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 300); do
-        if scripts/http-ok.sh "$BASE_URL/readyz"; then
-            log "$config: onsale (pid $SERVER_PID) ready at $BASE_URL (SEAT_GATE=$gate${redis:+, Redis})"
-            return 0
-        fi
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            tail -n 20 "$dir/server.log" >&2
-            log "$config: onsale exited during start"
-            SERVER_PID=""
+    launch_server "$config" "$dir/server.log" "$db" "$redis" "$gate" "$cache" "$group" ||
+        return 1
+    BASE_URL=$LAUNCHED_URL
+    ALSO_URL=""
+    if [ "$instances" = 2 ]; then
+        # Started once the first is ready, so that only one of them migrates the database.
+        launch_server "$config" "$dir/server2.log" "$db" "$redis" "$gate" "$cache" "$group" ||
             return 1
-        fi
-        sleep 0.1
-    done
-    log "$config: onsale did not become ready"
-    return 1
+        ALSO_URL=$LAUNCHED_URL
+    fi
 }
 
 # ----------------------------------------------------------- scenarios ---
@@ -176,7 +205,7 @@ scenario() {
     grep '^{.*"scenario"' "$file" >>"$RESULTS" || true
     sed -n '/^result/p' "$file" | sed "s/^/[bench] $config $name${TAG:+ $TAG}: /" >&2
     if [ "$rc" -ne 0 ]; then
-        FAILED+=("$config/$name (exit $rc)")
+        FAILED+=("$config/$name${TAG:+-$TAG} (exit $rc)")
         [ "$rc" -eq 1 ] || tail -n 5 "$file" >&2
     fi
 }
@@ -187,6 +216,15 @@ for config in $BENCH_CONFIGS; do
     rm -f "$OUT/$config"/*.txt
     if ! start_server "$config"; then
         FAILED+=("$config (server did not start)")
+        stop_server
+        continue
+    fi
+    if [ "$config" = two ]; then
+        # Two instances on one database: distinct only, its workers split between them.
+        scenario "$config" distinct --seats "$DISTINCT_SEATS" \
+            --concurrency "$DISTINCT_CONCURRENCY" --duration-secs "$DISTINCT_SECS" \
+            --also-url "$ALSO_URL"
+        stop_server
         continue
     fi
     scenario "$config" hot-seat --users "$HOT_USERS"
@@ -200,6 +238,11 @@ for config in $BENCH_CONFIGS; do
     for form in $SEATMAP_FORMS; do
         TAG=$form scenario "$config" seatmap-read --seats "$SEATMAP_SEATS" \
             --readers "$SEATMAP_READERS" --duration-secs "$SEATMAP_SECS" --form "$form"
+        if [ "$SEATMAP_CHANGES" != 0 ]; then
+            TAG=$form-changes scenario "$config" seatmap-read --seats "$SEATMAP_SEATS" \
+                --readers "$SEATMAP_READERS" --duration-secs "$SEATMAP_SECS" --form "$form" \
+                --changes-per-sec "$SEATMAP_CHANGES"
+        fi
     done
     stop_server
 done

@@ -77,6 +77,10 @@ pub struct DistinctArgs {
     /// Stop after this long even if seats are left.
     #[arg(long, default_value_t = 10)]
     pub duration_secs: u64,
+    /// A second instance of the same server (same database and Redis): worker i sends its
+    /// holds to `--url` when i is even, to this URL when i is odd; checks go through both.
+    #[arg(long)]
+    pub also_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -144,6 +148,10 @@ pub struct SeatmapReadArgs {
     /// How readers ask: plain POST, POST with gzip, or GET with a persisted query and ETag.
     #[arg(long, value_enum, default_value = "post")]
     pub form: crate::client::ReadForm,
+    /// Seat changes per second made meanwhile (a hold of one fresh seat each, until about
+    /// 2 s before the end), each of which every reader must see within 1 s; 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub changes_per_sec: u32,
 }
 
 #[derive(Debug, Args)]

@@ -81,6 +81,47 @@ pub enum ReadForm {
     GetEtag,
 }
 
+/// One seat-map read by [`Api::read`].
+#[derive(Debug)]
+pub struct MapRead {
+    pub answer: Answer,
+    /// The answer's `ETag`, or the one sent when the answer was a `304`.
+    pub etag: Option<String>,
+    /// The map's `seq`; `None` for a `304` (the reader's copy is current) or an answer
+    /// without a readable one.
+    pub seq: Option<u64>,
+    /// The answer was a `304 Not Modified`.
+    pub not_modified: bool,
+}
+
+impl MapRead {
+    fn failed(answer: Answer) -> Self {
+        Self {
+            answer,
+            etag: None,
+            seq: None,
+            not_modified: false,
+        }
+    }
+}
+
+/// How much of a seat-map answer is inflated and searched for its `seq`: the prefix below and
+/// any `Int` fit in it.
+const HEAD: usize = 64;
+
+/// The `seq` of a seat-map answer from its first bytes. The bench's seat-map queries ask for
+/// `seq` first and the server writes compact JSON, so a map starts
+/// `{"data":{"seatMap":{"seq":<n>,`; `None` when the head is anything else or ends inside
+/// the number.
+pub fn seq_from_head(head: &[u8]) -> Option<u64> {
+    let rest = head.strip_prefix(b"{\"data\":{\"seatMap\":{\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits == rest.len() {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 /// A cheap-to-clone handle on the server's HTTP API.
 #[derive(Clone)]
 pub struct Api {
@@ -110,6 +151,16 @@ impl Api {
             base,
             http,
         })
+    }
+
+    /// The same client (its connection pool and settings) for another server.
+    pub fn at(&self, base: &str) -> Self {
+        let base = base.trim_end_matches('/').to_owned();
+        Self {
+            http: self.http.clone(),
+            graphql: format!("{base}/graphql"),
+            base,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -191,15 +242,16 @@ impl Api {
 
     /// A seat-map style read in one of the forms a browser or CDN uses: `POST` asking for
     /// gzip, or `GET` with the persisted query's hash (Apollo APQ) and the last `ETag` seen
-    /// (`304` counts as OK: the client's copy is current). Returns the answer and the
-    /// answer's `ETag`. Compressed bodies are decompressed and classified like any other.
+    /// (`304` counts as OK: the client's copy is current). Returns the answer, the answer's
+    /// `ETag` and the map's `seq` (read from the head of the body, see [`seq_from_head`]).
+    /// Compressed bodies are decompressed only as far as needed to classify them.
     pub async fn read(
         &self,
         form: ReadForm,
         query: &str,
         variables: &Value,
         etag: Option<&str>,
-    ) -> (Answer, Option<String>) {
+    ) -> MapRead {
         let started = Instant::now();
         let req = match form {
             ReadForm::Post => self
@@ -224,7 +276,13 @@ impl Api {
                 }
                 let url = match reqwest::Url::parse_with_params(&self.graphql, &params) {
                     Ok(url) => url,
-                    Err(e) => return (Answer::transport(TRANSPORT, e.to_string(), started), None),
+                    Err(e) => {
+                        return MapRead::failed(Answer::transport(
+                            TRANSPORT,
+                            e.to_string(),
+                            started,
+                        ));
+                    }
                 };
                 let mut req = self.http.get(url).header("accept-encoding", "gzip");
                 if let Some(etag) = etag {
@@ -236,10 +294,11 @@ impl Api {
         let resp = match req.send().await {
             Ok(resp) => resp,
             Err(e) => {
-                return (
-                    Answer::transport(transport_code(&e), e.to_string(), started),
-                    None,
-                );
+                return MapRead::failed(Answer::transport(
+                    transport_code(&e),
+                    e.to_string(),
+                    started,
+                ));
             }
         };
         let status = resp.status().as_u16();
@@ -255,41 +314,59 @@ impl Api {
         let body = match resp.bytes().await {
             Ok(body) => body,
             Err(e) => {
-                return (
-                    Answer::transport(transport_code(&e), e.to_string(), started),
-                    None,
-                );
+                return MapRead::failed(Answer::transport(
+                    transport_code(&e),
+                    e.to_string(),
+                    started,
+                ));
             }
         };
         let received_at = Instant::now();
-        let mut answer = if status == 304 {
-            classify(200, b"{\"data\":{}}", Parse::ErrorsOnly)
+        let (mut answer, seq) = if status == 304 {
+            (classify(200, b"{\"data\":{}}", Parse::ErrorsOnly), None)
         } else if gzipped {
             // Only the start is decompressed: it tells data from errors (a stored seat map
-            // starts `{"data":{`, an error answer does not), and inflating the whole map
-            // would make the load generator, not the server, the bottleneck.
+            // starts `{"data":{`, an error answer does not) and carries the `seq`, and
+            // inflating the whole map would make the load generator, not the server, the
+            // bottleneck.
             use std::io::Read;
-            let mut head = vec![0u8; 64];
+            let mut head = Vec::with_capacity(HEAD);
             let mut decoder = flate2::read::GzDecoder::new(&body[..]);
-            match decoder.read(&mut head) {
-                Ok(n) if head[..n].starts_with(b"{\"data\":{") => {
-                    classify(200, b"{\"data\":{}}", Parse::ErrorsOnly)
-                }
+            match decoder.by_ref().take(HEAD as u64).read_to_end(&mut head) {
+                Ok(_) if head.starts_with(b"{\"data\":{") => (
+                    classify(200, b"{\"data\":{}}", Parse::ErrorsOnly),
+                    seq_from_head(&head),
+                ),
                 Ok(_) => {
                     let mut plain = Vec::new();
                     match flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain) {
-                        Ok(_) => classify(status, &plain, Parse::ErrorsOnly),
-                        Err(e) => Answer::transport(BAD_RESPONSE, e.to_string(), started),
+                        Ok(_) => (classify(status, &plain, Parse::ErrorsOnly), None),
+                        Err(e) => (
+                            Answer::transport(BAD_RESPONSE, e.to_string(), started),
+                            None,
+                        ),
                     }
                 }
-                Err(e) => Answer::transport(BAD_RESPONSE, e.to_string(), started),
+                Err(e) => (
+                    Answer::transport(BAD_RESPONSE, e.to_string(), started),
+                    None,
+                ),
             }
         } else {
-            classify(status, &body, Parse::ErrorsOnly)
+            (
+                classify(status, &body, Parse::ErrorsOnly),
+                seq_from_head(&body[..body.len().min(HEAD)]),
+            )
         };
         answer.latency = received_at - started;
         answer.received_at = received_at;
-        (answer, new_etag.or_else(|| etag.map(str::to_owned)))
+        MapRead {
+            // An error answer carries no map, so no seq.
+            seq: seq.filter(|_| answer.is_ok()),
+            answer,
+            etag: new_etag.or_else(|| etag.map(str::to_owned)),
+            not_modified: status == 304,
+        }
     }
 
     /// Runs an operation that must succeed (setup and verification) and returns its `data`.
@@ -391,5 +468,30 @@ mod tests {
         assert_eq!(classify(200, b"<html>", Parse::Full).code, BAD_RESPONSE);
         assert!(is_failure("HTTP_502") && is_failure("INTERNAL") && !is_failure("HTTP_413"));
         assert!(!is_failure("SEAT_UNAVAILABLE"));
+    }
+
+    #[test]
+    fn reads_the_seq_from_the_head_of_a_seat_map() {
+        let map = br#"{"data":{"seatMap":{"seq":12345,"event":{"id":"1"},"seats":[]}}}"#;
+        assert_eq!(seq_from_head(map), Some(12345));
+        assert_eq!(seq_from_head(&map[..HEAD.min(map.len())]), Some(12345));
+        assert_eq!(seq_from_head(br#"{"data":{"seatMap":{"seq":0}}}"#), Some(0));
+        // A head that ends inside the number does not know it.
+        assert_eq!(seq_from_head(br#"{"data":{"seatMap":{"seq":123"#), None);
+        assert_eq!(seq_from_head(br#"{"data":{"seatMap":{"seats":[]}}}"#), None);
+        assert_eq!(seq_from_head(br#"{"errors":[{"message":"x"}]}"#), None);
+        assert_eq!(seq_from_head(b""), None);
+        // The gzip form inflates only the head.
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(map).expect("gzip into memory");
+        let body = gz.finish().expect("gzip into memory");
+        use std::io::Read as _;
+        let mut head = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .take(HEAD as u64)
+            .read_to_end(&mut head)
+            .expect("inflate");
+        assert_eq!(seq_from_head(&head), Some(12345));
     }
 }

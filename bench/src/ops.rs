@@ -7,7 +7,8 @@ use anyhow::{Context as _, anyhow, bail};
 pub use onsale_ops::SEAT_MAP;
 pub use onsale_ops::{
     BookingInfo, CONFIGURE_WAITING_ROOM, CREATE_EVENT, EventInput, HoldInfo, MY_ACTIVE_HOLDS,
-    MY_BOOKINGS, SEAT_CHANGES, SEAT_STATUSES, SeatStatuses, WAITING_ROOM, WaitingRoomInput, vars,
+    MY_BOOKINGS, SEAT_CHANGES, SEAT_SEQ, SEAT_STATUSES, SeatStatuses, WAITING_ROOM,
+    WaitingRoomInput, vars,
 };
 /// The bench's smaller selections: it sends what it always has, so figures stay comparable.
 pub use onsale_ops::{

@@ -197,6 +197,14 @@ impl Report {
         });
     }
 
+    /// Adds `other`'s checks, each name followed by `suffix`.
+    pub fn add_checks_of(&mut self, other: Report, suffix: &str) {
+        for mut check in other.checks {
+            check.name.push_str(suffix);
+            self.checks.push(check);
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.checks.iter().all(|c| c.ok)
     }

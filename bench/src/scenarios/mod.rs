@@ -87,15 +87,32 @@ pub async fn read_seat_map(api: &Api, event_id: &str) -> Answer {
     .await
 }
 
-/// `n` concurrent readers, each reading the seat map in a loop until `duration` is over.
-/// Returns their merged stats and the wall-clock time they ran.
+/// When one reader first got each higher `seq`: (seq, answer received), seq increasing.
+pub type SeqLog = Vec<(u64, Instant)>;
+
+/// What a group of readers measured and saw.
+pub struct Readers {
+    /// Their answers, merged.
+    pub stats: Stats,
+    /// The wall-clock time they ran.
+    pub elapsed: Duration,
+    /// Per reader, when it first saw each higher `seq`.
+    pub seqs: Vec<SeqLog>,
+    /// Maps answered (not `304`) whose `seq` could not be read from the head.
+    pub unreadable: u64,
+    /// Maps whose `seq` was below one the same reader had already seen.
+    pub backwards: u64,
+}
+
+/// `n` concurrent readers, each reading the seat map in a loop until `duration` is over,
+/// noting the map's `seq` of every answer (a `304` keeps the reader's copy and its `seq`).
 pub async fn run_readers(
     api: &Api,
     event_id: &str,
     n: usize,
     duration: Duration,
     form: ReadForm,
-) -> anyhow::Result<(Stats, Duration)> {
+) -> anyhow::Result<Readers> {
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..n)
@@ -104,26 +121,50 @@ pub async fn run_readers(
             let event_id = event_id.to_owned();
             tokio::spawn(async move {
                 let mut stats = Stats::new();
+                let mut log = SeqLog::new();
+                let (mut unreadable, mut backwards) = (0u64, 0u64);
                 let variables = ops::vars::event(&event_id);
                 let mut etag = None;
                 while Instant::now() < deadline {
-                    let (answer, seen) = api
+                    let read = api
                         .read(form, ops::SEAT_MAP, &variables, etag.as_deref())
                         .await;
-                    stats.record_answer(&answer);
+                    stats.record_answer(&read.answer);
+                    let last = log.last().map(|&(seq, _)| seq);
+                    match read.seq {
+                        Some(seq) if last.is_none_or(|last| seq > last) => {
+                            log.push((seq, read.answer.received_at));
+                        }
+                        Some(seq) if last.is_some_and(|last| seq < last) => backwards += 1,
+                        Some(_) => {}
+                        // A 304 answers "unchanged since your ETag": the reader's seq stands.
+                        None if read.answer.is_ok() && !read.not_modified => unreadable += 1,
+                        None => {}
+                    }
                     if form == ReadForm::GetEtag {
-                        etag = seen;
+                        etag = read.etag;
                     }
                 }
-                stats
+                (stats, log, unreadable, backwards)
             })
         })
         .collect();
-    let mut stats = Stats::new();
+    let mut readers = Readers {
+        stats: Stats::new(),
+        elapsed: Duration::ZERO,
+        seqs: Vec::with_capacity(n),
+        unreadable: 0,
+        backwards: 0,
+    };
     for task in tasks {
-        stats.merge(&task.await.context("a reader task panicked")?);
+        let (stats, log, unreadable, backwards) = task.await.context("a reader task panicked")?;
+        readers.stats.merge(&stats);
+        readers.seqs.push(log);
+        readers.unreadable += unreadable;
+        readers.backwards += backwards;
     }
-    Ok((stats, started.elapsed()))
+    readers.elapsed = started.elapsed();
+    Ok(readers)
 }
 
 /// Opens about `n` keep-alive connections ahead of a burst, so the burst measures requests

@@ -13,7 +13,7 @@ use crate::client::ReadForm;
 use crate::ops;
 use crate::report::{Report, Section, Stats};
 use crate::scenarios::hot_seat::{Round, describe};
-use crate::scenarios::{Ctx, examples, hold_burst, run_readers, warm_connections};
+use crate::scenarios::{Ctx, Readers, examples, hold_burst, run_readers, warm_connections};
 
 pub async fn run(ctx: &Ctx, args: &StormReadersArgs) -> anyhow::Result<Report> {
     let mut report = Report::new("storm-readers");
@@ -28,8 +28,11 @@ pub async fn run(ctx: &Ctx, args: &StormReadersArgs) -> anyhow::Result<Report> {
     // Every round has its own users: a user may hold only a few seats per event.
     let first_users = ctx.users("storm-r0", args.users)?;
     warm_connections(&ctx.api, args.users + args.readers).await;
-    let (baseline, baseline_elapsed) =
-        run_readers(&ctx.api, &event.id, args.readers, phase, ReadForm::Post).await?;
+    let Readers {
+        stats: baseline,
+        elapsed: baseline_elapsed,
+        ..
+    } = run_readers(&ctx.api, &event.id, args.readers, phase, ReadForm::Post).await?;
 
     // The storm runs rounds until the readers' second phase is over.
     let stop = Arc::new(AtomicBool::new(false));
@@ -58,8 +61,11 @@ pub async fn run(ctx: &Ctx, args: &StormReadersArgs) -> anyhow::Result<Report> {
             anyhow::Ok((stats, rounds, started.elapsed()))
         })
     };
-    let (during, during_elapsed) =
-        run_readers(&ctx.api, &event.id, args.readers, phase, ReadForm::Post).await?;
+    let Readers {
+        stats: during,
+        elapsed: during_elapsed,
+        ..
+    } = run_readers(&ctx.api, &event.id, args.readers, phase, ReadForm::Post).await?;
     stop.store(true, Ordering::Relaxed);
     let (storm_stats, rounds, storm_elapsed) = storm.await.context("the storm task panicked")??;
 
