@@ -12,6 +12,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
+use crate::stripe_proxy::{CaptureProxy, Captures};
 
 use ops::{REQUEST_SEATS, SEAT_REQUEST};
 
@@ -21,6 +22,28 @@ const PAUSE: Duration = Duration::from_secs(7);
 
 fn with_redis(url: &str) -> Options {
     Options::default().set("REDIS_URL", url)
+}
+
+/// Queued booking on for `event_id` (a room, switched off, so `requestSeats` works without
+/// admissions); answers a connection to the app's database.
+async fn queued_booking(app: &TestApp, event_id: &str) -> DatabaseConnection {
+    let input = ops::WaitingRoomInput {
+        enabled: false,
+        opens_at: None,
+        admit_per_second: 10.into(),
+        admission_ttl_secs: 60.into(),
+    };
+    let body = app
+        .gql(
+            Some(&app.admin_token()),
+            ops::CONFIGURE_WAITING_ROOM,
+            ops::vars::configure_waiting_room(event_id, &input),
+        )
+        .await;
+    assert!(body["errors"].is_null(), "{body}");
+    Database::connect(app.database_url.as_str())
+        .await
+        .expect("db")
 }
 
 async fn one_i64(db: &DatabaseConnection, sql: String, column: &str) -> Option<i64> {
@@ -55,33 +78,8 @@ async fn a_worker_paused_past_its_lease_cannot_apply_or_answer() {
     .await;
     let (event_id, seats) = a.create_event(1, 3).await;
     let (s1, s2, s3) = (&seats[0], &seats[1], &seats[2]);
-    let input = ops::WaitingRoomInput {
-        enabled: false,
-        opens_at: None,
-        admit_per_second: 10.into(),
-        admission_ttl_secs: 60.into(),
-    };
-    let body = a
-        .gql(
-            Some(&a.admin_token()),
-            ops::CONFIGURE_WAITING_ROOM,
-            ops::vars::configure_waiting_room(&event_id, &input),
-        )
-        .await;
-    assert!(body["errors"].is_null(), "{body}");
-    let db = Database::connect(a.database_url.as_str())
-        .await
-        .expect("db");
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT queue_key FROM waiting_rooms WHERE event_id = {event_id}"),
-        ))
-        .await
-        .expect("query")
-        .expect("room row");
-    let queue_key: String = row.try_get("", "queue_key").expect("queue key");
-    let prefix = format!("onsale:wr:{{{queue_key}}}");
+    let db = queued_booking(&a, &event_id).await;
+    let prefix = queue_prefix(&db, &event_id).await;
     let mut redis = redis::Client::open(redis_url.as_str())
         .expect("redis url")
         .get_multiplexed_async_connection()
@@ -258,33 +256,8 @@ async fn an_answer_with_a_stale_token_is_refused() {
     )
     .await;
     let (event_id, seats) = app.create_event(1, 2).await;
-    let input = ops::WaitingRoomInput {
-        enabled: false,
-        opens_at: None,
-        admit_per_second: 10.into(),
-        admission_ttl_secs: 60.into(),
-    };
-    let body = app
-        .gql(
-            Some(&app.admin_token()),
-            ops::CONFIGURE_WAITING_ROOM,
-            ops::vars::configure_waiting_room(&event_id, &input),
-        )
-        .await;
-    assert!(body["errors"].is_null(), "{body}");
-    let db = Database::connect(app.database_url.as_str())
-        .await
-        .expect("db");
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT queue_key FROM waiting_rooms WHERE event_id = {event_id}"),
-        ))
-        .await
-        .expect("query")
-        .expect("room row");
-    let queue_key: String = row.try_get("", "queue_key").expect("queue key");
-    let prefix = format!("onsale:wr:{{{queue_key}}}");
+    let db = queued_booking(&app, &event_id).await;
+    let prefix = queue_prefix(&db, &event_id).await;
     let mut redis = redis::Client::open(redis_url.as_str())
         .expect("redis url")
         .get_multiplexed_async_connection()
@@ -383,23 +356,7 @@ async fn a_lost_fencing_counter_is_raised_past_the_database() {
     let redis_url = redis_url();
     let app = TestApp::spawn_with(Backend::Postgres, with_redis(&redis_url)).await;
     let (event_id, seats) = app.create_event(1, 2).await;
-    let input = ops::WaitingRoomInput {
-        enabled: false,
-        opens_at: None,
-        admit_per_second: 10.into(),
-        admission_ttl_secs: 60.into(),
-    };
-    let body = app
-        .gql(
-            Some(&app.admin_token()),
-            ops::CONFIGURE_WAITING_ROOM,
-            ops::vars::configure_waiting_room(&event_id, &input),
-        )
-        .await;
-    assert!(body["errors"].is_null(), "{body}");
-    let db = Database::connect(app.database_url.as_str())
-        .await
-        .expect("db");
+    let db = queued_booking(&app, &event_id).await;
     db.execute_unprepared(&format!(
         "INSERT INTO queue_fences (event_id, token) VALUES ({event_id}, 10)"
     ))
@@ -506,7 +463,7 @@ async fn checkout_row(db: &DatabaseConnection, hold_id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_checkout_step_whose_lease_was_taken_over_writes_nothing() {
     use crate::payments::{COMPLETE, bookings, held_and_started, intent_status, pay, payments};
-    let proxy = HeldCaptureProxy::start(crate::payments::stripe_base()).await;
+    let proxy = CaptureProxy::start(crate::payments::stripe_base(), Captures::Held).await;
     // A's worker never runs a pass of its own: only the step `completeCheckout` makes.
     let a = TestApp::spawn_with(
         Backend::Postgres,
@@ -537,7 +494,7 @@ async fn a_checkout_step_whose_lease_was_taken_over_writes_nothing() {
         })
     };
     wait_until("A calls capture", Duration::from_secs(15), || async {
-        proxy.captures_held() == 1
+        proxy.captures() == 1
     })
     .await;
     let db = Database::connect(a.database_url.as_str())
@@ -583,86 +540,6 @@ async fn a_checkout_step_whose_lease_was_taken_over_writes_nothing() {
 }
 
 const CHECKOUT_LEASES_LOST: &str = r#"onsale_leases_lost_total{lease="checkout"}"#;
-
-/// A Stripe in front of localstripe that holds every capture until [`Self::let_go`].
-struct HeldCaptureProxy {
-    base: String,
-    held: Arc<AtomicUsize>,
-    gate: Arc<tokio::sync::Semaphore>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl HeldCaptureProxy {
-    async fn start(upstream: String) -> Self {
-        use axum::body::Bytes;
-        use axum::http::{HeaderMap, Method, StatusCode, Uri};
-        use axum::response::IntoResponse;
-
-        onsale::payment::install_crypto_provider();
-        let client = reqwest::Client::new();
-        let held = Arc::new(AtomicUsize::new(0));
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let (counter, shut) = (held.clone(), gate.clone());
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let (client, upstream) = (client.clone(), upstream.clone());
-                let (counter, shut) = (counter.clone(), shut.clone());
-                async move {
-                    if uri.path().ends_with("/capture") {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        let _ = shut.acquire().await;
-                    }
-                    let mut req = client
-                        .request(method, format!("{upstream}{uri}"))
-                        .body(body);
-                    for name in ["authorization", "content-type", "idempotency-key"] {
-                        if let Some(v) = headers.get(name) {
-                            req = req.header(name, v);
-                        }
-                    }
-                    match req.send().await {
-                        Ok(resp) => {
-                            let status = StatusCode::from_u16(resp.status().as_u16())
-                                .unwrap_or(StatusCode::BAD_GATEWAY);
-                            (status, resp.bytes().await.unwrap_or_default()).into_response()
-                        }
-                        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
-                    }
-                }
-            },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            base,
-            held,
-            gate,
-            task,
-        }
-    }
-
-    /// How many captures it has held so far.
-    fn captures_held(&self) -> usize {
-        self.held.load(Ordering::SeqCst)
-    }
-
-    /// Lets every held capture (and every later one) through.
-    fn let_go(&self) {
-        self.gate
-            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
-    }
-}
-
-impl Drop for HeldCaptureProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 /// A delivery's row, as the delivery worker leaves it.
 async fn delivery_row(db: &DatabaseConnection, endpoint_id: &str) -> Value {

@@ -599,3 +599,19 @@ pub async fn assert_healthy(app: &TestApp) {
     let body = app.gql(None, "{ events { id name } }", json!({})).await;
     assert!(body["errors"].is_null(), "{body}");
 }
+
+/// The Redis key prefix of `event_id`'s request queue (`onsale:wr:{<queue key>}`), from its
+/// room's row (the event needs a room, on or off).
+pub async fn queue_prefix(db: &sea_orm::DatabaseConnection, event_id: &str) -> String {
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT queue_key FROM waiting_rooms WHERE event_id = {event_id}"),
+        ))
+        .await
+        .expect("query")
+        .expect("room row");
+    let queue_key: String = row.try_get("", "queue_key").expect("queue key");
+    format!("onsale:wr:{{{queue_key}}}")
+}

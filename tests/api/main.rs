@@ -46,6 +46,7 @@ mod sequencer;
 mod slow_consumer;
 mod sql_mirror;
 mod stripe_client;
+mod stripe_proxy;
 mod surge;
 mod tickets;
 mod waiting_room;

@@ -1,8 +1,6 @@
 //! Payments against a real Stripe-compatible server (localstripe): checkout, the card step
 //! as a browser would do it, webhooks, the worker, late payments, crashes and refunds.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -12,6 +10,7 @@ use sha2::Sha256;
 
 use crate::both_backends;
 use crate::helpers::*;
+use crate::stripe_proxy::{CaptureProxy, Captures};
 
 const STRIPE_KEY: &str = "sk_test_onsale_payments";
 const WEBHOOK_SECRET: &str = "whsec_onsale_payments_test";
@@ -400,7 +399,7 @@ async fn late_payment_is_cancelled_not_charged() {
 /// finishes the capture. The booking is never lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn capture_interrupted_by_a_crash_is_finished_after_restart() {
-    let proxy = FailingCaptureProxy::start(stripe_base()).await;
+    let proxy = CaptureProxy::start(stripe_base(), Captures::Refused).await;
     let app = TestApp::spawn_with(Backend::Postgres, payments(&proxy.base)).await;
     let alice = app.token("alice");
     let (event_id, seats, hold_id, _, intent) = held_and_started(&app, &alice).await;
@@ -408,7 +407,7 @@ async fn capture_interrupted_by_a_crash_is_finished_after_restart() {
     let body = app.gql(Some(&alice), COMPLETE, json!({"h": hold_id})).await;
     assert_eq!(data(&body, "completeCheckout")["status"], "CONFIRMED");
     wait_until("a capture is tried and fails", SETTLES_WITHIN, || async {
-        proxy.captures_refused() > 0
+        proxy.captures() > 0
     })
     .await;
     assert_eq!(
@@ -488,80 +487,4 @@ async fn payments_off_answers_clearly() {
     let status = post_webhook(&app, "{}", Some("t=1,v1=00")).await;
     assert_eq!(status, 404);
     app.stop().await;
-}
-
-/// Forwards to a Stripe server but answers every capture with a 500.
-struct FailingCaptureProxy {
-    base: String,
-    refused: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FailingCaptureProxy {
-    async fn start(upstream: String) -> Self {
-        use axum::body::Bytes;
-        use axum::http::{HeaderMap, Method, StatusCode, Uri};
-        use axum::response::IntoResponse;
-
-        onsale::payment::install_crypto_provider();
-        let client = reqwest::Client::new();
-        let refused = Arc::new(AtomicUsize::new(0));
-        let counter = refused.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let client = client.clone();
-                let upstream = upstream.clone();
-                let counter = counter.clone();
-                async move {
-                    if uri.path().ends_with("/capture") {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        return (
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "{\"error\":{\"message\":\"down\"}}",
-                        )
-                            .into_response();
-                    }
-                    let mut req = client
-                        .request(method, format!("{upstream}{uri}"))
-                        .body(body);
-                    for name in ["authorization", "content-type", "idempotency-key"] {
-                        if let Some(v) = headers.get(name) {
-                            req = req.header(name, v);
-                        }
-                    }
-                    match req.send().await {
-                        Ok(resp) => {
-                            let status = StatusCode::from_u16(resp.status().as_u16())
-                                .unwrap_or(StatusCode::BAD_GATEWAY);
-                            (status, resp.bytes().await.unwrap_or_default()).into_response()
-                        }
-                        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
-                    }
-                }
-            },
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            base,
-            refused,
-            task,
-        }
-    }
-
-    /// How many captures it has answered with a 500.
-    fn captures_refused(&self) -> usize {
-        self.refused.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FailingCaptureProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }

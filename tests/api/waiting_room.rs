@@ -517,7 +517,7 @@ fn mix(seed: u64) -> u64 {
 /// halfway through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn queued_requests_are_answered_in_arrival_order_through_worker_deaths() {
-    use sea_orm::{ConnectionTrait, Database, Statement};
+    use sea_orm::Database;
     const N: usize = 1_000;
     let redis_url = redis_url();
     let a = TestApp::spawn_with(Backend::Postgres, with_redis(&redis_url)).await;
@@ -528,16 +528,7 @@ async fn queued_requests_are_answered_in_arrival_order_through_worker_deaths() {
     let db = Database::connect(a.database_url.as_str())
         .await
         .expect("db");
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT queue_key FROM waiting_rooms WHERE event_id = {event_id}"),
-        ))
-        .await
-        .expect("query")
-        .expect("room row");
-    let queue_key: String = row.try_get("", "queue_key").expect("queue key");
-    let prefix = format!("onsale:wr:{{{queue_key}}}");
+    let prefix = queue_prefix(&db, &event_id).await;
     let client = redis::Client::open(redis_url.as_str()).expect("redis url");
     let mut redis = client
         .get_multiplexed_async_connection()
