@@ -151,25 +151,30 @@ static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 /// Returns the lease's fencing token if taken, else 0.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/acquire.lua")));
 
-/// The lease holder's next request: the oldest entry pending with it (taken over, or not
-/// answered yet), else the next new one, in stream (arrival) order.
-const NEXT_ENTRY: &str = include_str!("lua/next_entry.lua");
+/// The lease holder's next requests, up to a count: the entries pending with it (taken over,
+/// or not answered yet), then new ones, in stream (arrival) order.
+const NEXT_ENTRIES: &str = include_str!("lua/next_entry.lua");
 
-/// Renews the lease and returns the next request.
-/// KEYS: lease, stream. ARGV: owner, lease_ms, group.
-/// Returns {'lost'}, {'empty'} or {'entry', id, field, value, ...}.
+/// Renews the lease and returns the next requests.
+/// KEYS: lease, stream. ARGV: owner, lease_ms, group, count.
+/// Returns {'lost'}, {'empty'} or {'entries', id, n, field, value, ..., id, n, ...}.
 static NEXT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{NEXT_ENTRY}{}", include_str!("lua/next.lua"))));
+    LazyLock::new(|| Script::new(&format!("{NEXT_ENTRIES}{}", include_str!("lua/next.lua"))));
 
-/// Records a request's answer, once, and only while holding the lease with the newest
-/// fencing token (a worker that lost it leaves the entry to the new holder); acknowledges and
-/// drops the stream entry; renews the lease and returns the next request, as [`NEXT`] does.
-/// KEYS: lease, stream, request hash, answer counter, fence. ARGV: owner, group, entry id,
-/// status, hold id, error code, error message, now, keep_ms, notify channel, request id,
-/// lease_ms, fencing token.
-/// Returns {'lost'} (nothing was written), {'empty'} or {'entry', ...}.
-static COMPLETE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{NEXT_ENTRY}{}", include_str!("lua/complete.lua"))));
+/// Records the answers of requests, in queue order, each once, and only while holding the
+/// lease with the newest fencing token (a worker that lost it leaves the entries to the new
+/// holder); acknowledges and drops their stream entries; renews the lease and returns the
+/// next requests, as [`NEXT`] does.
+/// KEYS: lease, stream, answer counter, fence, then the request hash of each answer.
+/// ARGV: owner, group, now, keep_ms, notify channel, lease_ms, fencing token, count, then
+/// six per answer: entry id, status, hold id, error code, error message, request id.
+/// Returns {'lost'} (nothing was written), {'empty'} or {'entries', ...}.
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NEXT_ENTRIES}{}",
+        include_str!("lua/complete.lua")
+    ))
+});
 
 /// KEYS: lease. ARGV: owner, lease_ms. Returns 1 if still held (and renewed).
 static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
@@ -217,15 +222,31 @@ pub struct RoomSnapshot {
     pub epoch: i64,
 }
 
-/// What the worker got from [`Store::next_request`].
+/// What the worker got from [`Store::next_requests`].
 #[derive(Debug)]
 pub enum Next {
     Lost,
     Empty,
-    Entry {
-        id: String,
-        fields: std::collections::HashMap<String, String>,
-    },
+    /// In queue order.
+    Entries(Vec<Entry>),
+}
+
+/// One request's stream entry.
+#[derive(Debug)]
+pub struct Entry {
+    pub id: String,
+    pub fields: std::collections::HashMap<String, String>,
+}
+
+/// The answer to one request, as the worker records it.
+pub struct Answer<'a> {
+    pub entry_id: &'a str,
+    pub request_uuid: &'a str,
+    pub request_id: String,
+    pub status: &'static str,
+    pub hold_id: String,
+    /// Code and message of a FAILED answer.
+    pub error: Option<(&'static str, String)>,
 }
 
 /// The waiting room's Redis, with bounded calls and a health flag.
@@ -556,82 +577,89 @@ impl Store {
         Ok(())
     }
 
-    pub async fn next_request(
+    /// Renews the lease and returns up to `count` requests.
+    pub async fn next_requests(
         &self,
         keys: &RoomKeys,
         owner: &str,
         lease_ms: i64,
+        count: usize,
     ) -> Result<Next, AppError> {
         let reply: Vec<Option<String>> = self
             .eval(
                 &NEXT,
                 &[keys.worker(), keys.requests()],
-                &[owner.to_owned(), lease_ms.to_string(), GROUP.to_owned()],
+                &[
+                    owner.to_owned(),
+                    lease_ms.to_string(),
+                    GROUP.to_owned(),
+                    count.to_string(),
+                ],
             )
             .await?;
         Ok(parse_next(reply))
     }
 
-    /// Records an answer and returns the next request; [`Next::Lost`] if the lease was lost
-    /// meanwhile, or taken again with a newer token than `token` (then nothing was written).
-    #[expect(clippy::too_many_arguments, reason = "one script, one argument each")]
+    /// Records `answers` (in queue order) and returns up to `count` next requests;
+    /// [`Next::Lost`] if the lease was lost meanwhile, or taken again with a newer token than
+    /// `token` (then nothing was written).
     pub async fn complete(
         &self,
         keys: &RoomKeys,
-        owner: &str,
-        token: i64,
+        (owner, token): (&str, i64),
         lease_ms: i64,
-        entry_id: &str,
-        request_uuid: &str,
-        request_id: &str,
-        status: &str,
-        hold_id: &str,
-        error: Option<(&str, &str)>,
+        answers: &[Answer<'_>],
+        count: usize,
     ) -> Result<Next, AppError> {
-        let (code, message) = error.unwrap_or(("", ""));
-        let reply: Vec<Option<String>> = self
-            .eval(
-                &COMPLETE,
-                &[
-                    keys.worker(),
-                    keys.requests(),
-                    keys.request(request_uuid),
-                    keys.answer_seq(),
-                    keys.fence(),
-                ],
-                &[
-                    owner.to_owned(),
-                    GROUP.to_owned(),
-                    entry_id.to_owned(),
-                    status.to_owned(),
-                    hold_id.to_owned(),
-                    code.to_owned(),
-                    message.to_owned(),
-                    crate::domain::clock::now_ms().to_string(),
-                    KEEP_MS.to_string(),
-                    NOTIFY_CHANNEL.to_owned(),
-                    request_id.to_owned(),
-                    lease_ms.to_string(),
-                    token.to_string(),
-                ],
-            )
-            .await?;
+        let mut script_keys = vec![
+            keys.worker(),
+            keys.requests(),
+            keys.answer_seq(),
+            keys.fence(),
+        ];
+        let mut args = vec![
+            owner.to_owned(),
+            GROUP.to_owned(),
+            crate::domain::clock::now_ms().to_string(),
+            KEEP_MS.to_string(),
+            NOTIFY_CHANNEL.to_owned(),
+            lease_ms.to_string(),
+            token.to_string(),
+            count.to_string(),
+        ];
+        for answer in answers {
+            script_keys.push(keys.request(answer.request_uuid));
+            let (code, message) = answer.error.as_ref().map_or(("", ""), |(c, m)| (*c, m));
+            args.extend([
+                answer.entry_id.to_owned(),
+                answer.status.to_owned(),
+                answer.hold_id.clone(),
+                code.to_owned(),
+                message.to_owned(),
+                answer.request_id.clone(),
+            ]);
+        }
+        let reply: Vec<Option<String>> = self.eval(&COMPLETE, &script_keys, &args).await?;
         Ok(parse_next(reply))
     }
 }
 
 fn parse_next(reply: Vec<Option<String>>) -> Next {
-    let mut items = reply.into_iter();
-    match items.next().flatten().as_deref() {
-        Some("entry") => {
-            let id = items.next().flatten().unwrap_or_default();
-            let mut fields = std::collections::HashMap::new();
-            while let (Some(k), Some(v)) = (items.next(), items.next()) {
-                if let (Some(k), Some(v)) = (k, v) {
-                    fields.insert(k, v);
+    let mut items = reply.into_iter().map(Option::unwrap_or_default);
+    match items.next().as_deref() {
+        Some("entries") => {
+            let mut entries = Vec::new();
+            while let Some(id) = items.next() {
+                let n: usize = items.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                let mut fields = std::collections::HashMap::new();
+                for _ in 0..n / 2 {
+                    if let (Some(k), Some(v)) = (items.next(), items.next()) {
+                        fields.insert(k, v);
+                    }
                 }
+                entries.push(Entry { id, fields });
             }
-            Next::Entry { id, fields }
+            Next::Entries(entries)
         }
         Some("empty") => Next::Empty,
         _ => Next::Lost,

@@ -1,13 +1,22 @@
 //! The request workers. Each instance runs a dispatcher that looks for events with queued
 //! requests and tries to take their lease; whoever holds an event's lease works its stream
-//! alone, one request at a time, oldest first:
+//! alone, oldest first:
 //! 1. entries pending with it (taken over from a worker that died, or its own unanswered);
 //! 2. then new entries, in stream (arrival) order.
 //!
+//! It takes them a chunk at a time and answers each exactly as running them one after
+//! another in queue order would, without running them one at a time: requests that compete
+//! for nothing (no seat, no area, no buyer in common) decide the same whichever goes first,
+//! so a chunk runs in waves. A wave is every request that competes with no earlier request
+//! still waiting; its requests run together, so their writes share the event's batches and
+//! commits (`crate::db::group`). A request that competes with an earlier one waits for a
+//! later wave, after it.
+//!
 //! Each request runs `hold_seats` with the request id as its idempotency key, so running it
 //! again after a crash returns the hold the first run made instead of making another. The
-//! answer is recorded and the entry acknowledged in one script that checks the lease first:
-//! a worker that lost its lease writes nothing, and the new holder answers instead.
+//! answers of a chunk are recorded, in queue order, and their entries acknowledged in one
+//! script that checks the lease first: a worker that lost its lease writes nothing, and the
+//! new holder answers instead.
 //!
 //! A lease can run out while its holder is paused (a long GC-like stall, a slow statement)
 //! without the holder noticing. So each taking of the lease draws a fencing token that only
@@ -15,20 +24,21 @@
 //! the answer script checks it too: a holder whose token is older than the newest one seen
 //! neither applies its request nor answers it (`crate::db::fence`).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use futures::future::join_all;
 use tokio::sync::watch;
 
 use super::WaitingRoomService;
 use super::config::RoomConfig;
 use super::requests::SeatRequestId;
-use super::store::{Next, QUEUES_KEY, RoomKeys};
+use super::store::{Answer, Entry, Next, QUEUES_KEY, RoomKeys};
 use crate::auth::User;
 use crate::booking::admission::Admission;
 use crate::db::fence;
 use crate::domain::area::{AreaQuantities, decode_wanted, hold_seat_ids};
-use crate::domain::input::IdempotencyKey;
+use crate::domain::input::{IdempotencyKey, SeatIds};
 use crate::domain::views::HoldView;
 use crate::error::AppError;
 
@@ -40,6 +50,8 @@ const DISPATCH_EVERY: Duration = Duration::from_millis(250);
 const IDLE_FOR: Duration = Duration::from_secs(2);
 /// How long a request may keep getting "try again" answers before that is its answer.
 const RETRY_FOR: Duration = Duration::from_secs(10);
+/// Most requests taken, run and answered together.
+const CHUNK: usize = 32;
 
 impl WaitingRoomService {
     pub(super) async fn run_dispatcher(self, mut shutdown: watch::Receiver<bool>) {
@@ -146,7 +158,11 @@ impl WaitingRoomService {
             }
             let next = match handed.take() {
                 Some(next) => Ok(next),
-                None => store.next_request(&keys, self.instance(), LEASE_MS).await,
+                None => {
+                    store
+                        .next_requests(&keys, self.instance(), LEASE_MS, CHUNK)
+                        .await
+                }
             };
             match next {
                 Ok(Next::Lost) => {
@@ -173,12 +189,9 @@ impl WaitingRoomService {
                     })
                     .await;
                 }
-                Ok(Next::Entry { id, fields }) => {
+                Ok(Next::Entries(entries)) => {
                     idle_since = Instant::now();
-                    match self
-                        .answer(&room, &keys, token, &id, &fields, &shutdown)
-                        .await
-                    {
+                    match self.answer(&room, &keys, token, &entries, &shutdown).await {
                         Ok(next) => handed = Some(next),
                         Err(err) => {
                             // Redis failed: the entry stays pending and is answered again.
@@ -211,85 +224,97 @@ impl WaitingRoomService {
         tracing::debug!("request queue idle; lease released");
     }
 
-    /// Answers one stream entry and returns the next; [`Next::Lost`] if the lease was lost
-    /// (or taken over: the fence refused `token`) before the answer was recorded.
+    /// Answers a chunk of stream entries (in queue order) and returns the next ones;
+    /// [`Next::Lost`] if the lease was lost (or taken over: the fence refused `token`) before
+    /// the answers were recorded.
     async fn answer(
         &self,
         room: &RoomConfig,
         keys: &RoomKeys,
         token: i64,
-        entry_id: &str,
-        fields: &HashMap<String, String>,
+        entries: &[Entry],
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Next, AppError> {
         let store = self.store()?;
-        let uuid = fields.get("request").cloned().unwrap_or_default();
-        let request_id = SeatRequestId {
-            event_id: room.event_id,
-            uuid: uuid.clone(),
-        }
-        .id();
-        let user = User {
-            id: fields.get("user").cloned().unwrap_or_default(),
-            admin: fields.get("admin").is_some_and(|a| a == "1"),
-        };
-        let (seats, places) = fields
-            .get("seats")
-            .map(|s| decode_wanted(s))
-            .unwrap_or_default();
+        let max_seats = self.inner.booking.settings().max_seats_per_hold;
+        // A request that cannot be held at all (bad input) has its answer already.
+        let (requests, mut outcomes): (Vec<Queued>, Vec<Option<Result<HoldView, AppError>>>) =
+            entries
+                .iter()
+                .map(|entry| {
+                    let (request, refused) = Queued::read(room.event_id, entry, max_seats);
+                    (request, refused.map(Err))
+                })
+                .unzip();
         let pause = self.inner.worker_pause.get().copied().unwrap_or_default();
         if !pause.is_zero() {
-            // QUEUE_WORKER_PAUSE_MS (tests): a stall past the lease, between taking a request
-            // and applying it.
-            tracing::warn!(?pause, entry = %entry_id, "pausing before applying the request");
+            // QUEUE_WORKER_PAUSE_MS (tests): a stall past the lease, between taking requests
+            // and applying them.
+            tracing::warn!(?pause, entry = %entries[0].id, "pausing before applying the requests");
             tokio::time::sleep(pause).await;
         }
-        let outcome = if uuid.is_empty() || user.id.is_empty() {
-            Err(AppError::Internal(format!(
-                "malformed queue entry {entry_id}"
-            )))
-        } else {
-            match self
-                .hold_for(room, keys, token, &user, &uuid, (&seats, &places), shutdown)
-                .await
-            {
-                Some(Err(AppError::LeaseLost(_))) => {
-                    self.fenced_out(room, keys, token).await;
-                    return Ok(Next::Lost);
-                }
-                Some(outcome) => outcome,
-                // Stopping, or the lease is gone: the entry stays pending for the next holder.
-                None => return Ok(Next::Empty),
+        let mut waiting: Vec<usize> = (0..requests.len())
+            .filter(|&i| outcomes[i].is_none())
+            .collect();
+        let mut first = true;
+        while !waiting.is_empty() {
+            // Taking the chunk renewed the lease; each later wave renews it again.
+            if !first && !matches!(store.renew(keys, self.instance(), LEASE_MS).await, Ok(true)) {
+                break;
             }
-        };
-        let (status, hold_id, error) = match &outcome {
-            Ok(hold) => ("DONE", hold.id.clone(), None),
-            Err(err) => {
-                if let AppError::Internal(cause) = err {
-                    tracing::error!(%cause, request.id = %request_id, "a queued seat request failed");
-                }
-                ("FAILED", String::new(), Some((err.code(), err.to_string())))
-            }
-        };
-        let next = store
-            .complete(
-                keys,
-                self.instance(),
-                token,
-                LEASE_MS,
-                entry_id,
-                &uuid,
-                &request_id,
-                status,
-                &hold_id,
-                error.as_ref().map(|(c, m)| (*c, m.as_str())),
+            first = false;
+            let wave = next_wave(&requests, &waiting);
+            let ran = join_all(
+                wave.iter()
+                    .map(|&i| self.hold_for(room, keys, token, &requests[i], shutdown)),
             )
+            .await;
+            let mut stopped = false;
+            for (&i, outcome) in wave.iter().zip(ran) {
+                match outcome {
+                    Some(Err(AppError::LeaseLost(_))) => {
+                        self.fenced_out(room, keys, token).await;
+                        return Ok(Next::Lost);
+                    }
+                    Some(outcome) => outcomes[i] = Some(outcome),
+                    // Stopping, or the lease is gone.
+                    None => stopped = true,
+                }
+            }
+            if stopped {
+                break;
+            }
+            waiting.retain(|i| !wave.contains(i));
+        }
+        // Answers are recorded in queue order: up to the first request without one, which
+        // stays pending (with those after it) for the next holder, or the next round.
+        let answers: Vec<Answer<'_>> = requests
+            .iter()
+            .zip(&outcomes)
+            .map_while(|(request, outcome)| Some(request.answer(outcome.as_ref()?)))
+            .collect();
+        if answers.is_empty() {
+            return Ok(Next::Empty);
+        }
+        let next = store
+            .complete(keys, (self.instance(), token), LEASE_MS, &answers, CHUNK)
             .await?;
         if matches!(next, Next::Lost) {
-            tracing::warn!(entry = %entry_id, "lost the lease while answering; the next holder answers it");
+            tracing::warn!(
+                entries = answers.len(),
+                "lost the lease while answering; the next holder answers them"
+            );
         } else {
-            metrics::counter!("onsale_seat_requests_total", "status" => status).increment(1);
-            tracing::info!(request.id = %request_id, status, code = error.as_ref().map_or("", |e| e.0), "seat request answered");
+            for answer in &answers {
+                metrics::counter!("onsale_seat_requests_total", "status" => answer.status)
+                    .increment(1);
+                tracing::info!(
+                    request.id = %answer.request_id,
+                    status = answer.status,
+                    code = answer.error.as_ref().map_or("", |e| e.0),
+                    "seat request answered"
+                );
+            }
         }
         Ok(next)
     }
@@ -316,36 +341,24 @@ impl WaitingRoomService {
     /// refused only because another request was still deciding about it (a gate claim).
     /// `None`: gave up without an answer (stopping, or the lease was lost), to be run again by
     /// the next lease holder.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the request and the lease it runs under"
-    )]
     async fn hold_for(
         &self,
         room: &RoomConfig,
         keys: &RoomKeys,
         token: i64,
-        user: &User,
-        uuid: &str,
-        (seats, places): (&[String], &[(String, i32)]),
+        request: &Queued,
         shutdown: &watch::Receiver<bool>,
     ) -> Option<Result<HoldView, AppError>> {
         let booking = &self.inner.booking;
-        let areas = match AreaQuantities::parse(places) {
-            Ok(areas) => areas,
-            Err(err) => return Some(Err(err)),
-        };
-        let seat_ids = match hold_seat_ids(seats, booking.settings().max_seats_per_hold, &areas) {
-            Ok(ids) => ids,
-            Err(err) => return Some(Err(err)),
-        };
-        let key = IdempotencyKey::internal(format!("seat-request:{uuid}"));
+        // Only requests that can be held are run.
+        let (seat_ids, areas) = request.wanted.as_ref()?;
+        let key = IdempotencyKey::internal(format!("seat-request:{}", request.uuid));
         let started = Instant::now();
         let mut backoff = Duration::from_millis(20);
         loop {
             let outcome = booking
                 .hold_seats(
-                    user,
+                    &request.user,
                     room.event_id,
                     seat_ids.clone(),
                     areas.clone(),
@@ -374,4 +387,116 @@ impl WaitingRoomService {
             }
         }
     }
+}
+
+/// One queued request, as read from its stream entry.
+struct Queued {
+    entry_id: String,
+    uuid: String,
+    request_id: String,
+    user: User,
+    /// Its seats and places; `None` if they cannot be held.
+    wanted: Option<(SeatIds, AreaQuantities)>,
+}
+
+/// What requests can compete for: a seat, an area's places, a buyer's per-event limit.
+#[derive(PartialEq, Eq, Hash)]
+enum Contested<'a> {
+    Seat(i64),
+    Area(i64),
+    Buyer(&'a str),
+}
+
+impl Queued {
+    /// The request, and why it cannot be held if it cannot.
+    fn read(event_id: i64, entry: &Entry, max_seats: usize) -> (Self, Option<AppError>) {
+        let field = |name: &str| entry.fields.get(name).cloned().unwrap_or_default();
+        let uuid = field("request");
+        let user = User {
+            id: field("user"),
+            admin: entry.fields.get("admin").is_some_and(|a| a == "1"),
+        };
+        let wanted = if uuid.is_empty() || user.id.is_empty() {
+            Err(AppError::Internal(format!(
+                "malformed queue entry {}",
+                entry.id
+            )))
+        } else {
+            let (seats, places) = entry
+                .fields
+                .get("seats")
+                .map(|s| decode_wanted(s))
+                .unwrap_or_default();
+            AreaQuantities::parse(&places).and_then(|areas| {
+                let ids = hold_seat_ids(&seats, max_seats, &areas)?;
+                Ok((ids, areas))
+            })
+        };
+        let request_id = SeatRequestId {
+            event_id,
+            uuid: uuid.clone(),
+        }
+        .id();
+        let (wanted, refused) = match wanted {
+            Ok(wanted) => (Some(wanted), None),
+            Err(err) => (None, Some(err)),
+        };
+        let request = Self {
+            entry_id: entry.id.clone(),
+            uuid,
+            request_id,
+            user,
+            wanted,
+        };
+        (request, refused)
+    }
+
+    /// What this request competes for with others; nothing if it cannot be held at all.
+    fn contested(&self) -> Vec<Contested<'_>> {
+        let Some((seats, areas)) = &self.wanted else {
+            return Vec::new();
+        };
+        let seats = seats.as_slice().iter().map(|id| Contested::Seat(*id));
+        let areas = areas.as_slice().iter().map(|(id, _)| Contested::Area(*id));
+        seats
+            .chain(areas)
+            .chain([Contested::Buyer(&self.user.id)])
+            .collect()
+    }
+
+    fn answer(&self, outcome: &Result<HoldView, AppError>) -> Answer<'_> {
+        let (status, hold_id, error) = match outcome {
+            Ok(hold) => ("DONE", hold.id.clone(), None),
+            Err(err) => {
+                if let AppError::Internal(cause) = err {
+                    tracing::error!(%cause, request.id = %self.request_id, "a queued seat request failed");
+                }
+                ("FAILED", String::new(), Some((err.code(), err.to_string())))
+            }
+        };
+        Answer {
+            entry_id: &self.entry_id,
+            request_uuid: &self.uuid,
+            request_id: self.request_id.clone(),
+            status,
+            hold_id,
+            error,
+        }
+    }
+}
+
+/// The next wave of a chunk: of the `waiting` requests (in queue order), each that competes
+/// for nothing an earlier waiting one competes for. Run together, they answer as they would
+/// one after another; the first waiting request is always in it.
+fn next_wave(requests: &[Queued], waiting: &[usize]) -> Vec<usize> {
+    let mut claimed: HashSet<Contested<'_>> = HashSet::new();
+    let mut wave = Vec::new();
+    for &i in waiting {
+        let contested = requests[i].contested();
+        if contested.iter().all(|c| !claimed.contains(c)) {
+            wave.push(i);
+        }
+        claimed.extend(contested);
+    }
+    wave
 }

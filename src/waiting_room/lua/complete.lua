@@ -1,15 +1,20 @@
-if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[5]) ~= ARGV[13] then
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[4]) ~= ARGV[7] then
   return {'lost'}
 end
-if redis.call('HGET', KEYS[3], 'status') == 'QUEUED' then
-  local n = redis.call('INCR', KEYS[4])
-  redis.call('PEXPIRE', KEYS[4], ARGV[9])
-  redis.call('HSET', KEYS[3], 'status', ARGV[4], 'hold_id', ARGV[5], 'error_code', ARGV[6],
-    'error_message', ARGV[7], 'answered_ms', ARGV[8], 'answer', n)
-  redis.call('PEXPIRE', KEYS[3], ARGV[9])
+-- One answer per request hash KEYS[5..], in queue order; its six arguments start at a.
+for i = 5, #KEYS do
+  local a = 9 + (i - 5) * 6
+  if redis.call('HGET', KEYS[i], 'status') == 'QUEUED' then
+    local n = redis.call('INCR', KEYS[3])
+    redis.call('PEXPIRE', KEYS[3], ARGV[4])
+    redis.call('HSET', KEYS[i], 'status', ARGV[a + 1], 'hold_id', ARGV[a + 2],
+      'error_code', ARGV[a + 3], 'error_message', ARGV[a + 4], 'answered_ms', ARGV[3],
+      'answer', n)
+    redis.call('PEXPIRE', KEYS[i], ARGV[4])
+  end
+  redis.call('XACK', KEYS[2], ARGV[2], ARGV[a])
+  redis.call('XDEL', KEYS[2], ARGV[a])
+  redis.call('PUBLISH', ARGV[5], 'done ' .. ARGV[a + 5])
 end
-redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-redis.call('XDEL', KEYS[2], ARGV[3])
-redis.call('PUBLISH', ARGV[10], 'done ' .. ARGV[11])
-redis.call('PEXPIRE', KEYS[1], ARGV[12])
-return next_entry(KEYS[2], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+return next_entries(KEYS[2], ARGV[2], ARGV[1], ARGV[8])
