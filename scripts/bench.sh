@@ -18,6 +18,9 @@
 #   two     PostgreSQL + Redis, SEAT_GATE=on, TWO onsale instances on the same database and
 #           Redis (each on its own port); runs only distinct, its workers alternating
 #           between the instances (--also-url), checked through both
+#   room    PostgreSQL + Redis, SEAT_GATE=on, RATE_LIMIT_USER_PER_SEC=0 (polling joinQueue
+#           would hit the per-user limit); runs only waiting-room: admissions, then queued
+#           booking (requestSeats) against direct holdSeats on one event
 # Scenarios (BENCH_SCENARIOS, default all): hot-seat distinct mixed storm-readers fanout
 # seatmap-read.
 # Sizes (environment, defaults keep the whole run near five minutes on two cores):
@@ -47,6 +50,8 @@ if [ "${1:-}" != --with-services ]; then
 fi
 
 BENCH_CONFIGS=${BENCH_CONFIGS:-gate nogate}
+ROOM_USERS=${ROOM_USERS:-500}
+ROOM_RATE=${ROOM_RATE:-100}
 BENCH_SCENARIOS=${BENCH_SCENARIOS:-hot-seat distinct mixed storm-readers fanout seatmap-read}
 HOT_USERS=${HOT_USERS:-1000}
 DISTINCT_SEATS=${DISTINCT_SEATS:-2000}
@@ -122,11 +127,12 @@ fresh_pg_database() {
     echo "${TEST_DATABASE_URL%/*}/$name"
 }
 
-# launch_server CONFIG LOGFILE DB REDIS GATE CACHE GROUP: starts one onsale on a free port,
+# launch_server CONFIG LOGFILE DB REDIS GATE CACHE GROUP [USER_LIMIT]: starts one onsale on a
+# free port (USER_LIMIT: RATE_LIMIT_USER_PER_SEC if given, else the server's default),
 # logging to LOGFILE, and waits until it answers; adds its PID to SERVER_PIDS and sets
 # LAUNCHED_URL.
 launch_server() {
-    local config=$1 logfile=$2 db=$3 redis=$4 gate=$5 cache=$6 group=$7 port pid url
+    local config=$1 logfile=$2 db=$3 redis=$4 gate=$5 cache=$6 group=$7 limit=${8:-} port pid url
     port=$(free_port)
     url=http://127.0.0.1:$port
     # Run from the output directory so that no .env file adds settings; STRIPE_* unset keeps
@@ -135,7 +141,7 @@ launch_server() {
         cd "$OUT/$config"
         exec env -u STRIPE_SECRET_KEY -u STRIPE_API_BASE -u STRIPE_WEBHOOK_SECRET \
             DATABASE_URL="$db" REDIS_URL="$redis" SEAT_GATE="$gate" SEATMAP_CACHE="$cache" \
-            GROUP_COMMIT="$group" \
+            GROUP_COMMIT="$group" ${limit:+RATE_LIMIT_USER_PER_SEC=$limit} \
             BIND_ADDR="127.0.0.1:$port" JWT_SECRET="$JWT_SECRET" SEED_DEMO=false \
             LOG_FORMAT=json RUST_LOG=warn "$SERVER_BIN"
     ) >"$logfile" 2>&1 &
@@ -161,7 +167,7 @@ launch_server() {
 # start_server CONFIG: starts onsale for CONFIG (two instances for `two`) and waits until it
 # answers; sets BASE_URL (and ALSO_URL, the second instance, for `two`).
 start_server() {
-    local config=$1 dir=$OUT/$1 db redis="" gate=on cache=on group=off instances=1
+    local config=$1 dir=$OUT/$1 db redis="" gate=on cache=on group=off instances=1 limit=""
     case $config in
         gate) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL ;;
         group) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL group=on ;;
@@ -170,20 +176,21 @@ start_server() {
         local) db=$(fresh_pg_database "$config") ;;
         sqlite) db="sqlite://$dir/onsale.db?mode=rwc" ;;
         two) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL instances=2 ;;
+        room) db=$(fresh_pg_database "$config") redis=$TEST_REDIS_URL limit=0 ;;
         *)
             log "unknown configuration $config"
             return 1
             ;;
     esac
     rm -f "$dir"/onsale.db*
-    launch_server "$config" "$dir/server.log" "$db" "$redis" "$gate" "$cache" "$group" ||
-        return 1
+    launch_server "$config" "$dir/server.log" "$db" "$redis" "$gate" "$cache" "$group" \
+        "$limit" || return 1
     BASE_URL=$LAUNCHED_URL
     ALSO_URL=""
     if [ "$instances" = 2 ]; then
         # Started once the first is ready, so that only one of them migrates the database.
-        launch_server "$config" "$dir/server2.log" "$db" "$redis" "$gate" "$cache" "$group" ||
-            return 1
+        launch_server "$config" "$dir/server2.log" "$db" "$redis" "$gate" "$cache" "$group" \
+            "$limit" || return 1
         ALSO_URL=$LAUNCHED_URL
     fi
 }
@@ -224,6 +231,13 @@ for config in $BENCH_CONFIGS; do
         scenario "$config" distinct --seats "$DISTINCT_SEATS" \
             --concurrency "$DISTINCT_CONCURRENCY" --duration-secs "$DISTINCT_SECS" \
             --also-url "$ALSO_URL"
+        stop_server
+        continue
+    fi
+    if [ "$config" = room ]; then
+        # Without the per-user limit: each waiting user polls joinQueue.
+        BENCH_SCENARIOS="$BENCH_SCENARIOS waiting-room" scenario "$config" waiting-room \
+            --users "$ROOM_USERS" --rate "$ROOM_RATE"
         stop_server
         continue
     fi

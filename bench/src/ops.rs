@@ -7,14 +7,13 @@ use anyhow::{Context as _, anyhow, bail};
 pub use onsale_ops::SEAT_MAP;
 pub use onsale_ops::{
     BookingInfo, CONFIGURE_WAITING_ROOM, CREATE_EVENT, EventInput, HoldInfo, MY_ACTIVE_HOLDS,
-    MY_BOOKINGS, SEAT_CHANGES, SEAT_SEQ, SEAT_STATUSES, SeatStatuses, WAITING_ROOM,
-    WaitingRoomInput, vars,
+    MY_BOOKINGS, SEAT_CHANGES, SEAT_REQUEST_UPDATES, SEAT_SEQ, SEAT_STATUSES, SeatStatuses,
+    WAITING_ROOM, WaitingRoomInput, vars,
 };
 /// The bench's smaller selections: it sends what it always has, so figures stay comparable.
 pub use onsale_ops::{
     CONFIRM_HOLD_LEAN as CONFIRM_HOLD, HOLD_SEATS_LEAN as HOLD_SEATS,
     JOIN_QUEUE_LEAN as JOIN_QUEUE, RELEASE_HOLD_LEAN as RELEASE_HOLD, REQUEST_SEATS,
-    SEAT_REQUEST_LEAN as SEAT_REQUEST,
 };
 
 use crate::client::Api;

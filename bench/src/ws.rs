@@ -37,6 +37,17 @@ impl Subscription {
         variables: Value,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
+        Self::start_as(url, None, query, variables, timeout).await
+    }
+
+    /// [`Self::start`] as the bearer of `token`, if given (in the `connection_init` payload).
+    pub async fn start_as(
+        url: &str,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let mut request = url
             .into_client_request()
             .with_context(|| format!("bad WebSocket URL {url}"))?;
@@ -48,7 +59,11 @@ impl Subscription {
             .context("WebSocket handshake timed out")?
             .context("WebSocket handshake failed")?;
         let mut sub = Self { socket };
-        sub.send(json!({"type": "connection_init", "payload": {}}))
+        let payload = match token {
+            Some(token) => json!({"Authorization": format!("Bearer {token}")}),
+            None => json!({}),
+        };
+        sub.send(json!({"type": "connection_init", "payload": payload}))
             .await?;
         tokio::time::timeout(timeout, sub.await_ack())
             .await

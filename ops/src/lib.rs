@@ -81,11 +81,8 @@ pub const QUEUE_STATUS: &str = "subscription($t: ID!) { queueStatus(ticketId: $t
 pub const REQUEST_SEATS: &str = "mutation($e: ID!, $s: [ID!]!, $k: String) { requestSeats(eventId: $e, seatIds: $s, idempotencyKey: $k) { id status queueNumber } }";
 /// One queued request and its outcome, by `$id`.
 pub const SEAT_REQUEST: &str = "query($id: ID!) { seatRequest(id: $id) { id status queueNumber errorCode errorMessage hold { id status seats { id } } } }";
-/// [`SEAT_REQUEST`] without the queue number, as the bench polls it.
-pub const SEAT_REQUEST_LEAN: &str = "query($id: ID!) { seatRequest(id: $id) { id status errorCode errorMessage hold { id status seats { id } } } }";
 /// The `seatRequest` subscription: a queued request's updates, by `$id`.
-pub const SEAT_REQUEST_UPDATES: &str =
-    "subscription($id: ID!) { seatRequest(id: $id) { id status errorCode hold { id } } }";
+pub const SEAT_REQUEST_UPDATES: &str = "subscription($id: ID!) { seatRequest(id: $id) { id status errorCode hold { id status seats { id } } } }";
 
 /// Builders of the operations' variables, named as the texts above name them.
 pub mod vars {

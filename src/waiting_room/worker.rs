@@ -51,7 +51,7 @@ const IDLE_FOR: Duration = Duration::from_secs(2);
 /// How long a request may keep getting "try again" answers before that is its answer.
 const RETRY_FOR: Duration = Duration::from_secs(10);
 /// Most requests taken, run and answered together.
-const CHUNK: usize = 32;
+const CHUNK: usize = 64;
 
 impl WaitingRoomService {
     pub(super) async fn run_dispatcher(self, mut shutdown: watch::Receiver<bool>) {
@@ -257,6 +257,7 @@ impl WaitingRoomService {
             .filter(|&i| outcomes[i].is_none())
             .collect();
         let mut first = true;
+        let (started, mut waves) = (Instant::now(), 0);
         while !waiting.is_empty() {
             // Taking the chunk renewed the lease; each later wave renews it again.
             if !first && !matches!(store.renew(keys, self.instance(), LEASE_MS).await, Ok(true)) {
@@ -264,6 +265,7 @@ impl WaitingRoomService {
             }
             first = false;
             let wave = next_wave(&requests, &waiting);
+            waves += 1;
             let ran = join_all(
                 wave.iter()
                     .map(|&i| self.hold_for(room, keys, token, &requests[i], shutdown)),
@@ -296,9 +298,18 @@ impl WaitingRoomService {
         if answers.is_empty() {
             return Ok(Next::Empty);
         }
+        let ran_for = started.elapsed();
         let next = store
             .complete(keys, (self.instance(), token), LEASE_MS, &answers, CHUNK)
             .await?;
+        tracing::debug!(
+            requests = requests.len(),
+            answered = answers.len(),
+            waves,
+            run_ms = ran_for.as_millis(),
+            answer_ms = (started.elapsed() - ran_for).as_millis(),
+            "chunk of requests worked"
+        );
         if matches!(next, Next::Lost) {
             tracing::warn!(
                 entries = answers.len(),

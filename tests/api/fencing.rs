@@ -63,11 +63,11 @@ fn counter(metrics: &str, series: &str) -> u64 {
 
 const QUEUE_LEASES_LOST: &str = r#"onsale_leases_lost_total{lease="queue"}"#;
 
-/// Instance A takes the first queued request and stalls past its lease; instance B takes the
+/// Instance A takes the first queued requests and stalls past its lease; instance B takes the
 /// lease over (a newer fencing token) and answers every request in queue order. Then the seat
-/// A's request wanted becomes free, and A wakes up and tries to apply it: the fence refuses
-/// A's token, so A holds nothing and answers nothing, and the outcomes stay those of a
-/// sequential replay of the queue.
+/// A's first request wanted becomes free, and A wakes up and tries to apply its requests: the
+/// fence refuses A's token, so A holds nothing and answers nothing, and the outcomes stay those
+/// of a sequential replay of the queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_paused_past_its_lease_cannot_apply_or_answer() {
     let redis_url = redis_url();
@@ -111,24 +111,31 @@ async fn a_worker_paused_past_its_lease_cannot_apply_or_answer() {
         ids.push(queued["id"].as_str().expect("request id").to_owned());
     }
 
-    // A has taken the first request (it is pending with A) and stalls.
+    // A has taken the first requests (a chunk, pending with A) and stalls.
     let stream = format!("{prefix}:requests");
     let a_addr = a.base.trim_start_matches("http://").to_owned();
-    wait_until("A takes the first request", Duration::from_secs(10), || {
-        let (mut redis, stream, a_addr) = (redis.clone(), stream.clone(), a_addr.clone());
-        async move {
-            let pending: Vec<(String, String, i64, i64)> = redis::cmd("XPENDING")
-                .arg(&stream)
-                .arg("workers")
-                .arg("-")
-                .arg("+")
-                .arg(10)
-                .query_async(&mut redis)
-                .await
-                .unwrap_or_default();
-            matches!(pending.as_slice(), [(_, consumer, _, _)] if consumer.starts_with(&a_addr))
-        }
-    })
+    wait_until(
+        "A takes the first requests",
+        Duration::from_secs(10),
+        || {
+            let (mut redis, stream, a_addr) = (redis.clone(), stream.clone(), a_addr.clone());
+            async move {
+                let pending: Vec<(String, String, i64, i64)> = redis::cmd("XPENDING")
+                    .arg(&stream)
+                    .arg("workers")
+                    .arg("-")
+                    .arg("+")
+                    .arg(10)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap_or_default();
+                !pending.is_empty()
+                    && pending
+                        .iter()
+                        .all(|(_, consumer, _, _)| consumer.starts_with(&a_addr))
+            }
+        },
+    )
     .await;
     let taken_at = Instant::now();
 

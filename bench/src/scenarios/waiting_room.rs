@@ -21,6 +21,7 @@ use crate::ops::{self, HoldInfo};
 use crate::report::{Report, Section, Stats};
 use crate::scenarios::{Ctx, User, examples, hold, warm_connections};
 use crate::verify::{self, Tracked};
+use crate::ws::{Event, Subscription};
 
 /// How long an admission stays valid: long enough that nobody loses a turn in the run.
 const ADMISSION_TTL_SECS: i64 = 120;
@@ -35,8 +36,6 @@ const NEAR_SECS: u64 = 2;
 const ADMISSION_SLACK: Duration = Duration::from_secs(30);
 /// Longest wait for every queued request to be answered.
 const QUEUED_TIMEOUT: Duration = Duration::from_secs(120);
-/// Pause between rounds of `seatRequest` polls.
-const QUEUED_POLL: Duration = Duration::from_millis(50);
 /// Most per-second windows reported as metrics.
 const MAX_WINDOW_METRICS: usize = 30;
 
@@ -519,9 +518,11 @@ async fn queued_phase(ctx: &Ctx, report: &mut Report, m: usize, c: usize) -> any
     let users = ctx.users("wrq", m)?;
     warm_connections(&ctx.api, c).await;
     let started = Instant::now();
-    let sent: Vec<(usize, Stats, Option<String>, bool)> = futures::stream::iter(0..m)
+    let ws_url = ctx.api.ws_url();
+    type Sent = (usize, Stats, Option<(String, Follower)>, bool);
+    let sent: Vec<Sent> = futures::stream::iter(0..m)
         .map(|i| {
-            let (api, user) = (ctx.api.clone(), users[i].clone());
+            let (api, user, ws_url) = (ctx.api.clone(), users[i].clone(), ws_url.clone());
             let (event_id, seat) = (event.id.clone(), event.seat_ids[i].clone());
             let key = format!("bench-{}-wrq-{i}", ctx.run_id);
             async move {
@@ -540,9 +541,13 @@ async fn queued_phase(ctx: &Ctx, report: &mut Report, m: usize, c: usize) -> any
                         continue;
                     }
                     let uncertain = matches!(answer.code.as_str(), TRANSPORT | TIMEOUT);
-                    let id = answer.data["requestSeats"]["id"]
-                        .as_str()
-                        .map(str::to_owned);
+                    // The requester follows its request's answer as a client would: over
+                    // the `seatRequest` subscription, from the moment it is accepted.
+                    let id = answer.data["requestSeats"]["id"].as_str().map(|id| {
+                        let follower =
+                            tokio::spawn(follow(ws_url, user.token.clone(), id.to_owned()));
+                        (id.to_owned(), follower)
+                    });
                     return (i, stats, id, uncertain);
                 }
                 (i, stats, None, false)
@@ -554,62 +559,54 @@ async fn queued_phase(ctx: &Ctx, report: &mut Report, m: usize, c: usize) -> any
     let sent_elapsed = started.elapsed();
     let mut send_stats = Stats::new();
     let mut pending: HashMap<String, usize> = HashMap::new();
+    let mut followers = Vec::new();
     let mut tracked = Tracked::default();
     for (i, stats, id, uncertain) in sent {
         send_stats.merge(&stats);
         tracked.uncertain |= uncertain;
-        if let Some(id) = id {
+        if let Some((id, follower)) = id {
             pending.insert(id, i);
+            followers.push(follower);
         }
     }
     let accepted = pending.len();
     report.section(Section::new("requestSeats", send_stats, sent_elapsed));
 
-    let mut poll_stats = Stats::new();
+    let mut follow_stats = Stats::new();
     let mut answered: Vec<(usize, String, Option<HoldInfo>, String)> = Vec::new();
     let mut last_answer = started;
-    let poll_deadline = Instant::now() + QUEUED_TIMEOUT;
-    while !pending.is_empty() && Instant::now() < poll_deadline {
-        let round: Vec<(String, usize, Answer)> = futures::stream::iter(pending.clone())
-            .map(|(id, i)| {
-                let (api, token) = (ctx.api.clone(), users[i].token.clone());
-                async move {
-                    let answer = api
-                        .call(
-                            Some(&token),
-                            ops::SEAT_REQUEST,
-                            ops::vars::id(&id),
-                            Parse::Full,
-                        )
-                        .await;
-                    (id, i, answer)
-                }
-            })
-            .buffer_unordered(c)
-            .collect()
-            .await;
-        for (id, i, answer) in round {
-            poll_stats.record_answer(&answer);
-            let request = &answer.data["seatRequest"];
-            let status = request["status"].as_str().unwrap_or_default();
-            if status == "DONE" || status == "FAILED" {
-                last_answer = last_answer.max(answer.received_at);
-                let hold = HoldInfo::from_json(&request["hold"]).ok();
-                let outcome = if status == "DONE" {
-                    status.to_owned()
-                } else {
-                    format!("FAILED {}", request["errorCode"].as_str().unwrap_or("?"))
-                };
-                answered.push((i, id.clone(), hold, outcome));
-                pending.remove(&id);
+    for follower in followers {
+        let Ok(followed) = follower.await else {
+            follow_stats.count_only("PANIC");
+            continue;
+        };
+        let request = match followed.outcome {
+            Ok(request) => request,
+            Err(err) => {
+                follow_stats.record(&followed.code, followed.latency);
+                eprintln!("seatRequest {}: {err:#}", followed.id);
+                continue;
             }
-        }
-        if !pending.is_empty() {
-            tokio::time::sleep(QUEUED_POLL).await;
+        };
+        follow_stats.record(OK, followed.latency);
+        last_answer = last_answer.max(followed.at);
+        let status = request["status"].as_str().unwrap_or_default();
+        let hold = HoldInfo::from_json(&request["hold"]).ok();
+        let outcome = if status == "DONE" {
+            status.to_owned()
+        } else {
+            format!("FAILED {}", request["errorCode"].as_str().unwrap_or("?"))
+        };
+        if let Some(i) = pending.remove(&followed.id) {
+            answered.push((i, followed.id, hold, outcome));
         }
     }
     let elapsed = last_answer - started;
-    report.section(Section::new("seatRequest polls", poll_stats, elapsed));
+    report.section(Section::new(
+        "seatRequest subscriptions (accepted → answer pushed)",
+        follow_stats,
+        elapsed,
+    ));
 
     let mut problems: Vec<String> = Vec::new();
     let mut seen_holds: HashSet<String> = HashSet::new();
@@ -710,6 +707,65 @@ async fn direct_phase(ctx: &Ctx, report: &mut Report, m: usize, c: usize) -> any
     );
     verify::check_event(ctx, report, &event.id, &users, &tracked, false).await?;
     Ok(ok as f64 / elapsed.as_secs_f64().max(f64::EPSILON))
+}
+
+type Follower = tokio::task::JoinHandle<Followed>;
+
+/// What following one queued request over its subscription came to.
+struct Followed {
+    id: String,
+    /// The request once DONE or FAILED, or why it was not seen so.
+    outcome: anyhow::Result<Value>,
+    /// `OK`, or what went wrong (`WS_ERROR`, `TIMEOUT`).
+    code: String,
+    /// From subscribing to the answer.
+    latency: Duration,
+    /// When the answer arrived.
+    at: Instant,
+}
+
+/// Subscribes to `seatRequest(id)` as its requester and waits until it is DONE or FAILED.
+async fn follow(ws_url: String, token: String, id: String) -> Followed {
+    let started = Instant::now();
+    let answer = async {
+        let mut sub = Subscription::start_as(
+            &ws_url,
+            Some(&token),
+            ops::SEAT_REQUEST_UPDATES,
+            ops::vars::id(&id),
+            Duration::from_secs(10),
+        )
+        .await?;
+        loop {
+            match sub.next_event().await? {
+                Event::Data(data) => {
+                    let request = &data["seatRequest"];
+                    if matches!(request["status"].as_str(), Some("DONE" | "FAILED")) {
+                        let request = request.clone();
+                        sub.close().await;
+                        return Ok(request);
+                    }
+                }
+                Event::Error(err) => bail!("the subscription answered an error: {err}"),
+                Event::Done => bail!("the subscription ended before the answer"),
+            }
+        }
+    };
+    let (outcome, code) = match tokio::time::timeout(QUEUED_TIMEOUT, answer).await {
+        Ok(Ok(request)) => (Ok(request), OK.to_owned()),
+        Ok(Err(err)) => (Err(err), "WS_ERROR".to_owned()),
+        Err(_) => (
+            Err(anyhow::anyhow!("no answer in {QUEUED_TIMEOUT:?}")),
+            TIMEOUT.to_owned(),
+        ),
+    };
+    Followed {
+        id,
+        outcome,
+        code,
+        latency: started.elapsed(),
+        at: Instant::now(),
+    }
 }
 
 #[cfg(test)]
