@@ -684,3 +684,77 @@ impl Drop for HeldReceiver {
         self.task.abort();
     }
 }
+
+/// The queue fence on PostgreSQL, statement by statement: one holder's transactions pass it
+/// side by side (each shares the row), a newer token raises it only once the older holder's
+/// transactions in flight have ended, and from then on the older token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_fence_lets_one_holder_in_at_a_time() {
+    use migration::{Migrator, MigratorTrait};
+    use onsale::db::fence::{pass_queue_fence, queue_fence};
+    use onsale::error::AppError;
+    use sea_orm::TransactionTrait;
+
+    let url = fresh_pg_database().await;
+    let db = Database::connect(url.as_str()).await.expect("db");
+    Migrator::up(&db, None).await.expect("migrate");
+    let app = TestApp::spawn_on(&url, Options::default()).await;
+    let (event_id, _) = app.create_event(1, 1).await;
+    let event_id: i64 = event_id.parse().expect("event id");
+
+    // The event's first queued request makes the fence row.
+    let txn = db.begin().await.expect("begin");
+    pass_queue_fence(&txn, event_id, 1).await.expect("token 1");
+    txn.commit().await.expect("commit");
+    // Then two transactions of holder 1 pass together (neither waits for the other).
+    let first = db.begin().await.expect("begin");
+    pass_queue_fence(&first, event_id, 1)
+        .await
+        .expect("token 1");
+    let second = db.begin().await.expect("begin");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        pass_queue_fence(&second, event_id, 1),
+    )
+    .await
+    .expect("the holder's second transaction does not wait for its first")
+    .expect("token 1 again");
+    second.commit().await.expect("commit");
+
+    // Holder 2's first transaction waits until holder 1's in flight has ended.
+    let raised = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let txn = db.begin().await.expect("begin");
+            pass_queue_fence(&txn, event_id, 2).await.expect("token 2");
+            let at = Instant::now();
+            txn.commit().await.expect("commit");
+            at
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!raised.is_finished(), "the raise waited for holder 1");
+    let ended = Instant::now();
+    first.commit().await.expect("commit");
+    let raised_at = raised.await.expect("raise");
+    assert!(
+        raised_at >= ended,
+        "raised only after holder 1's transaction ended"
+    );
+    assert_eq!(queue_fence(&db, event_id).await.expect("read"), Some(2));
+
+    // Holder 1 is refused from now on; holder 2 passes.
+    let late = db.begin().await.expect("begin");
+    let refused = pass_queue_fence(&late, event_id, 1).await;
+    assert!(
+        matches!(refused, Err(AppError::LeaseLost(_))),
+        "{refused:?}"
+    );
+    late.rollback().await.expect("rollback");
+    let txn = db.begin().await.expect("begin");
+    pass_queue_fence(&txn, event_id, 2)
+        .await
+        .expect("token 2 again");
+    txn.commit().await.expect("commit");
+    app.stop().await;
+}
