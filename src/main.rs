@@ -4,6 +4,12 @@ use onsale::cli::{Cli, Command};
 use onsale::config::Config;
 use onsale::startup::Application;
 
+/// mimalloc instead of the system allocator: a request allocates and frees many small
+/// buffers, and glibc's malloc and free were about a sixth of the server's CPU in a hot-seat
+/// profile (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Stack of every runtime thread: requests are measured before anything recursive runs
 /// (`graphql::limits`), and this leaves that recursion a wide margin, so the limits, not the
 /// stack, decide what is refused.
