@@ -120,15 +120,7 @@ async fn a_worker_paused_past_its_lease_cannot_apply_or_answer() {
         || {
             let (mut redis, stream, a_addr) = (redis.clone(), stream.clone(), a_addr.clone());
             async move {
-                let pending: Vec<(String, String, i64, i64)> = redis::cmd("XPENDING")
-                    .arg(&stream)
-                    .arg("workers")
-                    .arg("-")
-                    .arg("+")
-                    .arg(10)
-                    .query_async(&mut redis)
-                    .await
-                    .unwrap_or_default();
+                let pending = pending_requests(&mut redis, &stream).await;
                 !pending.is_empty()
                     && pending
                         .iter()
@@ -211,18 +203,8 @@ async fn a_worker_paused_past_its_lease_cannot_apply_or_answer() {
         }
     }
     // Each answered once, in queue order.
-    let mut answer_numbers = Vec::new();
-    for id in &ids {
-        let uuid = id.split_once('-').map(|(_, u)| u).expect("request id");
-        let n: Option<i64> = redis::cmd("HGET")
-            .arg(format!("{prefix}:req:{uuid}"))
-            .arg("answer")
-            .query_async(&mut redis)
-            .await
-            .expect("hget");
-        answer_numbers.push(n.expect("answered"));
-    }
-    assert_eq!(answer_numbers, vec![1, 2, 3, 4]);
+    let numbers = answer_numbers(&mut redis, &prefix, ids.iter().map(String::as_str)).await;
+    assert_eq!(numbers, [1, 2, 3, 4].map(Some));
     // A applied nothing: s1 is free (nobody holds it), only the two winners hold seats.
     let statuses: HashMap<String, String> = a.seat_statuses(&event_id).await;
     assert_eq!(statuses[s1.as_str()], "AVAILABLE");
@@ -290,15 +272,7 @@ async fn an_answer_with_a_stale_token_is_refused() {
         || {
             let (mut redis, stream) = (redis.clone(), stream.clone());
             async move {
-                let pending: Vec<(String, String, i64, i64)> = redis::cmd("XPENDING")
-                    .arg(&stream)
-                    .arg("workers")
-                    .arg("-")
-                    .arg("+")
-                    .arg(10)
-                    .query_async(&mut redis)
-                    .await
-                    .unwrap_or_default();
+                let pending = pending_requests(&mut redis, &stream).await;
                 pending.len() == 1
             }
         },
@@ -319,14 +293,8 @@ async fn an_answer_with_a_stale_token_is_refused() {
     .await;
     assert_eq!(answer["status"], "DONE", "{answer}");
     assert_eq!(answer["hold"]["seats"][0]["id"], seats[0]);
-    let uuid = id.split_once('-').map(|(_, u)| u).expect("request id");
-    let number: Option<i64> = redis::cmd("HGET")
-        .arg(format!("{prefix}:req:{uuid}"))
-        .arg("answer")
-        .query_async(&mut redis)
-        .await
-        .expect("hget");
-    assert_eq!(number, Some(1), "answered once");
+    let number = answer_numbers(&mut redis, &prefix, [id.as_str()]).await;
+    assert_eq!(number, [Some(1)], "answered once");
     // The first run (token 1) made the hold and could not answer; the third taking of the
     // lease (token 3) answered it with that same hold, replayed by its idempotency key
     // without a new transaction (so the database's fence still shows token 1).

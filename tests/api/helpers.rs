@@ -600,6 +600,44 @@ pub async fn assert_healthy(app: &TestApp) {
     assert!(body["errors"].is_null(), "{body}");
 }
 
+/// The answer number the queue worker gave each request (`<event>-<uuid>` ids), in the order
+/// given; `None` for one not answered. `prefix` is the queue's key prefix ([`queue_prefix`]).
+pub async fn answer_numbers<'a>(
+    redis: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    request_ids: impl IntoIterator<Item = &'a str>,
+) -> Vec<Option<i64>> {
+    let mut numbers = Vec::new();
+    for id in request_ids {
+        let uuid = id.split_once('-').map(|(_, u)| u).expect("request id");
+        let n: Option<i64> = redis::cmd("HGET")
+            .arg(format!("{prefix}:req:{uuid}"))
+            .arg("answer")
+            .query_async(redis)
+            .await
+            .expect("hget");
+        numbers.push(n);
+    }
+    numbers
+}
+
+/// The entries of the queue's request stream pending with a worker: (entry id, consumer,
+/// idle ms, deliveries), at most 10.
+pub async fn pending_requests(
+    redis: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> Vec<(String, String, i64, i64)> {
+    redis::cmd("XPENDING")
+        .arg(stream)
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(redis)
+        .await
+        .unwrap_or_default()
+}
+
 /// The Redis key prefix of `event_id`'s request queue (`onsale:wr:{<queue key>}`), from its
 /// room's row (the event needs a room, on or off).
 pub async fn queue_prefix(db: &sea_orm::DatabaseConnection, event_id: &str) -> String {

@@ -221,18 +221,11 @@ both_backends!(
             }
         }
         // Answered in queue order, each once.
-        let mut numbers = Vec::new();
-        for id in &ids {
-            let uuid = id.split_once('-').map(|(_, u)| u).expect("request id");
-            let n: Option<i64> = redis::cmd("HGET")
-                .arg(format!("{prefix}:req:{uuid}"))
-                .arg("answer")
-                .query_async(&mut redis)
-                .await
-                .expect("hget");
-            numbers.push(n.expect("answered"));
-        }
-        assert_eq!(numbers, (1..=ids.len() as i64).collect::<Vec<_>>());
+        let numbers = answer_numbers(&mut redis, &prefix, ids.iter().map(String::as_str)).await;
+        assert_eq!(
+            numbers,
+            (1..=ids.len() as i64).map(Some).collect::<Vec<_>>()
+        );
         // The database holds exactly what the answers say.
         let statuses = app.seat_statuses(&event_id).await;
         for (i, seat) in seats.iter().enumerate() {

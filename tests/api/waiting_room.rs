@@ -722,24 +722,17 @@ async fn queued_requests_are_answered_in_arrival_order_through_worker_deaths() {
         .collect();
     by_arrival.sort_unstable();
     // Answered in arrival order (each answer numbered once, when recorded).
-    let mut answer_numbers = Vec::new();
-    for (_, i) in &by_arrival {
-        let uuid = queued[*i]["id"]
-            .as_str()
-            .and_then(|id| id.split_once('-'))
-            .map(|(_, u)| u.to_owned())
-            .expect("id");
-        let n: Option<i64> = redis::cmd("HGET")
-            .arg(format!("{prefix}:req:{uuid}"))
-            .arg("answer")
-            .query_async(&mut redis)
-            .await
-            .expect("hget");
-        answer_numbers.push(n.expect("answered once"));
-    }
+    let numbers = answer_numbers(
+        &mut redis,
+        &prefix,
+        by_arrival
+            .iter()
+            .map(|(_, i)| queued[*i]["id"].as_str().expect("id")),
+    )
+    .await;
     assert_eq!(
-        answer_numbers,
-        (1..=N as i64).collect::<Vec<_>>(),
+        numbers,
+        (1..=N as i64).map(Some).collect::<Vec<_>>(),
         "answers follow arrival order, one each"
     );
     // Each answer is what holdSeats gives in that order: the earliest request wins a seat.
