@@ -82,7 +82,7 @@ pub const REQUEST_SEATS: &str = "mutation($e: ID!, $s: [ID!]!, $k: String) { req
 /// One queued request and its outcome, by `$id`.
 pub const SEAT_REQUEST: &str = "query($id: ID!) { seatRequest(id: $id) { id status queueNumber errorCode errorMessage hold { id status seats { id } } } }";
 /// The `seatRequest` subscription: a queued request's updates, by `$id`.
-pub const SEAT_REQUEST_UPDATES: &str = "subscription($id: ID!) { seatRequest(id: $id) { id status errorCode hold { id status seats { id } } } }";
+pub const SEAT_REQUEST_UPDATES: &str = "subscription($id: ID!) { seatRequest(id: $id) { id status errorCode answeredAt hold { id status seats { id } } } }";
 
 /// Builders of the operations' variables, named as the texts above name them.
 pub mod vars {

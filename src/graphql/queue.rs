@@ -103,6 +103,8 @@ pub struct SeatRequest {
     pub event_id: ID,
     /// Arrival order among the event's requests (1-based): they are answered in this order.
     pub queue_number: i32,
+    /// When the worker answered it (DONE or FAILED); null while QUEUED.
+    pub answered_at: Option<DateTime<Utc>>,
 }
 
 impl From<SeatRequestView> for SeatRequest {
@@ -115,6 +117,7 @@ impl From<SeatRequestView> for SeatRequest {
             error_message: r.error_message,
             event_id: ID(r.event_id.to_string()),
             queue_number: int(r.queue_number),
+            answered_at: r.answered_at_ms.and_then(DateTime::from_timestamp_millis),
         }
     }
 }

@@ -59,6 +59,9 @@ pub struct SeatRequestView {
     /// The contract error code `holdSeats` gave (FAILED).
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// When the worker recorded the answer (ms since the epoch, the worker's clock); `None` while
+    /// QUEUED.
+    pub answered_at_ms: Option<i64>,
 }
 
 /// A request id: `<event id>-<uuid>`, so the event (and its queue) can be found from it.
@@ -200,6 +203,7 @@ impl WaitingRoomService {
             hold,
             error_code: field("error_code"),
             error_message: field("error_message"),
+            answered_at_ms: field("answered_ms").and_then(|ms| ms.parse().ok()),
         }))
     }
 

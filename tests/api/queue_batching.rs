@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::helpers::*;
 
-use ops::SEAT_REQUEST;
+/// `ops::SEAT_REQUEST` and when it was answered.
+const SEAT_REQUEST: &str = "query($id: ID!) { seatRequest(id: $id) { id status errorCode answeredAt hold { id seats { id } } } }";
 
 const REQUEST: &str = "mutation($e: ID!, $s: [ID!]!, $a: [AreaQuantityInput!], $k: String) { requestSeats(eventId: $e, seatIds: $s, areas: $a, idempotencyKey: $k) { id status queueNumber } }";
 const CREATE: &str =
@@ -175,6 +176,18 @@ both_backends!(
             ids.push(queued["id"].as_str().expect("request id").to_owned());
         }
 
+        // Not answered yet: no answer time.
+        let body = app
+            .gql(
+                Some(&app.token(cases[0].buyer)),
+                SEAT_REQUEST,
+                json!({"id": ids[0]}),
+            )
+            .await;
+        let waiting = data(&body, "seatRequest");
+        assert_eq!(waiting["status"], "QUEUED", "{body}");
+        assert!(waiting["answeredAt"].is_null(), "{body}");
+        let released_at = chrono::Utc::now();
         let _: () = redis::cmd("DEL")
             .arg(&lease)
             .query_async(&mut redis)
@@ -220,6 +233,22 @@ both_backends!(
                 }
             }
         }
+        // Each answer has its time, after the queue was let go, in queue order.
+        let times: Vec<chrono::DateTime<chrono::Utc>> = answers
+            .iter()
+            .map(|a| {
+                let at = a["answeredAt"].as_str().expect("answeredAt");
+                chrono::DateTime::parse_from_rfc3339(at)
+                    .expect("RFC 3339")
+                    .with_timezone(&chrono::Utc)
+            })
+            .collect();
+        assert!(
+            times[0] >= released_at - chrono::Duration::milliseconds(5),
+            "{:?} vs {released_at:?}",
+            times[0]
+        );
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
         // Answered in queue order, each once.
         let numbers = answer_numbers(&mut redis, &prefix, ids.iter().map(String::as_str)).await;
         assert_eq!(

@@ -35,6 +35,22 @@ pub async fn run(ctx: &Ctx, args: &SeatmapReadArgs) -> anyhow::Result<Report> {
     let seq_before = seat_map_seq(&ctx.api, &event.id).await?;
 
     warm_connections(&ctx.api, args.readers + 1).await;
+    // A live on-sale's map is warm: one read builds it before the readers and the writer
+    // start, and that cold build is reported on its own (else the first change would be seen
+    // only after it, by readers all waiting for the same build).
+    let cold = Instant::now();
+    let first = ctx
+        .api
+        .read(args.form, ops::SEAT_MAP, &ops::vars::event(&event.id), None)
+        .await;
+    if !first.answer.is_ok() {
+        bail!("the first seat map read failed: {:?}", first.answer.message);
+    }
+    report.metric(
+        "first (cold) map read",
+        cold.elapsed().as_secs_f64() * 1000.0,
+        "ms",
+    );
     let duration = Duration::from_secs(args.duration_secs);
     let writer = (args.changes_per_sec > 0).then(|| {
         let (ctx, event_id, seats) = (ctx.clone(), event.id.clone(), event.seat_ids.clone());
