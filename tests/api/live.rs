@@ -413,3 +413,34 @@ async fn change_log_is_empty(database_url: &str, event_id: &str) -> bool {
     let _ = conn.close().await;
     rows == [0]
 }
+
+/// WebSocket messages bigger than the server's read buffer (8 KiB) are read whole: a 200 KB
+/// `connection_init` payload (an `Authorization` among padding) and a 100 KB subscribe
+/// message are accepted, and the subscription delivers its changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websocket_messages_bigger_than_the_read_buffer_are_read_whole() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (event_id, seats) = app.create_event(1, 2).await;
+    let alice = app.token("alice");
+    let init = json!({
+        "Authorization": format!("Bearer {alice}"),
+        "padding": "x".repeat(200_000),
+    });
+    // The same subscription with 100 KB of comment after it.
+    let query = format!("{}\n#{}", ops::SEAT_CHANGES, "y".repeat(100_000));
+    let seq = app.seat_map(&event_id).await["seq"].as_i64();
+    let mut sub = Subscription::start(
+        &app.base,
+        Protocol::TransportWs,
+        init,
+        &query,
+        ops::vars::seat_changes(&event_id, seq),
+    )
+    .await;
+    app.hold_seats(&alice, &event_id, &[&seats[1]]).await;
+    let change = sub.next_change(SECOND).await;
+    assert_eq!(change["seatId"], seats[1].as_str(), "{change}");
+    assert_eq!(change["status"], "HELD", "{change}");
+    sub.close().await;
+    app.stop().await;
+}
