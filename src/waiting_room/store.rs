@@ -151,23 +151,18 @@ static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 /// Returns the lease's fencing token if taken, else 0.
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/acquire.lua")));
 
-/// The lease holder's next requests, up to a count: the entries pending with it (taken over,
-/// or not answered yet), then new ones, in stream (arrival) order.
+/// The lease holder's next requests, up to a count, after the newest it has taken: the
+/// entries pending with it (taken over, or not answered yet), then new ones, in stream
+/// (arrival) order.
 const NEXT_ENTRIES: &str = include_str!("lua/next_entry.lua");
-
-/// Renews the lease and returns the next requests.
-/// KEYS: lease, stream. ARGV: owner, lease_ms, group, count.
-/// Returns {'lost'}, {'empty'} or {'entries', id, n, field, value, ..., id, n, ...}.
-static NEXT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{NEXT_ENTRIES}{}", include_str!("lua/next.lua"))));
 
 /// Records the answers of requests, in queue order, each once, and only while holding the
 /// lease with the newest fencing token (a worker that lost it leaves the entries to the new
 /// holder); acknowledges and drops their stream entries; renews the lease and returns the
-/// next requests, as [`NEXT`] does.
+/// next requests (with no answers it only renews and takes).
 /// KEYS: lease, stream, answer counter, fence, then the request hash of each answer.
-/// ARGV: owner, group, now, keep_ms, notify channel, lease_ms, fencing token, count, then
-/// six per answer: entry id, status, hold id, error code, error message, request id.
+/// ARGV: owner, group, now, keep_ms, notify channel, lease_ms, fencing token, count, after,
+/// then six per answer: entry id, status, hold id, error code, error message, request id.
 /// Returns {'lost'} (nothing was written), {'empty'} or {'entries', ...}.
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -222,7 +217,7 @@ pub struct RoomSnapshot {
     pub epoch: i64,
 }
 
-/// What the worker got from [`Store::next_requests`].
+/// What the worker got from [`Store::complete`].
 #[derive(Debug)]
 pub enum Next {
     Lost,
@@ -577,39 +572,17 @@ impl Store {
         Ok(())
     }
 
-    /// Renews the lease and returns up to `count` requests.
-    pub async fn next_requests(
-        &self,
-        keys: &RoomKeys,
-        owner: &str,
-        lease_ms: i64,
-        count: usize,
-    ) -> Result<Next, AppError> {
-        let reply: Vec<Option<String>> = self
-            .eval(
-                &NEXT,
-                &[keys.worker(), keys.requests()],
-                &[
-                    owner.to_owned(),
-                    lease_ms.to_string(),
-                    GROUP.to_owned(),
-                    count.to_string(),
-                ],
-            )
-            .await?;
-        Ok(parse_next(reply))
-    }
-
-    /// Records `answers` (in queue order) and returns up to `count` next requests;
-    /// [`Next::Lost`] if the lease was lost meanwhile, or taken again with a newer token than
-    /// `token` (then nothing was written).
+    /// Records `answers` (in queue order, possibly none), renews the lease and returns up to
+    /// `count` next requests after entry `after` (`0`: from the first); [`Next::Lost`] if the
+    /// lease was lost meanwhile, or taken again with a newer token than `token` (then nothing
+    /// was written).
     pub async fn complete(
         &self,
         keys: &RoomKeys,
         (owner, token): (&str, i64),
         lease_ms: i64,
         answers: &[Answer<'_>],
-        count: usize,
+        (count, after): (usize, &str),
     ) -> Result<Next, AppError> {
         let mut script_keys = vec![
             keys.worker(),
@@ -626,6 +599,7 @@ impl Store {
             lease_ms.to_string(),
             token.to_string(),
             count.to_string(),
+            after.to_owned(),
         ];
         for answer in answers {
             script_keys.push(keys.request(answer.request_uuid));

@@ -4,19 +4,18 @@
 //! 1. entries pending with it (taken over from a worker that died, or its own unanswered);
 //! 2. then new entries, in stream (arrival) order.
 //!
-//! It takes them a chunk at a time and answers each exactly as running them one after
-//! another in queue order would, without running them one at a time: requests that compete
-//! for nothing (no seat, no area, no buyer in common) decide the same whichever goes first,
-//! so a chunk runs in waves. A wave is every request that competes with no earlier request
-//! still waiting; its requests run together, so their writes share the event's batches and
-//! commits (`crate::db::group`). A request that competes with an earlier one waits for a
-//! later wave, after it.
+//! It answers each exactly as running them one after another in queue order would, without
+//! running them one at a time: requests that compete for nothing (no seat, no area, no buyer
+//! in common) decide the same whichever goes first. So it keeps a window of up to [`WINDOW`]
+//! taken requests and starts each as soon as no earlier unanswered request competes with it;
+//! the running ones share the writer slots (and the event's batches, `crate::db::group`). A
+//! request that competes with an earlier one waits until that one is answered.
 //!
 //! Each request runs `hold_seats` with the request id as its idempotency key, so running it
 //! again after a crash returns the hold the first run made instead of making another. The
-//! answers of a chunk are recorded, in queue order, and their entries acknowledged in one
-//! script that checks the lease first: a worker that lost its lease writes nothing, and the
-//! new holder answers instead.
+//! answers of the window's answered head are recorded, in queue order, and their entries
+//! acknowledged in one script that checks the lease first (and takes the next requests): a
+//! worker that lost its lease writes nothing, and the new holder answers instead.
 //!
 //! A lease can run out while its holder is paused (a long GC-like stall, a slow statement)
 //! without the holder noticing. So each taking of the lease draws a fencing token that only
@@ -24,10 +23,12 @@
 //! the answer script checks it too: a holder whose token is older than the newest one seen
 //! neither applies its request nor answers it (`crate::db::fence`).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use tokio::sync::watch;
 
 use super::WaitingRoomService;
@@ -50,8 +51,10 @@ const DISPATCH_EVERY: Duration = Duration::from_millis(250);
 const IDLE_FOR: Duration = Duration::from_secs(2);
 /// How long a request may keep getting "try again" answers before that is its answer.
 const RETRY_FOR: Duration = Duration::from_secs(10);
-/// Most requests taken, run and answered together.
-const CHUNK: usize = 64;
+/// Most requests a worker has taken and not yet answered.
+const WINDOW: usize = 64;
+/// How often a worker waiting for its requests renews its lease (and looks for more).
+const RENEW_EVERY: Duration = Duration::from_millis(500);
 
 impl WaitingRoomService {
     pub(super) async fn run_dispatcher(self, mut shutdown: watch::Receiver<bool>) {
@@ -140,67 +143,184 @@ impl WaitingRoomService {
         }
     }
 
-    /// Works one event's requests while this instance holds its lease, taken with `token`.
+    /// Works one event's requests while this instance holds its lease, taken with `token`:
+    /// keeps up to [`WINDOW`] of them taken, starts each as soon as no earlier unanswered
+    /// request competes with it, and records the answers of the answered head of the window
+    /// in queue order (the same call takes the next requests and renews the lease).
     #[tracing::instrument(skip_all, fields(event.id = room.event_id, token))]
     async fn work(&self, room: RoomConfig, token: i64, shutdown: watch::Receiver<bool>) {
         let keys = RoomKeys::new(&room.queue_key);
         let mut notices = self.inner.notices.subscribe();
         let work_notice = format!("work {}:{}", room.event_id, room.queue_key);
+        let max_seats = self.inner.booking.settings().max_seats_per_hold;
+        let pause = self.inner.worker_pause.get().copied().unwrap_or_default();
         let mut idle_since = Instant::now();
-        // What recording the last answer handed back: the next request, saving a round trip.
-        let mut handed: Option<Next> = None;
+        let mut window: VecDeque<Slot> = VecDeque::new();
+        let mut running = FuturesUnordered::new();
+        // The newest entry taken: the next ones come after it.
+        let mut taken_upto = String::from("0");
+        let mut want_more = true;
+        let run = |slot: usize, request: Arc<Queued>| {
+            let (room, keys, shutdown) = (&room, &keys, &shutdown);
+            async move {
+                let outcome = self.hold_for(room, keys, token, &request, shutdown).await;
+                (slot, outcome)
+            }
+        };
+        let mut next_slot = 0usize;
         loop {
             let Ok(store) = self.store() else { return };
-            if *shutdown.borrow() {
-                let _ = store.release(&keys, self.instance()).await;
-                tracing::info!("stopping: let the request queue go");
-                return;
-            }
-            let next = match handed.take() {
-                Some(next) => Ok(next),
-                None => {
-                    store
-                        .next_requests(&keys, self.instance(), LEASE_MS, CHUNK)
-                        .await
-                }
+            let stopping = *shutdown.borrow();
+            // 1. Record the answered head of the window; take more while there is room.
+            let answered = window
+                .iter()
+                .take_while(|slot| matches!(slot.state, State::Done(_)))
+                .count();
+            let room_left = if stopping {
+                0
+            } else {
+                WINDOW - (window.len() - answered)
             };
-            match next {
-                Ok(Next::Lost) => {
+            if answered > 0 || (want_more && room_left > 0) {
+                let answers: Vec<Answer<'_>> = window
+                    .iter()
+                    .take(answered)
+                    .filter_map(|slot| match &slot.state {
+                        State::Done(outcome) => Some(slot.request.answer(outcome)),
+                        _ => None,
+                    })
+                    .collect();
+                let next = store
+                    .complete(
+                        &keys,
+                        (self.instance(), token),
+                        LEASE_MS,
+                        &answers,
+                        (room_left, &taken_upto),
+                    )
+                    .await;
+                let next = match next {
+                    Ok(next) => next,
+                    Err(err) => {
+                        // Redis failed: the entries stay pending and are answered again.
+                        tracing::debug!(error = %err, "cannot record answers; retrying");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                if matches!(next, Next::Lost) {
                     metrics::counter!("onsale_leases_lost_total", "lease" => "queue").increment(1);
                     tracing::warn!(
                         "lost the lease of the request queue; another instance takes over"
                     );
                     return;
                 }
-                Ok(Next::Empty) => {
-                    if idle_since.elapsed() >= IDLE_FOR {
-                        self.let_go(&room, &keys).await;
-                        return;
-                    }
-                    // Until new work is announced (or a little while passes).
-                    let _ = tokio::time::timeout(Duration::from_millis(100), async {
-                        loop {
-                            match notices.recv().await {
-                                Ok(n) if *n == *work_notice => return,
-                                Ok(_) => {}
-                                Err(_) => return,
-                            }
-                        }
-                    })
-                    .await;
+                for answer in &answers {
+                    metrics::counter!("onsale_seat_requests_total", "status" => answer.status)
+                        .increment(1);
+                    tracing::info!(
+                        request.id = %answer.request_id,
+                        status = answer.status,
+                        code = answer.error.as_ref().map_or("", |e| e.0),
+                        "seat request answered"
+                    );
                 }
-                Ok(Next::Entries(entries)) => {
+                drop(answers);
+                window.drain(..answered);
+                want_more = false;
+                if let Next::Entries(entries) = next {
                     idle_since = Instant::now();
-                    match self.answer(&room, &keys, token, &entries, &shutdown).await {
-                        Ok(next) => handed = Some(next),
-                        Err(err) => {
-                            // Redis failed: the entry stays pending and is answered again.
-                            tracing::debug!(error = %err, "cannot record an answer; retrying");
-                            tokio::time::sleep(Duration::from_millis(200)).await;
+                    want_more = entries.len() == room_left;
+                    if !pause.is_zero() {
+                        // QUEUE_WORKER_PAUSE_MS (tests): a stall past the lease, between
+                        // taking requests and applying them.
+                        tracing::warn!(?pause, entry = %entries[0].id, "pausing before applying the requests");
+                        tokio::time::sleep(pause).await;
+                    }
+                    for entry in &entries {
+                        let (request, refused) = Queued::read(room.event_id, entry, max_seats);
+                        window.push_back(Slot {
+                            id: next_slot,
+                            request: Arc::new(request),
+                            state: refused.map_or(State::Waiting, |err| State::Done(Err(err))),
+                        });
+                        next_slot += 1;
+                    }
+                    if let Some(last) = entries.last() {
+                        taken_upto.clone_from(&last.id);
+                    }
+                }
+                tracing::debug!(
+                    answered,
+                    in_window = window.len(),
+                    running = running.len(),
+                    "request window moved"
+                );
+            }
+            // 2. Start every request that competes with no earlier unanswered one.
+            if !stopping {
+                for slot in start_ready(&mut window) {
+                    running.push(run(slot.0, slot.1));
+                }
+            }
+            // 3. Nothing taken: stop, let go, or wait for work.
+            if window.is_empty() {
+                if stopping {
+                    let _ = store.release(&keys, self.instance()).await;
+                    tracing::info!("stopping: let the request queue go");
+                    return;
+                }
+                if idle_since.elapsed() >= IDLE_FOR {
+                    self.let_go(&room, &keys).await;
+                    return;
+                }
+                // Until new work is announced (or a little while passes).
+                let _ = tokio::time::timeout(Duration::from_millis(100), async {
+                    loop {
+                        match notices.recv().await {
+                            Ok(n) if *n == *work_notice => return,
+                            Ok(_) => {}
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .await;
+                want_more = true;
+                continue;
+            }
+            if stopping && running.is_empty() {
+                // What is left was not answered: pending for the next holder.
+                let _ = store.release(&keys, self.instance()).await;
+                tracing::info!("stopping: let the request queue go");
+                return;
+            }
+            // 4. Wait for an answer, new work, or a moment (then the lease is renewed).
+            tokio::select! {
+                Some((id, outcome)) = running.next() => {
+                    let Some(slot) = window.iter_mut().find(|slot| slot.id == id) else {
+                        continue;
+                    };
+                    match outcome {
+                        Some(Err(AppError::LeaseLost(_))) => {
+                            metrics::counter!("onsale_leases_lost_total", "lease" => "queue")
+                                .increment(1);
+                            self.fenced_out(&room, &keys, token).await;
+                            return;
+                        }
+                        Some(outcome) => slot.state = State::Done(outcome),
+                        // Stopping, or the lease is gone (the next recording says which).
+                        None => {
+                            slot.state = State::Abandoned;
+                            want_more = true;
                         }
                     }
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                notice = notices.recv() => {
+                    if matches!(&notice, Ok(n) if **n == *work_notice) || notice.is_err() {
+                        want_more = true;
+                    }
+                }
+                () = tokio::time::sleep(RENEW_EVERY) => want_more = true,
             }
         }
     }
@@ -222,112 +342,6 @@ impl WaitingRoomService {
         }
         let _ = store.release(keys, self.instance()).await;
         tracing::debug!("request queue idle; lease released");
-    }
-
-    /// Answers a chunk of stream entries (in queue order) and returns the next ones;
-    /// [`Next::Lost`] if the lease was lost (or taken over: the fence refused `token`) before
-    /// the answers were recorded.
-    async fn answer(
-        &self,
-        room: &RoomConfig,
-        keys: &RoomKeys,
-        token: i64,
-        entries: &[Entry],
-        shutdown: &watch::Receiver<bool>,
-    ) -> Result<Next, AppError> {
-        let store = self.store()?;
-        let max_seats = self.inner.booking.settings().max_seats_per_hold;
-        // A request that cannot be held at all (bad input) has its answer already.
-        let (requests, mut outcomes): (Vec<Queued>, Vec<Option<Result<HoldView, AppError>>>) =
-            entries
-                .iter()
-                .map(|entry| {
-                    let (request, refused) = Queued::read(room.event_id, entry, max_seats);
-                    (request, refused.map(Err))
-                })
-                .unzip();
-        let pause = self.inner.worker_pause.get().copied().unwrap_or_default();
-        if !pause.is_zero() {
-            // QUEUE_WORKER_PAUSE_MS (tests): a stall past the lease, between taking requests
-            // and applying them.
-            tracing::warn!(?pause, entry = %entries[0].id, "pausing before applying the requests");
-            tokio::time::sleep(pause).await;
-        }
-        let mut waiting: Vec<usize> = (0..requests.len())
-            .filter(|&i| outcomes[i].is_none())
-            .collect();
-        let mut first = true;
-        let (started, mut waves) = (Instant::now(), 0);
-        while !waiting.is_empty() {
-            // Taking the chunk renewed the lease; each later wave renews it again.
-            if !first && !matches!(store.renew(keys, self.instance(), LEASE_MS).await, Ok(true)) {
-                break;
-            }
-            first = false;
-            let wave = next_wave(&requests, &waiting);
-            waves += 1;
-            let ran = join_all(
-                wave.iter()
-                    .map(|&i| self.hold_for(room, keys, token, &requests[i], shutdown)),
-            )
-            .await;
-            let mut stopped = false;
-            for (&i, outcome) in wave.iter().zip(ran) {
-                match outcome {
-                    Some(Err(AppError::LeaseLost(_))) => {
-                        self.fenced_out(room, keys, token).await;
-                        return Ok(Next::Lost);
-                    }
-                    Some(outcome) => outcomes[i] = Some(outcome),
-                    // Stopping, or the lease is gone.
-                    None => stopped = true,
-                }
-            }
-            if stopped {
-                break;
-            }
-            waiting.retain(|i| !wave.contains(i));
-        }
-        // Answers are recorded in queue order: up to the first request without one, which
-        // stays pending (with those after it) for the next holder, or the next round.
-        let answers: Vec<Answer<'_>> = requests
-            .iter()
-            .zip(&outcomes)
-            .map_while(|(request, outcome)| Some(request.answer(outcome.as_ref()?)))
-            .collect();
-        if answers.is_empty() {
-            return Ok(Next::Empty);
-        }
-        let ran_for = started.elapsed();
-        let next = store
-            .complete(keys, (self.instance(), token), LEASE_MS, &answers, CHUNK)
-            .await?;
-        tracing::debug!(
-            requests = requests.len(),
-            answered = answers.len(),
-            waves,
-            run_ms = ran_for.as_millis(),
-            answer_ms = (started.elapsed() - ran_for).as_millis(),
-            "chunk of requests worked"
-        );
-        if matches!(next, Next::Lost) {
-            tracing::warn!(
-                entries = answers.len(),
-                "lost the lease while answering; the next holder answers them"
-            );
-        } else {
-            for answer in &answers {
-                metrics::counter!("onsale_seat_requests_total", "status" => answer.status)
-                    .increment(1);
-                tracing::info!(
-                    request.id = %answer.request_id,
-                    status = answer.status,
-                    code = answer.error.as_ref().map_or("", |e| e.0),
-                    "seat request answered"
-                );
-            }
-        }
-        Ok(next)
     }
 
     /// The fence refused `token`: a newer holder has applied requests of this event, so this
@@ -496,18 +510,38 @@ impl Queued {
     }
 }
 
-/// The next wave of a chunk: of the `waiting` requests (in queue order), each that competes
-/// for nothing an earlier waiting one competes for. Run together, they answer as they would
-/// one after another; the first waiting request is always in it.
-fn next_wave(requests: &[Queued], waiting: &[usize]) -> Vec<usize> {
-    let mut claimed: HashSet<Contested<'_>> = HashSet::new();
-    let mut wave = Vec::new();
-    for &i in waiting {
-        let contested = requests[i].contested();
-        if contested.iter().all(|c| !claimed.contains(c)) {
-            wave.push(i);
+/// A request the worker has taken, until its answer is recorded.
+struct Slot {
+    id: usize,
+    request: Arc<Queued>,
+    state: State,
+}
+
+enum State {
+    Waiting,
+    Running,
+    Done(Result<HoldView, AppError>),
+    /// Given up without an answer (stopping, or the lease is gone): left pending.
+    Abandoned,
+}
+
+/// Marks running, and returns, every waiting request of the window (in queue order) that
+/// competes for nothing an earlier unanswered one competes for. An answered request's
+/// transaction has ended, so a later one that competes with it may run; run together, the
+/// started ones answer as they would one after another.
+fn start_ready(window: &mut VecDeque<Slot>) -> Vec<(usize, Arc<Queued>)> {
+    let mut claimed: HashSet<Contested> = HashSet::new();
+    let mut ready = Vec::new();
+    for slot in window.iter_mut() {
+        if matches!(slot.state, State::Done(_)) {
+            continue;
+        }
+        let contested = slot.request.contested();
+        if matches!(slot.state, State::Waiting) && contested.iter().all(|c| !claimed.contains(c)) {
+            slot.state = State::Running;
+            ready.push((slot.id, slot.request.clone()));
         }
         claimed.extend(contested);
     }
-    wave
+    ready
 }

@@ -3,7 +3,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[4]) ~= ARGV[7
 end
 -- One answer per request hash KEYS[5..], in queue order; its six arguments start at a.
 for i = 5, #KEYS do
-  local a = 9 + (i - 5) * 6
+  local a = 10 + (i - 5) * 6
   if redis.call('HGET', KEYS[i], 'status') == 'QUEUED' then
     local n = redis.call('INCR', KEYS[3])
     redis.call('PEXPIRE', KEYS[3], ARGV[4])
@@ -17,4 +17,4 @@ for i = 5, #KEYS do
   redis.call('PUBLISH', ARGV[5], 'done ' .. ARGV[a + 5])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return next_entries(KEYS[2], ARGV[2], ARGV[1], ARGV[8])
+return next_entries(KEYS[2], ARGV[2], ARGV[1], ARGV[8], ARGV[9])
