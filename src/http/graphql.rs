@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::read_cache::{Answer, Coding, Kind, Lookup};
+use super::read_cache::{Answer, Coding, Kind, Lookup, ReadCache};
 use super::{AppState, BODY_LIMIT_BYTES, body};
 use crate::auth::Caller;
 use crate::booking::events::MapState;
@@ -240,14 +240,20 @@ async fn seat_map(
         return serve_stored(&answer, headers, started).await;
     }
     // Readers that miss together: one builds, the others wait for its answer.
-    let _flight = state
+    let flight = state
         .read_cache
         .flight(&lookup, state.request_timeout / 2)
         .await;
+    let read_at = Instant::now();
     let before = match stored(state, &lookup).await {
         Ok(answer) => return serve_stored(&answer, headers, started).await,
         Err(now) => now,
     };
+    // Built meanwhile from a state read after this request began, though not stored (the
+    // event changed during that build): it shows every change this reader must see.
+    if let Some(answer) = flight.built_since(started) {
+        return serve_stored(&answer, headers, started).await;
+    }
     let hint = CacheHint::unlimited();
     let Some(response) = execute(state, request.data(hint.clone())).await else {
         return too_long();
@@ -264,13 +270,14 @@ async fn seat_map(
         .await
         .ok()
         .flatten();
-    let body = match serde_json::to_vec(&response) {
-        Ok(body) if after.as_ref() == Some(&before) => body,
-        _ => return Json(response).into_response(),
+    let Ok(body) = serde_json::to_vec(&response) else {
+        return Json(response).into_response();
     };
-    let answer = state
-        .read_cache
-        .put(lookup, before, &hint, Bytes::from(body));
+    let answer = ReadCache::answer(before.clone(), &hint, Bytes::from(body));
+    flight.built(read_at, &answer);
+    if after.as_ref() == Some(&before) {
+        state.read_cache.put(lookup, Arc::clone(&answer));
+    }
     serve(&answer, headers).await
 }
 

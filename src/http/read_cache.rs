@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection,
@@ -175,7 +176,7 @@ pub struct ReadCache {
     answers: Arc<Mutex<Answers>>,
     /// One build at a time per key: readers that miss together wait for the first one's
     /// answer instead of each building the same map.
-    flights: Arc<Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>>,
+    flights: Arc<Mutex<HashMap<Key, Arc<FlightState>>>>,
     /// `SEATMAP_CACHE=off`: every answer is built (plans are still kept).
     answers_on: bool,
 }
@@ -267,23 +268,21 @@ impl ReadCache {
         (answer.event == *event && now < answer.valid_until_ms).then(|| Arc::clone(answer))
     }
 
-    /// Stores `body`, built from `event`, true until `hint` says; returns it for serving.
-    pub fn put(
-        &self,
-        lookup: Lookup,
-        event: MapState,
-        hint: &CacheHint,
-        body: Bytes,
-    ) -> Arc<Answer> {
+    /// An answer of `body`, built from `event`, true until `hint` says, not stored.
+    pub fn answer(event: MapState, hint: &CacheHint, body: Bytes) -> Arc<Answer> {
         let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
-        let answer = Arc::new(Answer {
+        Arc::new(Answer {
             event,
             valid_until_ms: hint.valid_until(),
             etag: HeaderValue::try_from(etag).unwrap_or(HeaderValue::from_static("\"\"")),
             body,
             gzip: OnceCell::new(),
             br: OnceCell::new(),
-        });
+        })
+    }
+
+    /// Stores `answer` for `lookup`.
+    pub fn put(&self, lookup: Lookup, answer: Arc<Answer>) {
         let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
         answers.bytes += answer.body.len();
         if let Some((_, old)) = answers.lru.push(lookup.key, Arc::clone(&answer)) {
@@ -296,16 +295,62 @@ impl ReadCache {
             }
         }
         drop(answers);
-        answer
     }
+}
+
+/// The builds of one key: one at a time, and the latest, for the readers that waited.
+#[derive(Default)]
+pub struct FlightState {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    latest: Mutex<Option<Built>>,
+}
+
+/// An answer a reader built, and when it read the event's state before building: the map
+/// shows every change committed before then.
+struct Built {
+    read_at: Instant,
+    answer: Arc<Answer>,
 }
 
 /// The right to build one key's answer; see [`ReadCache::flight`].
 pub struct Flight {
     key: Key,
-    lock: Arc<tokio::sync::Mutex<()>>,
-    flights: Arc<Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>>,
+    state: Arc<FlightState>,
+    flights: Arc<Mutex<HashMap<Key, Arc<FlightState>>>>,
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Flight {
+    /// The latest answer built for this key from a state read no earlier than `began`: it
+    /// shows every change committed before a read that began then. (A build whose event
+    /// changed meanwhile is not stored, yet it serves the readers that were already waiting,
+    /// instead of each of them building in turn.)
+    pub fn built_since(&self, began: Instant) -> Option<Arc<Answer>> {
+        let latest = self
+            .state
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        latest
+            .as_ref()
+            .filter(|built| built.read_at >= began)
+            .map(|built| Arc::clone(&built.answer))
+    }
+
+    /// Makes `answer`, built from the state read at `read_at`, the latest of this key.
+    pub fn built(&self, read_at: Instant, answer: &Arc<Answer>) {
+        let mut latest = self
+            .state
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if latest.as_ref().is_none_or(|built| built.read_at <= read_at) {
+            *latest = Some(Built {
+                read_at,
+                answer: Arc::clone(answer),
+            });
+        }
+    }
 }
 
 impl Drop for Flight {
@@ -313,7 +358,7 @@ impl Drop for Flight {
         self._guard = None;
         let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
         // Nobody else waits (the map's and our own handle are all there is): forget it.
-        if Arc::strong_count(&self.lock) <= 2 {
+        if Arc::strong_count(&self.state) <= 2 {
             flights.remove(&self.key);
         }
     }
@@ -324,19 +369,19 @@ impl ReadCache {
     /// holds that right until dropped. Check [`ReadCache::get`] again after it: the one
     /// before may have stored what this request needs.
     pub async fn flight(&self, lookup: &Lookup, patience: std::time::Duration) -> Flight {
-        let lock = self
+        let state = self
             .flights
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(lookup.key.clone())
             .or_default()
             .clone();
-        let guard = tokio::time::timeout(patience, lock.clone().lock_owned())
+        let guard = tokio::time::timeout(patience, Arc::clone(&state.lock).lock_owned())
             .await
             .ok();
         Flight {
             key: lookup.key.clone(),
-            lock,
+            state,
             flights: Arc::clone(&self.flights),
             _guard: guard,
         }

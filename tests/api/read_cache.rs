@@ -305,3 +305,76 @@ async fn readers_that_miss_together_build_the_map_once() {
     );
     assert_eq!(count(&after, "cache") - count(&before, "cache"), 49);
 }
+
+/// Readers that wait for a build while the event keeps changing get that build's answer if
+/// it was started after they asked (it shows every change made before they asked), instead
+/// of each building the map in turn; and none gets a map without a hold that was answered
+/// before its read began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_waiting_through_changes_share_a_build_and_see_every_earlier_change() {
+    const READERS: usize = 60;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (event_id, seats) = app.create_event(20, 100).await;
+    let count = |metrics: &str, source: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("onsale_seat_map_answers_total")
+                    && l.contains(&format!("source=\"{source}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // A writer holds a seat every few milliseconds meanwhile, so that builds see changes.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let writer = async {
+        let mut held = Vec::new();
+        for (i, seat) in seats.iter().enumerate() {
+            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                break;
+            }
+            let token = app.token(&format!("w{i}"));
+            let body = app.hold_seats(&token, &event_id, &[seat]).await;
+            assert!(body["errors"].is_null(), "{body}");
+            held.push((seat.clone(), std::time::Instant::now()));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        held
+    };
+    let readers = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = app.metrics().await;
+        let reads = (0..READERS).map(|_| async {
+            let began = std::time::Instant::now();
+            let body = app.gql(None, MAP, json!({"e": event_id})).await;
+            (began, body)
+        });
+        let answers = futures::future::join_all(reads).await;
+        let after = app.metrics().await;
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        (before, answers, after)
+    };
+    let (held, (before, answers, after)) = tokio::join!(writer, readers);
+    let order = app.seat_ids(&event_id).await;
+    for (began, body) in &answers {
+        let states = body["data"]["seatMap"]["states"].as_str().expect("states");
+        for (seat, answered) in &held {
+            if answered < began {
+                let at = order.iter().position(|s| s == seat).expect("seat");
+                assert_eq!(
+                    &states[at..=at],
+                    "H",
+                    "a hold answered before the read began is on its map"
+                );
+            }
+        }
+    }
+    let built = count(&after, "built") - count(&before, "built");
+    let cached = count(&after, "cache") - count(&before, "cache");
+    assert_eq!(built + cached, READERS as u64, "{after}");
+    assert!(
+        built <= (READERS / 4) as u64,
+        "waiting readers shared builds ({built} builds for {READERS} readers)"
+    );
+}
