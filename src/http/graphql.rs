@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::read_cache::{Answer, Coding, Kind, Lookup, ReadCache};
+use super::read_cache::{Answer, Coding, Flown, Kind, Lookup, ReadCache};
 use super::{AppState, BODY_LIMIT_BYTES, body};
 use crate::auth::Caller;
 use crate::booking::events::MapState;
@@ -240,17 +240,21 @@ async fn seat_map(
         return serve_stored(&answer, headers, started).await;
     }
     // Readers that miss together: one builds, the others wait for its answer.
-    let flight = state
+    // A build meanwhile from a state read after this request began, even one not stored (the
+    // event changed during it), shows every change this reader must see.
+    let flight = match state
         .read_cache
-        .flight(&lookup, state.request_timeout / 2)
-        .await;
+        .flight(&lookup, state.request_timeout / 2, started)
+        .await
+    {
+        Flown::Shared(answer) => return serve_stored(&answer, headers, started).await,
+        Flown::Build(flight) => flight,
+    };
     let read_at = Instant::now();
     let before = match stored(state, &lookup).await {
         Ok(answer) => return serve_stored(&answer, headers, started).await,
         Err(now) => now,
     };
-    // Built meanwhile from a state read after this request began, though not stored (the
-    // event changed during that build): it shows every change this reader must see.
     if let Some(answer) = flight.built_since(started) {
         return serve_stored(&answer, headers, started).await;
     }
@@ -274,10 +278,12 @@ async fn seat_map(
         return Json(response).into_response();
     };
     let answer = ReadCache::answer(before.clone(), &hint, Bytes::from(body));
-    flight.built(read_at, &answer);
     if after.as_ref() == Some(&before) {
         state.read_cache.put(lookup, Arc::clone(&answer));
     }
+    flight.built(read_at, &answer);
+    // The next build may begin while this answer is compressed and sent.
+    drop(flight);
     serve(&answer, headers).await
 }
 

@@ -303,6 +303,9 @@ impl ReadCache {
 pub struct FlightState {
     lock: Arc<tokio::sync::Mutex<()>>,
     latest: Mutex<Option<Built>>,
+    /// Woken when a build is published, so that the readers it serves need not take the
+    /// lock in turn to find it.
+    published: tokio::sync::Notify,
 }
 
 /// An answer a reader built, and when it read the event's state before building: the map
@@ -350,6 +353,8 @@ impl Flight {
                 answer: Arc::clone(answer),
             });
         }
+        drop(latest);
+        self.state.published.notify_waiters();
     }
 }
 
@@ -366,9 +371,15 @@ impl Drop for Flight {
 
 impl ReadCache {
     /// Waits (at most `patience`) until no other request is building `lookup`'s answer, then
-    /// holds that right until dropped. Check [`ReadCache::get`] again after it: the one
-    /// before may have stored what this request needs.
-    pub async fn flight(&self, lookup: &Lookup, patience: std::time::Duration) -> Flight {
+    /// holds that right until dropped; or, sooner, until a build serves a request that
+    /// `began` then ([`Flight::built_since`]): [`Flown::Shared`]. Check [`ReadCache::get`]
+    /// again after [`Flown::Build`]: the one before may have stored what this request needs.
+    pub async fn flight(
+        &self,
+        lookup: &Lookup,
+        patience: std::time::Duration,
+        began: Instant,
+    ) -> Flown {
         let state = self
             .flights
             .lock()
@@ -376,16 +387,39 @@ impl ReadCache {
             .entry(lookup.key.clone())
             .or_default()
             .clone();
-        let guard = tokio::time::timeout(patience, Arc::clone(&state.lock).lock_owned())
-            .await
-            .ok();
-        Flight {
+        let mut flight = Flight {
             key: lookup.key.clone(),
-            state,
+            state: Arc::clone(&state),
             flights: Arc::clone(&self.flights),
-            _guard: guard,
+            _guard: None,
+        };
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut lock = std::pin::pin!(Arc::clone(&state.lock).lock_owned());
+        loop {
+            let published = state.published.notified();
+            let mut published = std::pin::pin!(published);
+            published.as_mut().enable();
+            if let Some(answer) = flight.built_since(began) {
+                return Flown::Shared(answer);
+            }
+            tokio::select! {
+                guard = &mut lock => {
+                    flight._guard = Some(guard);
+                    return Flown::Build(flight);
+                }
+                () = published => {}
+                () = tokio::time::sleep_until(deadline) => return Flown::Build(flight),
+            }
         }
     }
+}
+
+/// What waiting for a key's build came to.
+pub enum Flown {
+    /// A build that shows every change committed before the request began.
+    Shared(Arc<Answer>),
+    /// This request builds (holding the right to, unless its patience ran out).
+    Build(Flight),
 }
 
 /// A content coding the client accepts.
