@@ -242,13 +242,17 @@ async fn seat_map(
     // Readers that miss together: one builds, the others wait for its answer.
     // A build meanwhile from a state read after this request began, even one not stored (the
     // event changed during it), shows every change this reader must see.
-    let flight = match state
-        .read_cache
-        .flight(&lookup, state.request_timeout / 2, started)
-        .await
-    {
-        Flown::Shared(answer) => return serve_stored(&answer, headers, started).await,
-        Flown::Build(flight) => flight,
+    let patience = Instant::now() + state.request_timeout / 2;
+    let flight = loop {
+        match state.read_cache.flight(&lookup, patience, started).await {
+            Flown::Shared(answer) => return serve_stored(&answer, headers, started).await,
+            Flown::Build(flight) => break flight,
+            Flown::Recheck => {
+                if let Ok(answer) = stored(state, &lookup).await {
+                    return serve_stored(&answer, headers, started).await;
+                }
+            }
+        }
     };
     let read_at = Instant::now();
     let before = match stored(state, &lookup).await {

@@ -370,16 +370,12 @@ impl Drop for Flight {
 }
 
 impl ReadCache {
-    /// Waits (at most `patience`) until no other request is building `lookup`'s answer, then
-    /// holds that right until dropped; or, sooner, until a build serves a request that
-    /// `began` then ([`Flight::built_since`]): [`Flown::Shared`]. Check [`ReadCache::get`]
-    /// again after [`Flown::Build`]: the one before may have stored what this request needs.
-    pub async fn flight(
-        &self,
-        lookup: &Lookup,
-        patience: std::time::Duration,
-        began: Instant,
-    ) -> Flown {
+    /// Waits, until the instant `patience` at most, until no other request is building
+    /// `lookup`'s answer, then holds that right until dropped; or, sooner, until a build is
+    /// published: [`Flown::Shared`] if it serves a request that `began` then
+    /// ([`Flight::built_since`]), else [`Flown::Recheck`]. Check [`ReadCache::get`] again
+    /// after [`Flown::Build`]: the one before may have stored what this request needs.
+    pub async fn flight(&self, lookup: &Lookup, patience: Instant, began: Instant) -> Flown {
         let state = self
             .flights
             .lock()
@@ -393,23 +389,23 @@ impl ReadCache {
             flights: Arc::clone(&self.flights),
             _guard: None,
         };
-        let deadline = tokio::time::Instant::now() + patience;
+        let deadline = tokio::time::Instant::from_std(patience);
         let mut lock = std::pin::pin!(Arc::clone(&state.lock).lock_owned());
-        loop {
-            let published = state.published.notified();
-            let mut published = std::pin::pin!(published);
-            published.as_mut().enable();
-            if let Some(answer) = flight.built_since(began) {
-                return Flown::Shared(answer);
+        let published = state.published.notified();
+        let mut published = std::pin::pin!(published);
+        published.as_mut().enable();
+        if let Some(answer) = flight.built_since(began) {
+            return Flown::Shared(answer);
+        }
+        tokio::select! {
+            guard = &mut lock => {
+                flight._guard = Some(guard);
+                Flown::Build(flight)
             }
-            tokio::select! {
-                guard = &mut lock => {
-                    flight._guard = Some(guard);
-                    return Flown::Build(flight);
-                }
-                () = published => {}
-                () = tokio::time::sleep_until(deadline) => return Flown::Build(flight),
-            }
+            // Built from a state read before this request began, it may be stored and
+            // still true, which only the store can tell.
+            () = published => flight.built_since(began).map_or(Flown::Recheck, Flown::Shared),
+            () = tokio::time::sleep_until(deadline) => Flown::Build(flight),
         }
     }
 }
@@ -420,6 +416,9 @@ pub enum Flown {
     Shared(Arc<Answer>),
     /// This request builds (holding the right to, unless its patience ran out).
     Build(Flight),
+    /// A build was published that began before this request did: look in the store again
+    /// (without waiting for the lock in turn), then wait again if it is not there.
+    Recheck,
 }
 
 /// A content coding the client accepts.
