@@ -271,23 +271,26 @@ async fn readers_on_one_instance_never_get_a_map_older_than_a_hold_made_on_anoth
     assert_eq!(map["data"]["seatMap"]["seq"], 30);
 }
 
+/// How many seat-map answers the server made from `source` ("built" or "cache"), from its
+/// metrics text.
+fn answers_by(metrics: &str, source: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("onsale_seat_map_answers_total")
+                && l.contains(&format!("source=\"{source}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
 /// Readers that miss together build the map once: the first builds, the others wait for its
 /// answer (the server counts how each answer was made).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_that_miss_together_build_the_map_once() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let (event_id, _) = app.create_event(10, 100).await;
-    let count = |metrics: &str, source: &str| {
-        metrics
-            .lines()
-            .find(|l| {
-                l.starts_with("onsale_seat_map_answers_total")
-                    && l.contains(&format!("source=\"{source}\""))
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     // Setting up read the map with another query; count from here.
     let before = app.metrics().await;
     let reads = (0..50).map(|_| app.gql(None, MAP, json!({"e": event_id})));
@@ -299,11 +302,14 @@ async fn readers_that_miss_together_build_the_map_once() {
     assert_eq!(answers[0]["data"]["seatMap"]["states"], "A".repeat(1000));
     let after = app.metrics().await;
     assert_eq!(
-        count(&after, "built") - count(&before, "built"),
+        answers_by(&after, "built") - answers_by(&before, "built"),
         1,
         "{after}"
     );
-    assert_eq!(count(&after, "cache") - count(&before, "cache"), 49);
+    assert_eq!(
+        answers_by(&after, "cache") - answers_by(&before, "cache"),
+        49
+    );
 }
 
 /// Readers that wait for a build while the event keeps changing get that build's answer if
@@ -315,17 +321,6 @@ async fn readers_waiting_through_changes_share_a_build_and_see_every_earlier_cha
     const READERS: usize = 60;
     let app = TestApp::spawn(Backend::Postgres).await;
     let (event_id, seats) = app.create_event(20, 100).await;
-    let count = |metrics: &str, source: &str| {
-        metrics
-            .lines()
-            .find(|l| {
-                l.starts_with("onsale_seat_map_answers_total")
-                    && l.contains(&format!("source=\"{source}\""))
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
     // A writer holds a seat every few milliseconds meanwhile, so that builds see changes.
     let stop = std::sync::atomic::AtomicBool::new(false);
     let writer = async {
@@ -370,8 +365,8 @@ async fn readers_waiting_through_changes_share_a_build_and_see_every_earlier_cha
             }
         }
     }
-    let built = count(&after, "built") - count(&before, "built");
-    let cached = count(&after, "cache") - count(&before, "cache");
+    let built = answers_by(&after, "built") - answers_by(&before, "built");
+    let cached = answers_by(&after, "cache") - answers_by(&before, "cache");
     assert_eq!(built + cached, READERS as u64, "{after}");
     assert!(
         built <= (READERS / 4) as u64,
