@@ -111,7 +111,7 @@ async fn a_worker_paused_past_its_lease_cannot_apply_or_answer() {
         ids.push(queued["id"].as_str().expect("request id").to_owned());
     }
 
-    // A has taken the first requests (a chunk, pending with A) and stalls.
+    // A has taken the first requests (pending with A) and stalls.
     let stream = format!("{prefix}:requests");
     let a_addr = a.base.trim_start_matches("http://").to_owned();
     wait_until(

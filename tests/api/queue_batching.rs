@@ -1,8 +1,8 @@
-//! The queue worker runs a chunk of queued requests together (waves of requests that compete
-//! for nothing in common) and still answers each exactly as running them one after another
-//! in queue order would: the earlier request wins a seat or an area's last places, a buyer's
-//! limit counts their earlier requests, a request that fails leaves the others their answers,
-//! and the answers are recorded in queue order.
+//! The queue worker runs queued requests that compete for nothing in common side by side
+//! (a window of up to 64 taken requests) and still answers each exactly as running them one
+//! after another in queue order would: the earlier request wins a seat or an area's last
+//! places, a buyer's limit counts their earlier requests, a request that fails leaves the
+//! others their answers, and the answers are recorded in queue order.
 
 use std::time::Duration;
 
@@ -110,7 +110,7 @@ both_backends!(
             .await
             .expect("redis");
         // Someone else holds the queue's lease while the requests arrive, so that the worker
-        // finds them all queued and takes them as one chunk.
+        // finds them all queued and takes them into its window at once.
         let lease = format!("{prefix}:worker");
         let _: () = redis::cmd("SET")
             .arg(&lease)
@@ -149,7 +149,7 @@ both_backends!(
         // One that cannot be held at all: a seat that does not exist.
         let unknown = cases.len();
         cases.push(case("kim", &[], 0, Some("NOT_FOUND")));
-        assert!(cases.len() <= 40, "one chunk of the worker (32) and a bit");
+        assert!(cases.len() <= 40, "all in the window at once");
 
         let mut ids = Vec::new();
         for (i, c) in cases.iter().enumerate() {
