@@ -24,6 +24,8 @@ const B_URL = required('ONSALE_B_URL');
 const HOLD_TTL_SECS = Number(process.env.HOLD_TTL_SECS ?? 3);
 /** How soon a change made on one instance must show on the other page. */
 const LIVE_MS = 1000;
+/** How long the proxy holds back the server's side of B's first WebSocket. */
+const SLOW_SOCKET_MS = 1500;
 
 let browser;
 let proxyB;
@@ -48,11 +50,15 @@ after(async () => {
   proxyB?.close();
 });
 
-/** A TCP proxy to `target` whose connections can be dropped and refused for a while. */
+/**
+ * A TCP proxy to `target` whose connections can be dropped and refused for a while, and
+ * whose next WebSocket can be made slow (each of the server's bytes arrives late).
+ */
 async function startProxy(target) {
   const { hostname, port } = new URL(target);
   const sockets = new Set();
   let up = true;
+  let slowSocketMs = 0;
   const track = (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -67,9 +73,18 @@ async function startProxy(target) {
     const upstream = net.connect(Number(port), hostname);
     track(upstream);
     client.pipe(upstream);
-    upstream.pipe(client);
+    let delay = 0;
+    client.once('data', (head) => {
+      if (slowSocketMs && / \/graphql\/ws /.test(String(head))) {
+        delay = slowSocketMs;
+        slowSocketMs = 0;
+      }
+    });
+    const later = (action) => (delay ? setTimeout(action, delay) : action());
+    upstream.on('data', (chunk) => later(() => client.write(chunk)));
+    upstream.on('end', () => later(() => client.end()));
     client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
+    upstream.on('close', () => later(() => client.destroy()));
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -80,6 +95,10 @@ async function startProxy(target) {
     },
     restore() {
       up = true;
+    },
+    /** Delays everything the server sends on the next WebSocket by `ms`. */
+    slowNextSocket(ms) {
+      slowSocketMs = ms;
     },
     close() {
       this.drop();
@@ -162,7 +181,15 @@ async function seatIdByLabel(page, prefix) {
 step('A and B sign in on two instances and watch the same event', async () => {
   await signIn(pageA, A_URL, 'alice');
   const eventId = await pageA.inputValue('#event-select');
+  // B signs in while the page's first socket is still connecting: the socket signing in
+  // replaces goes live and closes after its successor is live, and the page stays live.
+  const firstSocket = pageB.waitForEvent('websocket');
+  proxyB.slowNextSocket(SLOW_SOCKET_MS);
   await signIn(pageB, proxyB.url, 'bob', eventId);
+  await firstSocket;
+  // The slow socket's handshake, acknowledgement and close each arrive SLOW_SOCKET_MS late.
+  await pageB.waitForTimeout(4 * SLOW_SOCKET_MS);
+  assert.equal(await pageB.getAttribute('#connection', 'data-state'), 'live');
   assert.equal(await pageB.inputValue('#event-select'), eventId);
 
   seats.first = await seatIdByLabel(pageA, 'Orchestra row A seat 10');

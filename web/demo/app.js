@@ -195,7 +195,16 @@ let wsClient = null;
 
 function makeWsClient() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  return createClient({
+  // A client replaced by restartSocket still reports its socket's last moments (a dispose
+  // waits for a connection in progress, then closes it) — possibly after the new client is
+  // live. Only the current client's events may change what the page shows.
+  let client = null;
+  const ifCurrent =
+    (handler) =>
+    (...args) => {
+      if (wsClient === client) handler(...args);
+    };
+  client = createClient({
     url: `${scheme}://${location.host}/graphql/ws`,
     connectionParams: () => (state.token ? { Authorization: `Bearer ${state.token}` } : {}),
     lazy: true,
@@ -206,16 +215,17 @@ function makeWsClient() {
     shouldRetry: () => true,
     retryWait: (retries) => sleep(Math.min(5000, 250 * 2 ** retries) * (1 + Math.random() * 0.5)),
     on: {
-      connecting: () => setConnection('connecting', 'Connecting…'),
-      connected: () => {
+      connecting: ifCurrent(() => setConnection('connecting', 'Connecting…')),
+      connected: ifCurrent(() => {
         state.resubscribeFailures = 0;
         setConnection('live', 'Live');
-      },
-      closed: () => {
+      }),
+      closed: ifCurrent(() => {
         if (state.subscription) setConnection('offline', 'Reconnecting…');
-      },
+      }),
     },
   });
+  return client;
 }
 
 function stopSubscription() {
