@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const PROTOCOL: &str = "graphql-transport-ws";
@@ -54,7 +55,11 @@ impl Subscription {
         request
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(PROTOCOL));
-        let (socket, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request))
+        // tungstenite zero-fills its whole read buffer before every read (128 KiB by
+        // default); messages here are small, and a bigger one grows the buffer.
+        let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), false);
+        let (socket, _) = tokio::time::timeout(timeout, connect)
             .await
             .context("WebSocket handshake timed out")?
             .context("WebSocket handshake failed")?;

@@ -414,7 +414,7 @@ async fn change_log_is_empty(database_url: &str, event_id: &str) -> bool {
     rows == [0]
 }
 
-/// WebSocket messages bigger than the server's read buffer (128 KiB) are read whole: a 200 KB
+/// WebSocket messages bigger than the server's read buffer (8 KiB) are read whole: a 200 KB
 /// `connection_init` payload (an `Authorization` among padding) and a 100 KB subscribe
 /// message are accepted, and the subscription delivers its changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
