@@ -53,14 +53,6 @@ async fn one_i64(db: &DatabaseConnection, sql: String, column: &str) -> Option<i
         .map(|row| row.try_get::<i64>("", column).expect("column"))
 }
 
-/// The value of a counter in the Prometheus text, 0 if it is not there yet.
-fn counter(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 const QUEUE_LEASES_LOST: &str = r#"onsale_leases_lost_total{lease="queue"}"#;
 
 /// Instance A takes the first queued requests and stalls past its lease; instance B takes the

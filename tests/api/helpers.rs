@@ -653,3 +653,12 @@ pub async fn queue_prefix(db: &sea_orm::DatabaseConnection, event_id: &str) -> S
     let queue_key: String = row.try_get("", "queue_key").expect("queue key");
     format!("onsale:wr:{{{queue_key}}}")
 }
+
+/// The value of a counter `series` (name and labels, as the Prometheus text writes them) in
+/// the text of `/metrics`, 0 if it is not there yet.
+pub fn counter(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -274,15 +274,10 @@ async fn readers_on_one_instance_never_get_a_map_older_than_a_hold_made_on_anoth
 /// How many seat-map answers the server made from `source` ("built" or "cache"), from its
 /// metrics text.
 fn answers_by(metrics: &str, source: &str) -> u64 {
-    metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("onsale_seat_map_answers_total")
-                && l.contains(&format!("source=\"{source}\""))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0)
+    counter(
+        metrics,
+        &format!("onsale_seat_map_answers_total{{source=\"{source}\"}}"),
+    )
 }
 
 /// Readers that miss together build the map once: the first builds, the others wait for its
