@@ -8,29 +8,9 @@ use std::sync::Arc;
 use crate::both_backends;
 use crate::helpers::*;
 
-/// The mean batch size so far, from the instance's metrics (`_sum / _count`).
+/// The mean batch size so far, from the instance's metrics.
 async fn mean_batch(app: &TestApp) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let read = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let count = read("onsale_group_commit_members_count");
-    if count == 0.0 {
-        0.0
-    } else {
-        read("onsale_group_commit_members_sum") / count
-    }
+    histogram_mean(&app.metrics().await, "onsale_group_commit_members").0
 }
 
 both_backends!(

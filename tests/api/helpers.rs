@@ -662,3 +662,22 @@ pub fn counter(metrics: &str, series: &str) -> u64 {
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// The mean of a histogram `name` (`_sum / _count`, 0 before its first sample) and its
+/// sample count, in the text of `/metrics`.
+pub fn histogram_mean(metrics: &str, name: &str) -> (f64, f64) {
+    let read = |suffix: &str| {
+        let series = format!("{name}{suffix}");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let count = read("_count");
+    let mean = if count == 0.0 {
+        0.0
+    } else {
+        read("_sum") / count
+    };
+    (mean, count)
+}

@@ -42,20 +42,6 @@ fn case(
     }
 }
 
-/// The mean batch size and the number of batches, from the instance's metrics.
-fn batches(metrics: &str) -> (f64, f64) {
-    let read = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let count = read("onsale_group_commit_members_count");
-    let sum = read("onsale_group_commit_members_sum");
-    (if count == 0.0 { 0.0 } else { sum / count }, count)
-}
-
 both_backends!(
     a_chunk_of_queued_requests_answers_as_a_sequential_run,
     |backend| async move {
@@ -274,7 +260,7 @@ both_backends!(
             (Some(0), Some(3))
         );
         // The worker ran them together: their writes shared batches.
-        let (mean, count) = batches(&app.metrics().await);
+        let (mean, count) = histogram_mean(&app.metrics().await, "onsale_group_commit_members");
         assert!(count >= 1.0, "batches committed");
         assert!(
             mean > 1.0,

@@ -14,29 +14,9 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::ws::{Protocol, Subscription};
 
-/// The mean size of a numbering run so far, from the instance's metrics (`_sum / _count`).
+/// The mean size of a numbering run so far, from the instance's metrics.
 async fn mean_batch(app: &TestApp) -> f64 {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let read = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let count = read("onsale_sequencer_batch_changes_count");
-    if count == 0.0 {
-        0.0
-    } else {
-        read("onsale_sequencer_batch_changes_sum") / count
-    }
+    histogram_mean(&app.metrics().await, "onsale_sequencer_batch_changes").0
 }
 
 /// Every change of `event_id` from `afterSeq: 0`, read on `app` until `n` have arrived.
