@@ -18,6 +18,7 @@ mod m20261202_000012_webhooks;
 mod m20261202_000013_areas;
 mod m20261202_000014_seat_change_pending;
 mod m20261203_000015_fencing;
+mod m20261204_000016_hold_buyer_index;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_areas::Migration),
             Box::new(m20261202_000014_seat_change_pending::Migration),
             Box::new(m20261203_000015_fencing::Migration),
+            Box::new(m20261204_000016_hold_buyer_index::Migration),
         ]
     }
 }

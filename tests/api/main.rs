@@ -37,6 +37,7 @@ mod payments;
 mod pg_proxy;
 mod process;
 mod procs;
+mod query_plans;
 mod queue_batching;
 mod rate_limits;
 mod read_cache;
